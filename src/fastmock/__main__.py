@@ -1,0 +1,3 @@
+from fastmock.cli import main
+
+main()

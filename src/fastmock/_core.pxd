@@ -1,0 +1,210 @@
+# The contract of the compiled core: every cdef class's fields and C methods.
+# The implementations live in core/*.pyx, included by _core.pyx (one module, so cdef calls inline).
+
+cdef struct HeaderSpan:
+    unsigned int name_start
+    unsigned int name_len
+    unsigned int value_start
+    unsigned int value_len
+
+
+# --- core/parser.pyx -------------------------------------------------------------------------------
+
+cdef class ParserHandler:
+    # Each returns 1 to pause the parser after this event (the consumer is busy), else 0.
+    cdef int _on_head(self, RequestParser parser) except -1
+    cdef int _on_body(self, const char* data, size_t length) except -1
+    cdef int _on_message_complete(self) except -1
+
+
+cdef class EventCollector(ParserHandler):
+    cdef list events
+
+
+cdef class Request:
+    cdef:
+        bytes _head
+        bytes _spans
+        unsigned int _target_start, _target_len, _path_start, _path_len, _query_start, _query_len
+        readonly str method
+        readonly int http_minor
+        readonly bint keep_alive
+        readonly bint chunked
+        readonly bint expect_continue
+        readonly long long content_length
+        public bytes body
+        public unsigned long long body_size
+        public bint body_truncated
+        public str client_addr
+        public str server_addr
+        public double read_pause_s
+
+
+cdef class Data:
+    cdef readonly bytes data
+
+
+cdef class EndOfMessage:
+    pass
+
+
+cdef class RequestParser:
+    cdef:
+        ParserHandler handler
+        size_t max_target_size
+        size_t max_header_size
+        unsigned int max_headers
+        int state
+        bint paused
+        # bytes kept between feeds: a partial head or line, or everything while paused
+        char* buf
+        size_t buf_len
+        size_t buf_cap
+        # head scanning, resumable across feeds
+        size_t scan_pos
+        size_t line_start
+        size_t first_line_len
+        unsigned int line_count
+        size_t trailer_size
+        long long body_remaining
+        # the head just parsed; pointers valid only during _on_head
+        const char* head
+        size_t head_len
+        unsigned int method_len
+        int method_id
+        unsigned int target_start, target_len, path_start, path_len, query_start, query_len
+        unsigned int header_count
+        readonly int http_minor
+        readonly bint keep_alive
+        readonly bint chunked
+        readonly bint expect_continue
+        readonly long long content_length
+
+    cdef int feed_ptr(self, const char* data, size_t length) except -1
+    cdef int resume(self) except -1
+    cdef void release(self)
+    cdef Request make_request(self)
+    cdef inline bint has_partial_head(self)
+    cdef inline bint in_body(self)
+    cdef int _append(self, const char* data, size_t length) except -1
+    cdef int _run_buffer(self) except -1
+    cdef Py_ssize_t _parse(self, const char* p, size_t n) except -1
+    cdef size_t _find_head_end(self, const char* p, size_t n) except? 0
+    cdef int _parse_head(self, const char* p, size_t n) except -1
+    cdef int _parse_request_line(self, const char* p, size_t n) except -1
+    cdef int _message_complete(self) except -1
+
+
+# --- core/writer.pyx -------------------------------------------------------------------------------
+
+cdef class StaticResponse:
+    cdef:
+        readonly int status
+        bytes content_type
+        bytes body
+        list extra_headers
+        list variants
+        unsigned int generation
+
+    cdef bytes get(self, int conn, bint head_only)
+
+
+cdef class Response:
+    cdef:
+        public int status
+        public bytes body
+        public bytes content_type
+        public list headers
+        public double delay_s
+
+
+# --- core/random.pyx -------------------------------------------------------------------------------
+
+cdef class Random:
+    cdef unsigned long long s[4]
+    cdef unsigned long long next_u64(self)
+    cdef double next_double(self)
+
+
+# --- core/protocol.pyx -----------------------------------------------------------------------------
+
+cdef class Route:
+    cdef:
+        readonly str name
+        readonly bytes path
+        readonly bint prefix
+        StaticResponse static
+        StaticResponse static_draining
+        object handler
+        object on_head
+        size_t body_limit
+        int index
+
+
+cdef class Server:
+    cdef:
+        object loop
+        list routes
+        Route default_route
+        size_t max_target_size
+        size_t max_header_size
+        unsigned int max_headers
+        double idle_timeout_s
+        double header_timeout_s
+        double tick_s
+        long long max_connections
+        bytearray read_buffer
+        object read_view
+        object slow_read_view
+        set connections
+        bint draining
+        object access_log
+        object tick_handle
+        # statistics, read by /metrics and --mem-interval
+        unsigned long long requests_total
+        unsigned long long bytes_in
+        unsigned long long bytes_out
+        unsigned long long connections_total
+        unsigned long long connections_rejected
+        unsigned long long* status_counts
+        unsigned long long* duration_counts
+        double duration_sum_s
+
+    cdef Route match(self, const char* path, size_t length)
+    cdef void count(self, Route route, int status, double duration_s)
+
+
+cdef class ServerProtocol(ParserHandler):
+    cdef:
+        Server server
+        object transport
+        RequestParser parser
+        list out
+        Route route
+        Request request
+        bytearray body
+        unsigned long long body_size
+        bint keep_alive
+        bint head_only
+        bint closing
+        bint writing_paused
+        bint backlog_paused
+        int phase               # 0: reading or idle, 1: a delayed response is pending
+        double last_active
+        double head_started
+        double started
+        object delay_handle
+        object resume_handle
+        double read_pause_s
+        size_t read_since_pause
+
+    cdef int _conn_mode(self)
+    cdef int _answer(self) except -1
+    cdef int _respond(self, Response response) except -1
+    cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s)
+    cdef void _set_addresses(self, Request req)
+    cdef int _feed(self, const char* data, size_t length) except -1
+    cdef int _flush(self) except -1
+    cdef int _protocol_error(self, int status, str msg) except -1
+    cdef int _check_timeout(self, double now) except -1
+    cdef int _drain(self) except -1

@@ -1,0 +1,21 @@
+# cython: language_level=3
+# The compiled core of fastmock: one module built from the files in core/, so cdef calls between the
+# parser, the writer and the protocol are direct C calls. Declarations are in _core.pxd.
+
+cimport cython
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Realloc
+from libc.string cimport memchr, memcmp, memcpy, memmove
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+import logging
+from email.utils import formatdate
+from http import HTTPStatus
+
+from fastmock.errors import LocalProtocolError, RemoteProtocolError
+
+include "core/parser.pyx"
+include "core/writer.pyx"
+include "core/random.pyx"
+include "core/protocol.pyx"

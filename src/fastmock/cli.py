@@ -1,0 +1,102 @@
+"""The ``fastmock`` command line: one click group, one subcommand per mode."""
+
+import os
+import secrets
+import sys
+
+import click
+
+from fastmock import __version__
+from fastmock.hp import HpApp, HpConfig
+from fastmock.serve import ServeConfig, serve
+from fastmock.units import Duration, Size
+
+__all__ = ["cli", "main"]
+
+CONTEXT_SETTINGS = {"auto_envvar_prefix": "FASTMOCK", "help_option_names": ["-h", "--help"]}
+
+
+class Workers(click.ParamType):
+    """``N`` (at least 1) or ``auto`` (one per available CPU)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if str(value).lower() == "auto":
+            return len(os.sched_getaffinity(0))
+        try:
+            workers = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number or 'auto'", param, ctx)
+        if workers < 1:
+            self.fail(f"{value!r} is out of range (>= 1, or 'auto')", param, ctx)
+        return workers
+
+
+def _version_message() -> str:
+    from fastmock import _core
+
+    compiled = _core.__file__.endswith((".so", ".pyd"))
+    return f"fastmock {__version__} (compiled core: {'yes' if compiled else 'no'})"
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, message=_version_message())
+def cli():
+    """Fast, numerous, misbehaving fake HTTP servers."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (:: for IPv6).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on (0 picks a free one).")
+@click.option("--workers", type=Workers(), default="1", show_default=True,
+              help="Processes sharing the port (SO_REUSEPORT), or 'auto' for one per CPU.")
+@click.option("--buffer-size", type=click.IntRange(64, 4096), default=256, show_default=True,
+              help="Read/write buffer size in KB (also the streaming pattern buffer).")
+@click.option("--idle-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
+              help="Close a keep-alive connection idle this long (bare number: seconds).")
+@click.option("--header-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
+              help="Answer 408 and close if a request head takes longer (bare number: seconds).")
+@click.option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
+              help="Open connections per worker; beyond it new ones are closed at once.")
+@click.option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
+              help="On SIGTERM, how long in-flight responses may finish (bare number: seconds).")
+@click.option("--max-delay", type=Duration(bare_unit="ms"), default="10m", show_default=True,
+              help="Longest /delay accepted (bare number: milliseconds).")
+@click.option("--max-target-size", type=Size(1, 1 << 20), default="8K", show_default=True,
+              help="Longest request-target; longer gets 414.")
+@click.option("--max-header-size", type=Size(1, 1 << 24), default="64K", show_default=True,
+              help="Largest header section; larger gets 431.")
+@click.option("--max-headers", type=click.IntRange(1, 4096), default=100, show_default=True,
+              help="Most header fields in a request; more gets 431.")
+@click.option("--seed", type=int, default=None, help="Seed of the random choices (worker k uses seed+k).")
+@click.option("--quiet/--access-log", default=True, show_default=True,
+              help="--access-log writes one JSON line per request to stdout.")
+@click.option("--mem-interval", type=Duration(), default="10s", show_default=True,
+              help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
+def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_connections, shutdown_timeout,
+       max_delay, max_target_size, max_header_size, max_headers, seed, quiet, mem_interval):
+    """One port, very fast: echo, health, status codes, delays, metrics.
+
+    Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
+    """
+    seed = secrets.randbits(32) if seed is None else seed
+    config = ServeConfig(
+        name="hp", host=host, port=port, workers=workers, buffer_size=buffer_size * 1024,
+        idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
+        shutdown_timeout_s=shutdown_timeout, max_target_size=max_target_size,
+        max_header_size=max_header_size, max_headers=max_headers, access_log=not quiet,
+        mem_interval_s=mem_interval,
+    )
+    try:
+        status = serve(config, lambda worker: HpApp(HpConfig(max_delay_s=max_delay, seed=seed + worker)))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
+    sys.exit(status)
+
+
+def main() -> None:
+    cli()

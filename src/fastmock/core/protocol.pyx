@@ -1,0 +1,460 @@
+# The server protocol: connects the parser and the writer to uvloop.
+#
+# uvloop reads into one loop-wide buffer (BufferedProtocol: no bytes object per read), the parser calls
+# back for each request, responses are appended to a per-connection list, and the whole batch goes out
+# in one transport.write at the end of buffer_updated. Built-in static routes make no Python call per
+# request. Timeouts use one loop-wide tick that also refreshes the Date header.
+
+cdef enum:
+    SLOW_READ_SIZE = 65536      # /delay/{ms}/{read_ms} reads the body this much at a time
+    STATUS_SLOTS = 500          # statuses 100..599
+
+# Prometheus histogram bounds for fastmock_request_duration_seconds
+DURATION_BOUNDS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+cdef int N_BOUNDS = len(DURATION_BOUNDS)
+cdef double C_BOUNDS[13]
+for _i, _bound in enumerate(DURATION_BOUNDS):
+    C_BOUNDS[_i] = _bound
+
+cdef object log = logging.getLogger("fastmock")
+cdef bytes INTERNAL_ERROR = b'{"error":"internal server error"}'
+
+
+cdef inline double _now():
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+# The loop-wide coarse clock, advanced by each Server tick: per-read activity stamps use it because
+# clock_gettime costs ~7% of a pipelined /health run on this VM (no vDSO-fast TSC).
+cdef double g_now = _now()
+
+
+cdef str _format_addr(object addr):
+    if isinstance(addr, tuple):
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(addr)
+
+
+cdef class Route:
+    """A path (exact, or a prefix) and what answers it: a static response or a Python handler.
+
+    ``handler(request) -> Response`` runs once the body is in (its first ``body_limit`` bytes are kept);
+    ``on_head(request)`` runs when the head is parsed and may return an early Response or set
+    ``request.read_pause_s`` to read the body slowly.
+    """
+
+    def __cinit__(self, str name, bytes path=None, *, bint prefix=False, StaticResponse static=None,
+                  StaticResponse static_draining=None, object handler=None, object on_head=None,
+                  size_t body_limit=1 << 20):
+        if (static is None) == (handler is None):
+            raise ValueError("a route has either a static response or a handler")
+        self.name = name
+        self.path = path
+        self.prefix = prefix
+        self.static = static
+        self.static_draining = static_draining
+        self.handler = handler
+        self.on_head = on_head
+        self.body_limit = body_limit
+        self.index = 0
+
+
+cdef class Server:
+    """Configuration and state shared by every connection of one listener in one process."""
+
+    def __cinit__(self, loop, list routes, Route default_route, *, size_t max_target_size=8192,
+                  size_t max_header_size=65536, unsigned int max_headers=100,
+                  double idle_timeout_s=10.0, double header_timeout_s=10.0,
+                  long long max_connections=262144, Py_ssize_t buffer_size=256 * 1024,
+                  object access_log=None):
+        cdef Route route
+        self.loop = loop
+        self.routes = routes
+        self.default_route = default_route
+        for i, route in enumerate(routes + [default_route, PROTOCOL_ERROR_ROUTE]):
+            route.index = i
+        self.max_target_size = max_target_size
+        self.max_header_size = max_header_size
+        self.max_headers = max_headers
+        self.idle_timeout_s = idle_timeout_s
+        self.header_timeout_s = header_timeout_s
+        # the tick bounds how late a timeout fires: at most half the shortest timeout, at most 1 s
+        self.tick_s = max(0.05, min(1.0, idle_timeout_s / 2, header_timeout_s / 2))
+        self.max_connections = max_connections
+        self.read_buffer = bytearray(buffer_size)
+        self.read_view = memoryview(self.read_buffer)
+        self.slow_read_view = self.read_view[:SLOW_READ_SIZE]
+        self.connections = set()
+        self.draining = False
+        self.access_log = access_log
+        self.tick_handle = None
+        self.requests_total = self.bytes_in = self.bytes_out = 0
+        self.connections_total = self.connections_rejected = 0
+        self.status_counts = <unsigned long long*>PyMem_Calloc((len(routes) + 2) * STATUS_SLOTS,
+                                                               sizeof(unsigned long long))
+        self.duration_counts = <unsigned long long*>PyMem_Calloc(N_BOUNDS + 1, sizeof(unsigned long long))
+        if self.status_counts == NULL or self.duration_counts == NULL:
+            raise MemoryError()
+        self.duration_sum_s = 0.0
+
+    def __dealloc__(self):
+        PyMem_Free(self.status_counts)
+        PyMem_Free(self.duration_counts)
+
+    cdef Route match(self, const char* path, size_t length):
+        cdef Route route
+        cdef size_t n
+        for route in self.routes:
+            n = len(route.path)
+            if route.prefix:
+                if length >= n and memcmp(path, <const char*>route.path, n) == 0:
+                    return route
+            elif length == n and memcmp(path, <const char*>route.path, n) == 0:
+                return route
+        return self.default_route
+
+    cdef void count(self, Route route, int status, double duration_s):
+        cdef int i = 0
+        self.requests_total += 1
+        self.status_counts[route.index * STATUS_SLOTS + status - 100] += 1
+        while i < N_BOUNDS and duration_s > C_BOUNDS[i]:
+            i += 1
+        self.duration_counts[i] += 1
+        self.duration_sum_s += duration_s
+
+    def _tick(self):
+        cdef ServerProtocol conn
+        global g_now
+        g_now = _now()
+        refresh_date()
+        for conn in list(self.connections):
+            conn._check_timeout(g_now)
+        self.tick_handle = self.loop.call_later(self.tick_s, self._tick)
+
+    # === Public API ===
+
+    def make_protocol(self):
+        """The protocol factory for loop.create_server()."""
+        cdef ServerProtocol proto = ServerProtocol.__new__(ServerProtocol)
+        proto.server = self
+        proto.parser = RequestParser.__new__(RequestParser)
+        proto.parser.max_target_size = self.max_target_size
+        proto.parser.max_header_size = self.max_header_size
+        proto.parser.max_headers = self.max_headers
+        proto.parser.handler = proto
+        proto.out = []
+        return proto
+
+    def start(self):
+        """Start the loop-wide tick (Date header and timeouts)."""
+        if self.tick_handle is None:
+            self.tick_handle = self.loop.call_later(self.tick_s, self._tick)
+
+    def stop(self):
+        if self.tick_handle is not None:
+            self.tick_handle.cancel()
+            self.tick_handle = None
+
+    def drain(self):
+        """Graceful shutdown: close idle connections now; the others close after their response."""
+        cdef ServerProtocol conn
+        self.draining = True
+        for conn in list(self.connections):
+            conn._drain()
+
+    def abort_all(self):
+        cdef ServerProtocol conn
+        for conn in list(self.connections):
+            conn.transport.abort()
+
+    @property
+    def open_connections(self):
+        return len(self.connections)
+
+    def stats(self):
+        """A snapshot of the counters, for /metrics and the periodic memory line."""
+        cdef Route route
+        cdef int status
+        cdef unsigned long long n
+        requests = []
+        for route in self.routes + [self.default_route, PROTOCOL_ERROR_ROUTE]:
+            for status in range(100, 600):
+                n = self.status_counts[route.index * STATUS_SLOTS + status - 100]
+                if n:
+                    requests.append((route.name, status, n))
+        return {
+            "requests_total": self.requests_total,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "connections_open": len(self.connections),
+            "connections_total": self.connections_total,
+            "connections_rejected": self.connections_rejected,
+            "requests": requests,
+            "duration_bounds": DURATION_BOUNDS,
+            "duration_counts": [self.duration_counts[i] for i in range(N_BOUNDS + 1)],
+            "duration_sum_s": self.duration_sum_s,
+        }
+
+
+# Protocol errors are counted under their own route name.
+cdef Route PROTOCOL_ERROR_ROUTE = Route("protocol_error", static=StaticResponse(400, b"", b""))
+
+
+cdef class ServerProtocol(ParserHandler):
+    """One connection; see the module comment."""
+
+    def __init__(self):
+        raise TypeError("ServerProtocol is not supposed to be instantiated from Python")
+
+    cdef int _conn_mode(self):
+        if not self.keep_alive or self.closing or self.server.draining:
+            return CONN_CLOSE
+        return CONN_KEEP_ALIVE if self.parser.http_minor == 0 else CONN_DEFAULT
+
+    cdef int _on_head(self, RequestParser parser) except -1:
+        cdef Server server = self.server
+        cdef Request req
+        cdef const char* path = parser.head + parser.path_start
+        cdef size_t path_len = parser.path_len
+        if path_len == 0:
+            path, path_len = b"/", 1
+        self.route = server.match(path, path_len)
+        self.keep_alive = parser.keep_alive
+        self.head_only = parser.method_id == M_HEAD
+        self.body_size = 0
+        self.request = None
+        self.body = None
+        if self.route.handler is not None or server.access_log is not None:
+            self.started = _now()
+            req = parser.make_request()
+            self.request = req
+            if self.route.handler is not None:
+                self.body = bytearray()
+            if self.route.on_head is not None:
+                self._set_addresses(req)
+                try:
+                    early = self.route.on_head(req)
+                except Exception:
+                    log.exception("route %s failed on the request head", self.route.name)
+                    early = Response(500, INTERNAL_ERROR)
+                if early is not None:
+                    if parser.in_body():
+                        self.keep_alive = False  # the body stays unread: close after answering
+                    self._respond(<Response?>early)
+                    return 1 if self.closing else 0
+                self.read_pause_s = req.read_pause_s
+        # RFC 9110 §10.1.1: send 100 (Continue) before reading the body the client is holding back
+        if parser.expect_continue and parser.in_body() and parser.http_minor == 1:
+            self.out.append(CONTINUE_100)
+        return 0
+
+    cdef int _on_body(self, const char* data, size_t length) except -1:
+        cdef Py_ssize_t kept, take
+        self.body_size += length
+        if self.body is not None:
+            kept = len(self.body)
+            take = min(<Py_ssize_t>length, <Py_ssize_t>self.route.body_limit - kept)
+            if take > 0:
+                PyByteArray_Resize(self.body, kept + take)
+                memcpy(PyByteArray_AS_STRING(self.body) + kept, data, take)
+        if self.read_pause_s > 0:
+            self.read_since_pause += length
+            if self.read_since_pause >= SLOW_READ_SIZE and self.resume_handle is None:
+                self.read_since_pause = 0
+                self.transport.pause_reading()
+                self.resume_handle = self.server.loop.call_later(self.read_pause_s, self._resume_reading)
+        return 0
+
+    cdef int _on_message_complete(self) except -1:
+        if self.route is None:  # answered early, from the head
+            return 1 if self.closing else 0
+        self.read_pause_s = 0
+        return self._answer()
+
+    cdef int _answer(self) except -1:
+        cdef Route route = self.route
+        cdef StaticResponse static
+        cdef Request req = self.request
+        cdef int conn
+        if route.static is not None:
+            static = route.static_draining if self.server.draining and route.static_draining else route.static
+            conn = self._conn_mode()
+            data = static.get(conn, self.head_only)
+            self.out.append(data)
+            self._done(static.status, len(data), 0.0)
+            if conn == CONN_CLOSE:
+                self.closing = True
+                return 1
+            return 0
+        req.body = bytes(self.body)
+        req.body_size = self.body_size
+        req.body_truncated = self.body_size > <unsigned long long>len(req.body)
+        self.body = None
+        self._set_addresses(req)
+        try:
+            response = <Response?>route.handler(req)
+        except Exception:
+            log.exception("route %s failed", route.name)
+            response = Response(500, INTERNAL_ERROR)
+        if (<Response>response).delay_s > 0:
+            self.phase = 1
+            self.delay_handle = self.server.loop.call_later((<Response>response).delay_s,
+                                                            self._finish_delayed, response)
+            return 1
+        self._respond(response)
+        return 1 if self.closing else 0
+
+    cdef int _respond(self, Response response) except -1:
+        cdef int conn = self._conn_mode()
+        data = _render(response.status, response.body, response.content_type, response.headers, conn,
+                       self.head_only)
+        self.out.append(data)
+        self._done(response.status, len(data), _now() - self.started)
+        if conn == CONN_CLOSE:
+            self.closing = True
+        return 0
+
+    cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s):
+        self.server.count(self.route, status, duration_s)
+        if self.server.access_log is not None and self.request is not None:
+            self._set_addresses(self.request)
+            self.server.access_log(self.request, status, nbytes, duration_s)
+        self.route = None
+        self.request = None
+
+    cdef void _set_addresses(self, Request req):
+        if req.client_addr is None:
+            req.client_addr = _format_addr(self.transport.get_extra_info("peername"))
+            req.server_addr = _format_addr(self.transport.get_extra_info("sockname"))
+
+    cdef int _flush(self) except -1:
+        cdef list out = self.out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self.server.bytes_out += len(data)
+            self.transport.write(data)
+        if self.closing and self.phase == 0:
+            self.transport.close()
+        return 0
+
+    cdef int _protocol_error(self, int status, str msg) except -1:
+        self.route = PROTOCOL_ERROR_ROUTE
+        self.request = None
+        data = error_response(status, msg)
+        self.out.append(data)
+        self._done(status, len(data), 0.0)
+        self.closing = True
+        self._flush()
+        return 0
+
+    cdef int _check_timeout(self, double now) except -1:
+        if self.phase != 0 or self.closing:
+            return 0
+        if self.parser.has_partial_head():
+            if now - self.head_started > self.server.header_timeout_s:
+                self._protocol_error(408, "timed out reading the request head")
+        elif now - self.last_active > self.server.idle_timeout_s:
+            self.transport.close()
+        return 0
+
+    cdef int _drain(self) except -1:
+        if self.phase == 0 and not self.parser.in_body() and not self.parser.has_partial_head() \
+                and not self.out:
+            self.closing = True
+            self.transport.close()
+        return 0
+
+    cdef int _feed(self, const char* data, size_t length) except -1:
+        cdef bint was_partial = self.parser.has_partial_head()
+        try:
+            self.parser.feed_ptr(data, length)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc.status, exc.msg)
+            return 0
+        if not was_partial and self.parser.has_partial_head():
+            self.head_started = self.last_active
+        self._flush()
+        # while a response is delayed, pipelined bytes pile up in the parser: stop reading past a limit
+        if self.phase != 0 and self.parser.buf_len > self.server.max_header_size and not self.backlog_paused:
+            self.backlog_paused = True
+            self.transport.pause_reading()
+        return 0
+
+    # === Public API (asyncio protocol) ===
+
+    def connection_made(self, transport):
+        cdef Server server = self.server
+        if len(server.connections) >= server.max_connections:
+            server.connections_rejected += 1
+            transport.abort()
+            return
+        self.transport = transport
+        server.connections.add(self)
+        server.connections_total += 1
+        self.last_active = g_now
+        if server.draining:
+            self._drain()
+
+    def connection_lost(self, exc):
+        if self.transport is None:  # refused in connection_made
+            return
+        self.server.connections.discard(self)
+        if self.delay_handle is not None:
+            self.delay_handle.cancel()
+            self.delay_handle = None
+        if self.resume_handle is not None:
+            self.resume_handle.cancel()
+            self.resume_handle = None
+        self.parser.release()
+        self.parser.handler = None  # break the cycle parser -> protocol
+        self.request = None
+        self.body = None
+
+    def get_buffer(self, Py_ssize_t sizehint):
+        return self.server.slow_read_view if self.read_pause_s > 0 else self.server.read_view
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        self.server.bytes_in += nbytes
+        self.last_active = g_now
+        if self.closing:
+            return
+        self._feed(PyByteArray_AS_STRING(self.server.read_buffer), nbytes)
+
+    def eof_received(self):
+        if self.phase != 0:
+            self.closing = True  # answer the delayed request, then close
+            return True
+        return False
+
+    def pause_writing(self):
+        self.writing_paused = True
+
+    def resume_writing(self):
+        self.writing_paused = False
+
+    def _resume_reading(self):
+        self.resume_handle = None
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    def _finish_delayed(self, Response response):
+        self.delay_handle = None
+        self.phase = 0
+        if self.transport is None:
+            return
+        self._respond(response)
+        if not self.closing:
+            try:
+                self.parser.resume()
+            except RemoteProtocolError as exc:
+                self._protocol_error(exc.status, exc.msg)
+                return
+            if self.parser.has_partial_head():
+                self.head_started = g_now
+        self._flush()
+        if self.backlog_paused and self.phase == 0 and not self.closing:
+            self.backlog_paused = False
+            self.transport.resume_reading()

@@ -1,0 +1,117 @@
+# The response writer: status lines built once, a Date header refreshed once a second, static
+# responses kept as ready bytes per connection variant and rebuilt only when the Date changes.
+
+cdef enum ConnMode:
+    CONN_DEFAULT      # HTTP/1.1 keep-alive: no Connection header needed
+    CONN_KEEP_ALIVE   # HTTP/1.0 client that asked for keep-alive
+    CONN_CLOSE
+
+cdef bytes SERVER_HEADER = b"Server: fastmock\r\n"
+cdef tuple CONNECTION_HEADERS = (b"", b"Connection: keep-alive\r\n", b"Connection: close\r\n")
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+cdef list STATUS_LINES = [None] * 600
+for _status in range(100, 600):
+    try:
+        _reason = HTTPStatus(_status).phrase
+    except ValueError:
+        _reason = "Unknown"
+    STATUS_LINES[_status] = f"HTTP/1.1 {_status} {_reason}\r\n".encode("ascii")
+
+cdef bytes g_date_header = b""
+cdef unsigned int g_date_generation = 0
+
+
+def refresh_date():
+    """Recompute the Date header; cheap when the second hasn't changed."""
+    global g_date_header, g_date_generation
+    cdef bytes header = b"Date: " + formatdate(usegmt=True).encode("ascii") + b"\r\n"
+    if header != g_date_header:
+        g_date_header = header
+        g_date_generation += 1
+
+refresh_date()
+
+
+def status_phrase(int status):
+    """The reason phrase we send for ``status``."""
+    return STATUS_LINES[status][13:-2].decode("ascii")
+
+
+cdef inline bint _has_body(int status):
+    # RFC 9110 §6.4.1: 1xx, 204 and 304 responses never carry content
+    return status >= 200 and status != 204 and status != 304
+
+
+cdef bytes _render(int status, bytes body, bytes content_type, list headers, int conn, bint head_only):
+    parts = [STATUS_LINES[status], SERVER_HEADER, g_date_header]
+    if content_type:
+        parts.append(b"Content-Type: " + content_type + b"\r\n")
+    if headers:
+        for name, value in headers:
+            parts.append(name + b": " + value + b"\r\n")
+    if _has_body(status):
+        parts.append(b"Content-Length: %d\r\n" % len(body))
+    parts.append(CONNECTION_HEADERS[conn])
+    parts.append(b"\r\n")
+    if _has_body(status) and not head_only:
+        parts.append(body)
+    return b"".join(parts)
+
+
+def render(int status, bytes body=b"", bytes content_type=b"", list headers=None, *,
+           bint keep_alive=True, bint http10=False, bint head_only=False):
+    """One complete response as bytes (Python surface of the writer, for tests and modes)."""
+    if not 100 <= status <= 599:
+        raise LocalProtocolError(f"status {status} out of range", 500)
+    conn = CONN_CLOSE if not keep_alive else (CONN_KEEP_ALIVE if http10 else CONN_DEFAULT)
+    return _render(status, body, content_type, headers, conn, head_only)
+
+
+def error_response(int status, str msg):
+    """A protocol error answer: plain-text reason, then the connection closes."""
+    return _render(status, msg.encode("utf-8") + b"\n", b"text/plain; charset=utf-8", None, CONN_CLOSE, False)
+
+
+cdef class StaticResponse:
+    """A response whose bytes are built once (per Date second) for each connection variant."""
+
+    def __cinit__(self, int status, bytes body, bytes content_type, list extra_headers=None):
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.extra_headers = extra_headers
+        self.variants = [None] * 6
+        self.generation = g_date_generation
+
+    cdef bytes get(self, int conn, bint head_only):
+        cdef int i = conn * 2 + head_only
+        cdef bytes data
+        if self.generation != g_date_generation:
+            self.variants = [None] * 6
+            self.generation = g_date_generation
+        data = <bytes>self.variants[i] if self.variants[i] is not None else None
+        if data is None:
+            data = _render(self.status, self.body, self.content_type, self.extra_headers, conn, head_only)
+            self.variants[i] = data
+        return data
+
+    # === Public API ===
+
+    def bytes_for(self, *, bint keep_alive=True, bint http10=False, bint head_only=False):
+        conn = CONN_CLOSE if not keep_alive else (CONN_KEEP_ALIVE if http10 else CONN_DEFAULT)
+        return self.get(conn, head_only)
+
+
+cdef class Response:
+    """What a Python route handler returns; the protocol renders it (after ``delay_s``, if set)."""
+
+    def __cinit__(self, int status=200, bytes body=b"", bytes content_type=b"application/json",
+                  list headers=None, double delay_s=0.0):
+        if not 100 <= status <= 599:
+            raise LocalProtocolError(f"status {status} out of range", 500)
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+        self.delay_s = delay_s

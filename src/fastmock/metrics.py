@@ -1,0 +1,42 @@
+"""Prometheus exposition of the core's counters (read at scrape time, never kept twice)."""
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+__all__ = ["CONTENT_TYPE", "metrics_text"]
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class _ServerCollector:
+    def __init__(self, server) -> None:
+        self._server = server
+
+    def collect(self):
+        stats = self._server.stats()
+        requests = CounterMetricFamily("fastmock_requests", "Requests answered", labels=["route", "status"])
+        for route, status, count in stats["requests"]:
+            requests.add_metric([route, str(status)], count)
+        yield requests
+        yield CounterMetricFamily("fastmock_response_bytes", "Bytes sent", value=stats["bytes_out"])
+        yield CounterMetricFamily("fastmock_request_bytes", "Bytes received", value=stats["bytes_in"])
+        yield CounterMetricFamily("fastmock_connections", "Connections accepted", value=stats["connections_total"])
+        yield CounterMetricFamily(
+            "fastmock_connections_rejected", "Connections closed at once by --max-connections",
+            value=stats["connections_rejected"])
+        yield GaugeMetricFamily("fastmock_connections_open", "Open connections", value=stats["connections_open"])
+        buckets, cumulative = [], 0
+        for bound, count in zip(stats["duration_bounds"] + (float("inf"),), stats["duration_counts"]):
+            cumulative += count
+            buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+        yield HistogramMetricFamily(
+            "fastmock_request_duration_seconds", "From the parsed request head to the response",
+            buckets=buckets, sum_value=stats["duration_sum_s"])
+
+
+def metrics_text(server) -> bytes:
+    """The Prometheus text page for ``server`` (a fresh registry each scrape is cheap and stateless)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ServerCollector(server))
+    ProcessCollector(registry=registry)
+    return generate_latest(registry)

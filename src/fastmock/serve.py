@@ -1,0 +1,270 @@
+"""Running a server: listening sockets, one uvloop loop per process, workers, graceful shutdown.
+
+Every mode that serves HTTP on one port goes through ``serve()``: ``make_app(worker_index)`` returns an
+object with ``routes``, ``default_route`` and a ``server`` attribute that is set once the core's Server
+exists. With ``workers > 1`` the parent forks that many workers, each with its own SO_REUSEPORT
+listener on the same port, and supervises them.
+"""
+
+import asyncio
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+import orjson
+import uvloop
+
+from fastmock._core import Server
+
+__all__ = ["ServeConfig", "serve", "make_listener", "raise_open_files_limit"]
+
+BACKLOG = 4096
+TCP_FASTOPEN_QUEUE = 16384
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    name: str = "hp"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    buffer_size: int = 256 * 1024
+    idle_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+    max_connections: int = 262144
+    shutdown_timeout_s: float = 30.0
+    max_target_size: int = 8192
+    max_header_size: int = 65536
+    max_headers: int = 100
+    access_log: bool = False
+    mem_interval_s: float = 10.0
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft open-files limit to the hard one; return the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def make_listener(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A TCP socket bound with SO_REUSEPORT (so workers can share the port), TCP_FASTOPEN and a big backlog."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, TCP_FASTOPEN_QUEUE)
+        except OSError:
+            pass  # the kernel may refuse TFO (sysctl net.ipv4.tcp_fastopen); it is an optimisation only
+        sock.bind((host, port))
+        if listen:
+            sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _log(message: str) -> None:
+    print(f"fastmock: {message}", file=sys.stderr, flush=True)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _write_access_log(req, status: int, nbytes: int, duration_s: float) -> None:
+    sys.stdout.buffer.write(orjson.dumps({
+        "time": time.time(), "client": req.client_addr, "method": req.method, "path": req.target,
+        "status": status, "bytes": nbytes, "duration_ms": round(duration_s * 1000, 3),
+    }) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+class _MemoryReporter:
+    """The --mem-interval line: RSS, open connections, requests and bytes (total and since last line)."""
+
+    def __init__(self, server, worker: int) -> None:
+        self.server = server
+        self.worker = worker
+        self.last = server.stats()
+
+    def report(self) -> None:
+        stats = self.server.stats()
+        rss_mib = _rss_bytes() / 1048576
+        delta = {key: stats[key] - self.last[key] for key in ("requests_total", "bytes_in", "bytes_out")}
+        self.last = stats
+        _log(f"worker {self.worker}: rss={rss_mib:.1f}MiB connections={stats['connections_open']} "
+             f"requests={stats['requests_total']} (+{delta['requests_total']}) "
+             f"bytes_in={stats['bytes_in']} (+{delta['bytes_in']}) "
+             f"bytes_out={stats['bytes_out']} (+{delta['bytes_out']})")
+
+
+async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.socket) -> int:
+    loop = asyncio.get_running_loop()
+    app = make_app(worker)
+    server = Server(
+        loop, app.routes, app.default_route,
+        max_target_size=config.max_target_size, max_header_size=config.max_header_size,
+        max_headers=config.max_headers, idle_timeout_s=config.idle_timeout_s,
+        header_timeout_s=config.header_timeout_s, max_connections=config.max_connections,
+        buffer_size=config.buffer_size, access_log=_write_access_log if config.access_log else None,
+    )
+    app.server = server
+    listener = await loop.create_server(server.make_protocol, sock=sock, backlog=BACKLOG)
+    server.start()
+    host, port = sock.getsockname()[:2]
+    _log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {_url(host, port)}")
+
+    stopping = loop.create_future()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            _log(f"worker {worker}: second signal, exiting now")
+            os._exit(1)
+        if not stopping.done():
+            stopping.set_result(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    reporter = _MemoryReporter(server, worker) if config.mem_interval_s > 0 else None
+    while not stopping.done():
+        await asyncio.wait([stopping], timeout=config.mem_interval_s if reporter else None)
+        if reporter and not stopping.done():
+            reporter.report()
+
+    # graceful shutdown: stop accepting, close idle connections, let in-flight responses finish
+    listener.close()
+    server.drain()
+    _log(f"worker {worker}: draining {server.open_connections} connection(s), "
+         f"up to {config.shutdown_timeout_s:g}s")
+    deadline = loop.time() + config.shutdown_timeout_s
+    while server.open_connections and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    if server.open_connections:
+        _log(f"worker {worker}: shutdown timeout, aborting {server.open_connections} connection(s)")
+        server.abort_all()
+        await asyncio.sleep(0)
+    server.stop()
+    return 0
+
+
+def _worker_main(config: ServeConfig, make_app, worker: int, sock: socket.socket) -> int:
+    return uvloop.run(_run_worker(config, make_app, worker, sock))
+
+
+def serve(config: ServeConfig, make_app) -> int:
+    """Serve until SIGTERM/SIGINT; return the exit status."""
+    raise_open_files_limit()
+    if config.workers == 1:
+        return _worker_main(config, make_app, 0, make_listener(config.host, config.port))
+    return _Supervisor(config, make_app).run()
+
+
+class _Supervisor:
+    """The parent of several workers: restarts one that dies (with backoff) and forwards signals."""
+
+    MAX_BACKOFF_S = 30.0
+
+    def __init__(self, config: ServeConfig, make_app) -> None:
+        self.config = config
+        self.make_app = make_app
+        # bound, never listening: it fixes the port (port 0 included) for the workers' own listeners
+        self.placeholder = make_listener(config.host, config.port, listen=False)
+        self.port = self.placeholder.getsockname()[1]
+        self.pids: dict[int, int] = {}          # pid -> worker index
+        self.restarts: dict[int, int] = {}      # worker index -> consecutive quick deaths
+        self.started_at: dict[int, float] = {}  # worker index -> start time
+        self.pending: dict[int, float] = {}     # worker index -> when to restart it
+
+    def _spawn(self, worker: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                self.placeholder.close()
+                sock = make_listener(self.config.host, self.port)
+                status = _worker_main(self.config, self.make_app, worker, sock)
+            except BaseException as exc:  # the child must never return into the parent's code
+                _log(f"worker {worker} failed: {exc!r}")
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+        self.pids[pid] = worker
+        self.started_at[worker] = time.monotonic()
+
+    def _reap(self, stopping: bool) -> None:
+        while self.pids:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            worker = self.pids.pop(pid, None)
+            if worker is None or stopping:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            quick = time.monotonic() - self.started_at[worker] < 10
+            self.restarts[worker] = self.restarts.get(worker, 0) + 1 if quick else 0
+            backoff = min(self.MAX_BACKOFF_S, 0.1 * 2 ** self.restarts[worker])
+            _log(f"worker {worker} (pid {pid}) exited with {code}; restarting in {backoff:.1f}s")
+            self.pending[worker] = time.monotonic() + backoff
+
+    def _signal_all(self, signum: int) -> None:
+        for pid in self.pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def run(self) -> int:
+        watched = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+        _log(f"{self.config.name} supervisor (pid {os.getpid()}) starting {self.config.workers} workers "
+             f"on {_url(self.config.host, self.port)}")
+        for worker in range(self.config.workers):
+            self._spawn(worker)
+        stopping = False
+        while self.pids or (self.pending and not stopping):
+            now = time.monotonic()
+            for worker, when in list(self.pending.items()):
+                if when <= now and not stopping:
+                    del self.pending[worker]
+                    self._spawn(worker)
+            timeout = min([when - now for when in self.pending.values()] + [1.0])
+            info = signal.sigtimedwait(watched, max(timeout, 0.01))
+            if info is None:
+                continue
+            if info.si_signo == signal.SIGCHLD:
+                self._reap(stopping)
+            elif not stopping:
+                stopping = True
+                self.pending.clear()
+                _log("supervisor: shutting down workers")
+                self._signal_all(info.si_signo)
+            else:
+                _log("supervisor: second signal, stopping workers now")
+                self._signal_all(info.si_signo)
+                return 1
+        self.placeholder.close()
+        return 0

@@ -1,0 +1,122 @@
+"""Test helpers: the real CLI in a subprocess, raw sockets, and h11 as a strict client-side validator."""
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import h11
+
+READY = re.compile(rb"listening on http://(\[[^\]]+\]|[^:]+):(\d+)")
+
+
+class RunningServer:
+    def __init__(self, proc, log_path, host, port):
+        self.proc = proc
+        self.log_path = log_path
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def log(self):
+        with open(self.log_path, "rb") as log:
+            return log.read().decode("utf-8", "replace")
+
+    def connect(self, timeout=10):
+        sock = socket.create_connection((self.host.strip("[]"), self.port), timeout=timeout)
+        return sock
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@contextlib.contextmanager
+def start_server(*args, ready_lines=1, stdout=subprocess.DEVNULL, timeout=15):
+    """Run ``fastmock ARGS`` on a free port; wait for its ready line(s); always stop it."""
+    with tempfile.NamedTemporaryFile(prefix="fastmock-", suffix=".log", delete=False) as log:
+        log_path = log.name
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "fastmock", *args], stdout=stdout, stderr=log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(log_path, "rb") as log:
+                found = READY.findall(log.read())
+            if len(found) >= ready_lines:
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                with open(log_path, "rb") as log:
+                    raise RuntimeError(f"server did not start: {log.read().decode()}")
+            time.sleep(0.02)
+        host, port = found[0]
+        yield RunningServer(proc, log_path, host.decode(), int(port))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.unlink(log_path)
+
+
+def recv_until_closed(sock, timeout=10):
+    """Everything the server sends until it closes the connection."""
+    sock.settimeout(timeout)
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def recv_responses(sock, count, method="GET", timeout=10):
+    """Read ``count`` responses with h11 as a strict client; return [(Response, body bytes), ...]."""
+    sock.settimeout(timeout)
+    conn = h11.Connection(h11.CLIENT)
+    results = []
+    while len(results) < count:
+        conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+        conn.send(h11.EndOfMessage())
+        response, body = None, b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = sock.recv(65536)
+                conn.receive_data(data)
+                if not data:
+                    raise AssertionError(f"connection closed after {len(results)} responses")
+                continue
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        results.append((response, body))
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            break
+        conn.start_next_cycle()
+    return results
+
+
+def header(response, name):
+    """A header of an h11 Response as str (h11 lower-cases names)."""
+    for key, value in response.headers:
+        if key == name.lower().encode():
+            return value.decode()
+    return None
