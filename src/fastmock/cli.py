@@ -92,7 +92,7 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_conne
         mem_interval_s=mem_interval,
     )
     try:
-        status = serve(config, lambda worker: HpApp(HpConfig(max_delay_s=max_delay, seed=seed + worker)))
+        status = serve(config, lambda worker: HpApp(HpConfig(max_delay_s=max_delay, seed=seed + worker, worker=worker)))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
     sys.exit(status)

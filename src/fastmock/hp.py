@@ -34,6 +34,7 @@ GET /health                      200 {"status":"ok"}; 503 {"status":"draining"} 
 class HpConfig:
     max_delay_s: float = 600.0
     seed: int = 0
+    worker: int = 0
     body_limit: int = 1 << 20
 
 
@@ -108,7 +109,7 @@ class HpApp:
         self.default_route = Route("echo", handler=self._echo, body_limit=limit)
 
     def _metrics(self, req) -> Response:
-        return Response(200, metrics_text(self.server), METRICS_CONTENT_TYPE)
+        return Response(200, metrics_text(self.server, self.config.worker), METRICS_CONTENT_TYPE)
 
     def _echo(self, req) -> Response:
         return Response(200, orjson.dumps(_echo(req)))
@@ -116,7 +117,9 @@ class HpApp:
     def _status(self, req) -> Response:
         example = "/status/503 or /status/200:0.8,500:0.2"
         path = req.path
-        if not path.startswith("/status/"):
+        if path == "/status":
+            return _error("missing status code", example)
+        if not path.startswith("/status/"):  # /statusx is just another path
             return self._echo(req)
         try:
             choices = _parse_status_choices(path[len("/status/"):])

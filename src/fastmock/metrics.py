@@ -1,5 +1,7 @@
 """Prometheus exposition of the core's counters (read at scrape time, never kept twice)."""
 
+import os
+
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -9,11 +11,17 @@ CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class _ServerCollector:
-    def __init__(self, server) -> None:
+    def __init__(self, server, worker: int) -> None:
         self._server = server
+        self._worker = worker
 
     def collect(self):
         stats = self._server.stats()
+        # with --workers N each scrape reaches one worker: say which, so scrapes can be told apart
+        info = GaugeMetricFamily("fastmock_worker_info", "The worker process that answered",
+                                 labels=["worker", "pid"])
+        info.add_metric([str(self._worker), str(os.getpid())], 1)
+        yield info
         requests = CounterMetricFamily("fastmock_requests", "Requests answered", labels=["route", "status"])
         for route, status, count in stats["requests"]:
             requests.add_metric([route, str(status)], count)
@@ -34,9 +42,9 @@ class _ServerCollector:
             buckets=buckets, sum_value=stats["duration_sum_s"])
 
 
-def metrics_text(server) -> bytes:
+def metrics_text(server, worker: int = 0) -> bytes:
     """The Prometheus text page for ``server`` (a fresh registry each scrape is cheap and stateless)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ServerCollector(server))
+    registry.register(_ServerCollector(server, worker))
     ProcessCollector(registry=registry)
     return generate_latest(registry)

@@ -81,7 +81,9 @@ def _url(host: str, port: int) -> str:
 
 
 def _log(message: str) -> None:
-    print(f"fastmock: {message}", file=sys.stderr, flush=True)
+    # one write per line, so the lines of several workers never interleave
+    sys.stderr.write(f"fastmock: {message}\n")
+    sys.stderr.flush()
 
 
 def _rss_bytes() -> int:
@@ -156,6 +158,7 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     # graceful shutdown: stop accepting, close idle connections, let in-flight responses finish
     listener.close()
     server.drain()
+    await asyncio.sleep(0)  # let the idle connections just closed go
     _log(f"worker {worker}: draining {server.open_connections} connection(s), "
          f"up to {config.shutdown_timeout_s:g}s")
     deadline = loop.time() + config.shutdown_timeout_s

@@ -424,9 +424,7 @@ cdef class ServerProtocol(ParserHandler):
         self._feed(PyByteArray_AS_STRING(self.server.read_buffer), nbytes)
 
     def eof_received(self):
-        if self.phase != 0:
-            self.closing = True  # answer the delayed request, then close
-            return True
+        # A client that half-closes is treated as gone (as nginx does): a pending delay is cancelled.
         return False
 
     def pause_writing(self):

@@ -1,0 +1,73 @@
+"""The click CLI: help, versions, and usage errors that name the flag (exit 2)."""
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from fastmock.cli import cli
+from helpers import start_server
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_help_lists_hp(runner):
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0 and "hp" in result.output
+
+
+def test_hp_help_documents_every_option(runner):
+    result = runner.invoke(cli, ["hp", "--help"])
+    assert result.exit_code == 0
+    for option in ("--host", "--port", "--workers", "--buffer-size", "--idle-timeout", "--header-timeout",
+                   "--max-connections", "--shutdown-timeout", "--max-delay", "--seed", "--access-log",
+                   "--mem-interval", "--max-target-size", "--max-header-size", "--max-headers"):
+        assert option in result.output
+
+
+def test_version_says_whether_the_core_is_compiled(runner):
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("fastmock 0.") and "compiled core: yes" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "Invalid value for '--port': 70000 is not in the range 0<=x<=65535."),
+    (["--port", "http"], "Invalid value for '--port': 'http' is not a valid integer range."),
+    (["--workers", "0"], "Invalid value for '--workers': '0' is out of range (>= 1, or 'auto')"),
+    (["--workers", "many"], "Invalid value for '--workers': 'many' is not a number or 'auto'"),
+    (["--buffer-size", "32"], "Invalid value for '--buffer-size': 32 is not in the range 64<=x<=4096."),
+    (["--idle-timeout", "soon"], "Invalid value for '--idle-timeout': invalid duration 'soon'"),
+    (["--header-timeout", "0"], "Invalid value for '--header-timeout': '0' is out of range"),
+    (["--max-connections", "0"], "Invalid value for '--max-connections': 0 is not in the range x>=1."),
+    (["--max-delay", "5 minutes"], "Invalid value for '--max-delay': invalid duration '5 minutes'"),
+    (["--max-target-size", "1Q"], "Invalid value for '--max-target-size': invalid size '1Q'"),
+    (["--mem-interval", "-1"], "Invalid value for '--mem-interval': invalid duration '-1'"),
+    (["--no-such-flag"], "No such option '--no-such-flag'"),
+])
+def test_bad_flags_are_usage_errors_naming_the_flag(runner, args, message):
+    result = runner.invoke(cli, ["hp", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_options_come_from_the_environment(runner):
+    result = runner.invoke(cli, ["hp"], env={"FASTMOCK_HP_PORT": "99999"})
+    assert result.exit_code == 2 and "'--port'" in result.output
+
+
+def test_subprocess_smoke_serves_a_request():
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
+        assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+        assert server.stop() == 0
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "fastmock", "--version"], capture_output=True, text=True,
+                            check=True)
+    assert "fastmock" in result.stdout

@@ -1,0 +1,134 @@
+"""Processes and lifecycle: graceful shutdown, workers sharing a port, restarts, IPv6."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from helpers import header, recv_responses, recv_until_closed, start_server
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def refused(server):
+    try:
+        socket.create_connection((server.host.strip("[]"), server.port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def in_flight(server, target):
+    """A connection whose request the server has certainly parsed: it answered 100 Continue to the head."""
+    sock = server.connect()
+    sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+                 % target)
+    assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    return sock
+
+
+def test_graceful_shutdown_finishes_in_flight_delay_then_refuses():
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
+        busy = in_flight(server, b"/delay/700")
+        busy.sendall(b"x")
+        idle = server.connect()
+        idle.sendall(HEALTH)
+        assert recv_responses(idle, 1)[0][0].status_code == 200
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert recv_until_closed(idle, timeout=5) == b""  # idle keep-alive: closed at once
+        assert time.monotonic() - start < 0.5
+        wait_for(lambda: refused(server), timeout=5)  # no longer accepting
+        (response, body), = recv_responses(busy, 1, method="POST")
+        assert response.status_code == 200 and b'"duration_ms":700' in body
+        assert header(response, "connection") == "close"
+        assert server.proc.wait(10) == 0
+        assert "draining 1 connection" in server.log()
+
+
+def test_health_is_503_draining_for_requests_in_flight_at_shutdown():
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
+        sock = in_flight(server, b"/health")
+        server.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: refused(server), timeout=5)
+        sock.sendall(b"x")
+        reply = recv_until_closed(sock)
+        assert reply.startswith(b"HTTP/1.1 503 ") and reply.endswith(b'{"status":"draining"}')
+        assert b"Connection: close" in reply
+        assert server.proc.wait(10) == 0
+
+
+def test_shutdown_timeout_cuts_long_responses():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--shutdown-timeout", "300ms") as server:
+        busy = in_flight(server, b"/delay/60000")
+        busy.sendall(b"x")
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(10) == 0
+        assert time.monotonic() - start < 3
+        assert recv_until_closed(busy) == b""
+
+
+def test_second_signal_exits_at_once():
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
+        busy = in_flight(server, b"/delay/60000")
+        server.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "draining" in server.log(), timeout=5)
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(5) != 0
+
+
+def test_two_workers_share_one_port():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--workers", "2", ready_lines=2) as server:
+        workers = set()
+        deadline = time.monotonic() + 10
+        while len(workers) < 2 and time.monotonic() < deadline:
+            with httpx.Client(base_url=server.url) as client:  # a new connection each time
+                workers.update(re.findall(r'fastmock_worker_info\{.*worker="(\d)"', client.get("/metrics").text))
+        assert workers == {"0", "1"}, "both workers answered"
+        assert server.stop() == 0
+
+
+def test_a_dead_worker_is_restarted():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--workers", "2", ready_lines=2) as server:
+        worker_pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\) listening", server.log())]
+        os.kill(worker_pids[0], signal.SIGKILL)
+        wait_for(lambda: server.log().count("listening on") == 3)
+        assert "exited with -9; restarting" in server.log()
+        assert httpx.get(f"{server.url}/health").status_code == 200
+        assert server.stop() == 0
+
+
+def test_ipv6():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("::1 is not configured")
+    with start_server("hp", "--host", "::1", "--port", "0", "--mem-interval", "0") as server:
+        echo = httpx.get(f"{server.url}/echo").json()
+        assert echo["source_addr"].startswith("[::1]:")
+        assert server.stop() == 0
+
+
+def test_port_in_use_is_a_clear_error():
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # no SO_REUSEPORT: nobody can share it
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "fastmock", "hp", "--port", str(port)],
+                                capture_output=True, text=True, timeout=10)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1 port {port}: Address already in use" in result.stderr
