@@ -56,10 +56,8 @@ cdef void _init_tables():
 
 _init_tables()
 
-cdef dict METHOD_NAMES = {
-    M_GET: "GET", M_HEAD: "HEAD", M_POST: "POST", M_PUT: "PUT", M_DELETE: "DELETE",
-    M_OPTIONS: "OPTIONS", M_PATCH: "PATCH",
-}
+# indexed by MethodId: known methods cost no string allocation
+cdef tuple METHOD_NAMES = (None, "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")
 
 
 cdef inline bint _ieq(const char* p, const char* lower, size_t n):
@@ -123,7 +121,7 @@ cdef class EventCollector(ParserHandler):
         return 0
 
     cdef int _on_message_complete(self) except -1:
-        self.events.append(EndOfMessage.__new__(EndOfMessage))
+        self.events.append(END_OF_MESSAGE)
         return 0
 
 
@@ -145,6 +143,10 @@ cdef class EndOfMessage:
 
     def __eq__(self, other):
         return isinstance(other, EndOfMessage)
+
+
+# it carries nothing, so one instance serves every message
+cdef EndOfMessage END_OF_MESSAGE = EndOfMessage.__new__(EndOfMessage)
 
 
 @cython.freelist(64)
@@ -479,15 +481,12 @@ cdef class RequestParser:
         cdef bint te_present = False, te_chunked_last = False, te_unknown = False
         cdef bint conn_close = False, conn_keep_alive = False
         cdef long long content_length = -1, value
-        cdef const char* lf
         self.head = p
         self.head_len = n
         self.expect_continue = False
         self._parse_request_line(p, (<const char*>memchr(p, LF, n) - p) + 1)
         pos = self.target_start + self.target_len + 11  # past " HTTP/x.y\r\n"
         while pos < n - 2:
-            lf = <const char*>memchr(p + pos, LF, n - pos)
-            line_end = (lf - p) - 1  # the CR; bare LFs were rejected while scanning
             # RFC 9112 §5.2: obs-fold is rejected with 400 (it is obsolete and ambiguous)
             if _is_ows(p[pos]):
                 raise RemoteProtocolError("obsolete line folding in header", 400)
@@ -503,12 +502,17 @@ cdef class RequestParser:
             if name_end == pos:
                 raise RemoteProtocolError("empty header name", 400)
             v = name_end + 1
-            while v < line_end and _is_ows(p[v]):
+            while _is_ows(p[v]):
                 v += 1
+            # one pass validates the value and finds its end: the CR of the line's CRLF
+            line_end = v
+            while FIELD_VALUE[<unsigned char>p[line_end]]:
+                line_end += 1
+            if p[line_end] != CR or p[line_end + 1] != LF:
+                raise RemoteProtocolError("invalid character in header value", 400)
             e = line_end
             while e > v and _is_ows(p[e - 1]):
                 e -= 1
-            _check_value(p + v, e - v)
             g_headers[count].name_start = pos
             g_headers[count].name_len = name_end - pos
             g_headers[count].value_start = v
