@@ -3,6 +3,7 @@
 import contextlib
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -41,12 +42,19 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def start_server(*args, ready_lines=1, stdout=subprocess.DEVNULL, timeout=15):
-    """Run ``fastmock ARGS`` on a free port; wait for its ready line(s); always stop it."""
+def start_server(*args, ready_lines=1, stdout=subprocess.DEVNULL, timeout=15, open_files=None):
+    """Run ``fastmock ARGS`` on a free port; wait for its ready line(s); always stop it.
+
+    ``open_files`` caps the server's RLIMIT_NOFILE (soft and hard), to reach the limit cheaply.
+    """
+    def limit_open_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     with tempfile.NamedTemporaryFile(prefix="fastmock-", suffix=".log", delete=False) as log:
         log_path = log.name
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fastmock", *args], stdout=stdout, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-m", "fastmock", *args], stdout=stdout, stderr=log,
+                                preexec_fn=limit_open_files if open_files else None)
     try:
         deadline = time.monotonic() + timeout
         while True:

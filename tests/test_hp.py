@@ -215,3 +215,24 @@ def test_mem_interval_prints_a_line():
             time.sleep(0.05)
         line = next(line for line in server.log().splitlines() if "rss=" in line)
         assert "connections=" in line and "requests=" in line and "bytes_out=" in line
+
+
+H11_CASES = [
+    ("GET", "/health", 200), ("HEAD", "/health", 200), ("GET", "/", 200), ("POST", "/x?y=1", 200),
+    ("HEAD", "/anything", 200), ("GET", "/status/201", 201), ("GET", "/status/204", 204),
+    ("GET", "/status/304", 304), ("HEAD", "/status/503", 503), ("GET", "/status/200:1,200:2", 200),
+    ("GET", "/status/1", 400), ("GET", "/delay/10", 200), ("HEAD", "/delay/10", 200), ("GET", "/delay/x", 400),
+    ("GET", "/help", 200), ("GET", "/metrics", 200), ("DELETE", "/status/404", 404),
+]
+
+
+def test_every_endpoint_passes_h11_on_one_connection(hp):
+    """h11 as a strict client over one keep-alive connection: framing, headers and order are all valid."""
+    with hp.connect() as sock:
+        for method, target, status in H11_CASES:
+            sock.sendall(b"%s %s HTTP/1.1\r\nHost: x\r\n\r\n" % (method.encode(), target.encode()))
+            (response, body), = recv_responses(sock, 1, method=method)
+            assert response.status_code == status, (method, target)
+            assert header(response, "server") == "fastmock" and header(response, "date")
+            if method == "HEAD" or status in (204, 304):
+                assert body == b""

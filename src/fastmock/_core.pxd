@@ -153,6 +153,7 @@ cdef class Server:
         double header_timeout_s
         double tick_s
         long long max_connections
+        Py_ssize_t write_buffer_size
         bytearray read_buffer
         object read_view
         object slow_read_view

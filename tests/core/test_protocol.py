@@ -176,3 +176,28 @@ def test_max_connections_closes_extra_connections_at_once():
                     break
             assert time.monotonic() < deadline, "a slot never freed up"
         server.stop()
+
+
+def test_running_out_of_file_descriptors_closes_new_connections_and_keeps_serving():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", open_files=128) as server:
+        socks = [server.connect() for _ in range(300)]  # the kernel accepts them all; we can't
+        answered = 0
+        for sock in socks:
+            sock.sendall(HEALTH)
+            sock.settimeout(5)
+            try:
+                answered += sock.recv(4096).startswith(b"HTTP/1.1 200 OK")
+            except ConnectionResetError:
+                pass
+        assert 50 < answered < 128
+        for sock in socks:
+            sock.close()
+        deadline = time.monotonic() + 5
+        while True:  # descriptors come back as the server sees the closes
+            with server.connect() as sock:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if recv_until_closed(sock, timeout=5).startswith(b"HTTP/1.1 200 OK"):
+                    break
+            assert time.monotonic() < deadline
+        assert server.stop() == 0
+        assert server.log().count("\n") < 10, "no error loop in the log"

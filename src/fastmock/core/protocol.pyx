@@ -83,6 +83,7 @@ cdef class Server:
         # the tick bounds how late a timeout fires: at most half the shortest timeout, at most 1 s
         self.tick_s = max(0.05, min(1.0, idle_timeout_s / 2, header_timeout_s / 2))
         self.max_connections = max_connections
+        self.write_buffer_size = buffer_size
         self.read_buffer = bytearray(buffer_size)
         self.read_view = memoryview(self.read_buffer)
         self.slow_read_view = self.read_view[:SLOW_READ_SIZE]
@@ -392,6 +393,8 @@ cdef class ServerProtocol(ParserHandler):
             transport.abort()
             return
         self.transport = transport
+        # uvloop already sets TCP_NODELAY on every TCP transport
+        transport.set_write_buffer_limits(server.write_buffer_size)
         server.connections.add(self)
         server.connections_total += 1
         self.last_active = g_now

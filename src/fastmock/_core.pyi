@@ -1,0 +1,92 @@
+"""Types of the compiled core's Python surface."""
+
+from collections.abc import Callable
+from typing import Any
+
+class Request:
+    method: str
+    http_minor: int
+    keep_alive: bool
+    chunked: bool
+    expect_continue: bool
+    content_length: int
+    body: bytes
+    body_size: int
+    body_truncated: bool
+    client_addr: str | None
+    server_addr: str | None
+    read_pause_s: float
+    @property
+    def target(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def query_string(self) -> str: ...
+    @property
+    def http_version(self) -> str: ...
+    @property
+    def headers(self) -> list[tuple[str, str]]: ...
+
+class Data:
+    data: bytes
+
+class EndOfMessage: ...
+
+class RequestParser:
+    def __init__(self, *, max_target_size: int = 8192, max_header_size: int = 65536,
+                 max_headers: int = 100) -> None: ...
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Request | Data | EndOfMessage]: ...
+    @property
+    def buffered(self) -> int: ...
+
+CONTINUE_100: bytes
+
+def refresh_date() -> None: ...
+def status_phrase(status: int) -> str: ...
+def render(status: int, body: bytes = b"", content_type: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None,
+           *, keep_alive: bool = True, http10: bool = False, head_only: bool = False) -> bytes: ...
+def error_response(status: int, msg: str) -> bytes: ...
+
+class StaticResponse:
+    status: int
+    def __init__(self, status: int, body: bytes, content_type: bytes,
+                 extra_headers: list[tuple[bytes, bytes]] | None = None) -> None: ...
+    def bytes_for(self, *, keep_alive: bool = True, http10: bool = False, head_only: bool = False) -> bytes: ...
+
+class Response:
+    status: int
+    body: bytes
+    content_type: bytes
+    headers: list[tuple[bytes, bytes]] | None
+    delay_s: float
+    def __init__(self, status: int = 200, body: bytes = b"", content_type: bytes = b"application/json",
+                 headers: list[tuple[bytes, bytes]] | None = None, delay_s: float = 0.0) -> None: ...
+
+class Random:
+    def __init__(self, seed: int) -> None: ...
+    def random(self) -> float: ...
+
+DURATION_BOUNDS: tuple[float, ...]
+
+class Route:
+    name: str
+    path: bytes | None
+    prefix: bool
+    def __init__(self, name: str, path: bytes | None = None, *, prefix: bool = False,
+                 static: StaticResponse | None = None, static_draining: StaticResponse | None = None,
+                 handler: Callable[[Request], Response] | None = None,
+                 on_head: Callable[[Request], Response | None] | None = None, body_limit: int = 1048576) -> None: ...
+
+class Server:
+    def __init__(self, loop: Any, routes: list[Route], default_route: Route, *, max_target_size: int = 8192,
+                 max_header_size: int = 65536, max_headers: int = 100, idle_timeout_s: float = 10.0,
+                 header_timeout_s: float = 10.0, max_connections: int = 262144, buffer_size: int = 262144,
+                 access_log: Callable[[Request, int, int, float], None] | None = None) -> None: ...
+    def make_protocol(self) -> Any: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def drain(self) -> None: ...
+    def abort_all(self) -> None: ...
+    @property
+    def open_connections(self) -> int: ...
+    def stats(self) -> dict[str, Any]: ...
