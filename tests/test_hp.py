@@ -202,7 +202,7 @@ def test_access_log_writes_json_lines(tmp_path):
         httpx.get(f"{server.url}/health")
         server.stop()
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
-    assert [(line["method"], line["path"], line["status"]) for line in lines] == \
+    assert [(line["method"], line["uri"], line["status"]) for line in lines] == \
         [("GET", "/status/404?x=1", 404), ("GET", "/health", 200)]
     assert lines[0]["client"].startswith("127.0.0.1:") and lines[0]["bytes"] > 0
 

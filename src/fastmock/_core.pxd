@@ -146,6 +146,7 @@ cdef class Server:
         object loop
         list routes
         Route default_route
+        Route error_route
         size_t max_target_size
         size_t max_header_size
         unsigned int max_headers

@@ -93,7 +93,7 @@ def _rss_bytes() -> int:
 
 def _write_access_log(req, status: int, nbytes: int, duration_s: float) -> None:
     sys.stdout.buffer.write(orjson.dumps({
-        "time": time.time(), "client": req.client_addr, "method": req.method, "path": req.target,
+        "time": time.time(), "client": req.client_addr, "method": req.method, "uri": req.target,
         "status": status, "bytes": nbytes, "duration_ms": round(duration_s * 1000, 3),
     }) + b"\n")
     sys.stdout.buffer.flush()

@@ -73,7 +73,9 @@ cdef class Server:
         self.loop = loop
         self.routes = routes
         self.default_route = default_route
-        for i, route in enumerate(routes + [default_route, PROTOCOL_ERROR_ROUTE]):
+        # malformed requests are counted under a route of their own
+        self.error_route = Route("protocol_error", static=StaticResponse(400, b"", b""))
+        for i, route in enumerate(routes + [default_route, self.error_route]):
             route.index = i
         self.max_target_size = max_target_size
         self.max_header_size = max_header_size
@@ -180,7 +182,7 @@ cdef class Server:
         cdef int status
         cdef unsigned long long n
         requests = []
-        for route in self.routes + [self.default_route, PROTOCOL_ERROR_ROUTE]:
+        for route in self.routes + [self.default_route, self.error_route]:
             for status in range(100, 600):
                 n = self.status_counts[route.index * STATUS_SLOTS + status - 100]
                 if n:
@@ -197,10 +199,6 @@ cdef class Server:
             "duration_counts": [self.duration_counts[i] for i in range(N_BOUNDS + 1)],
             "duration_sum_s": self.duration_sum_s,
         }
-
-
-# Protocol errors are counted under their own route name.
-cdef Route PROTOCOL_ERROR_ROUTE = Route("protocol_error", static=StaticResponse(400, b"", b""))
 
 
 cdef class ServerProtocol(ParserHandler):
@@ -342,7 +340,7 @@ cdef class ServerProtocol(ParserHandler):
         return 0
 
     cdef int _protocol_error(self, int status, str msg) except -1:
-        self.route = PROTOCOL_ERROR_ROUTE
+        self.route = self.server.error_route
         self.request = None
         data = error_response(status, msg)
         self.out.append(data)
