@@ -38,6 +38,7 @@ cdef class Request:
         public str client_addr
         public str server_addr
         public double read_pause_s
+        public double started_s
 
 
 cdef class Data:
@@ -109,6 +110,17 @@ cdef class StaticResponse:
     cdef bytes get(self, int conn, bint head_only)
 
 
+cdef class PatternStream:
+    cdef:
+        readonly long long remaining     # body bytes still to send
+        long long phase                  # pattern index of the next byte (0..35)
+        readonly long long frame_size    # > 0: chunked, a frame per frame_size bytes
+        long long frame_left             # bytes left in the current frame
+        bint restart_frames
+        double frame_delay_s
+        long long frames_sent
+
+
 cdef class Response:
     cdef:
         public int status
@@ -116,6 +128,7 @@ cdef class Response:
         public bytes content_type
         public list headers
         public double delay_s
+        public PatternStream stream
 
 
 # --- core/random.pyx -------------------------------------------------------------------------------
@@ -138,6 +151,7 @@ cdef class Route:
         object handler
         object on_head
         size_t body_limit
+        long long max_body_size
         int index
 
 
@@ -156,6 +170,8 @@ cdef class Server:
         long long max_connections
         Py_ssize_t write_buffer_size
         bytearray read_buffer
+        object pattern
+        readonly Py_ssize_t piece_size    # bytes per streamed write
         object read_view
         object slow_read_view
         set connections
@@ -197,6 +213,8 @@ cdef class ServerProtocol(ParserHandler):
         double started
         object delay_handle
         object resume_handle
+        PatternStream stream
+        object frame_handle
         double read_pause_s
         size_t read_since_pause
 
@@ -207,6 +225,8 @@ cdef class ServerProtocol(ParserHandler):
     cdef void _set_addresses(self, Request req)
     cdef int _feed(self, const char* data, size_t length) except -1
     cdef int _flush(self) except -1
+    cdef int _pump(self) except -1
+    cdef int _continue(self) except -1
     cdef int _protocol_error(self, int status, str msg) except -1
     cdef int _check_timeout(self, double now) except -1
     cdef int _drain(self) except -1

@@ -72,14 +72,16 @@ def cli():
               help="Largest header section; larger gets 431.")
 @click.option("--max-headers", type=click.IntRange(1, 4096), default=100, show_default=True,
               help="Most header fields in a request; more gets 431.")
+@click.option("--max-upload", type=Size(), default="0", show_default=True,
+              help="Largest /upload body (e.g. 10G); larger gets 413. 0: no limit.")
 @click.option("--seed", type=int, default=None, help="Seed of the random choices (worker k uses seed+k).")
 @click.option("--quiet/--access-log", default=True, show_default=True,
               help="--access-log writes one JSON line per request to stdout.")
 @click.option("--mem-interval", type=Duration(), default="10s", show_default=True,
               help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
 def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_connections, shutdown_timeout,
-       max_delay, max_target_size, max_header_size, max_headers, seed, quiet, mem_interval):
-    """One port, very fast: echo, health, status codes, delays, metrics.
+       max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, quiet, mem_interval):
+    """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
     Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
     """
@@ -92,7 +94,8 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_conne
         mem_interval_s=mem_interval,
     )
     try:
-        status = serve(config, lambda worker: HpApp(HpConfig(max_delay_s=max_delay, seed=seed + worker, worker=worker)))
+        status = serve(config, lambda worker: HpApp(HpConfig(max_delay_s=max_delay, seed=seed + worker, worker=worker,
+                                                      max_upload_size=max_upload)))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
     sys.exit(status)

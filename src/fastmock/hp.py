@@ -1,14 +1,17 @@
 """``fastmock hp``: the route table of the single-port server (its handlers build JSON with orjson)."""
 
+import re
 import socket
+import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import orjson
 
-from fastmock._core import Random, Response, Route, StaticResponse, status_phrase
+from fastmock._core import PatternStream, Random, Response, Route, StaticResponse, status_phrase
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import metrics_text
+from fastmock.units import parse_size
 
 __all__ = ["HpConfig", "HpApp"]
 
@@ -25,6 +28,11 @@ GET /health                      200 {"status":"ok"}; 503 {"status":"draining"} 
 /delay/{ms}                      wait, then the echo JSON                   curl localhost:8080/delay/250
 /delay/{ms}/{read_ms}            read the body slowly (pause read_ms per 64 KiB), then wait
                                                                             curl -T file localhost:8080/delay/0/100
+/bin/{size}                      size bytes of ABC..XYZ0..9 repeated (1024, 64K, 10M, 10G, ...);
+                                 ?chunked=true; Range: bytes=a-b     curl -o /dev/null localhost:8080/bin/1G
+/chunked/{count}                 count chunked frames; ?size=BYTES&delay=MS
+                                                                            curl localhost:8080/chunked/5?size=3&delay=100
+/upload                          counts and discards the body               curl -T big.iso localhost:8080/upload
 /metrics                         Prometheus metrics
 /help                            this text
 """
@@ -35,6 +43,7 @@ class HpConfig:
     max_delay_s: float = 600.0
     seed: int = 0
     worker: int = 0
+    max_upload_size: int = 0
     body_limit: int = 1 << 20
 
 
@@ -105,6 +114,9 @@ class HpApp:
             Route("status", b"/status", prefix=True, handler=self._status, body_limit=limit),
             Route("delay", b"/delay", prefix=True, handler=self._delay, on_head=self._delay_head,
                   body_limit=limit),
+            Route("bin", b"/bin/", prefix=True, handler=self._bin, body_limit=0),
+            Route("chunked", b"/chunked/", prefix=True, handler=self._chunked, body_limit=0),
+            Route("upload", b"/upload", handler=self._upload, body_limit=0, max_body_size=config.max_upload_size),
         ]
         self.default_route = Route("echo", handler=self._echo, body_limit=limit)
 
@@ -161,3 +173,84 @@ class HpApp:
         body = _echo(req)
         body["duration_ms"] = ms
         return Response(200, orjson.dumps(body), delay_s=ms / 1000)
+
+    def _bin(self, req) -> Response:
+        example = "/bin/1024, /bin/64K, /bin/10M, /bin/1G?chunked=true"
+        text = req.path[len("/bin/"):]
+        if not _SIZE_TEXT.fullmatch(text) or not any(digit in "123456789" for digit in text):
+            return _error("size must be a positive whole number of bytes, with an optional K, M, G or T", example)
+        try:
+            size = parse_size(text)
+        except ValueError as exc:  # 2^63 or more
+            return _error(str(exc), example)
+        query = parse_qs(req.query_string)
+        chunked = query.get("chunked", ["false"])[-1].lower() in ("true", "1", "yes", "on")
+        headers = [(b"Content-Disposition", b'attachment; filename="data.bin"'), (b"Accept-Ranges", b"bytes")]
+        status, start, length = 200, 0, size
+        range_header = _header(req, "range")
+        if range_header is not None:
+            byte_range = _parse_range(range_header, size)
+            if byte_range is None:  # unsatisfiable
+                return Response(416, orjson.dumps({"error": "range not satisfiable", "example": "bytes=0-1023"}),
+                                headers=[(b"Content-Range", b"bytes */%d" % size)])
+            if byte_range:  # a single satisfiable range; several ranges get the whole body
+                start, end = byte_range
+                status, length = 206, end - start + 1
+                headers.append((b"Content-Range", b"bytes %d-%d/%d" % (start, end, size)))
+        stream = PatternStream(length, start, frame_size=self.server.piece_size if chunked else 0)
+        return Response(status, content_type=b"application/octet-stream", headers=headers, stream=stream)
+
+    def _chunked(self, req) -> Response:
+        example = "/chunked/5?size=1024&delay=100"
+        count_text = req.path[len("/chunked/"):]
+        query = parse_qs(req.query_string, keep_blank_values=True)
+        size_text = query.get("size", ["1024"])[-1]
+        delay_text = query.get("delay", ["0"])[-1]
+        if not count_text.isdigit() or int(count_text) <= 0:
+            return _error("count must be a positive whole number", example)
+        if not size_text.isdigit() or not 1 <= int(size_text) <= 16 << 20:
+            return _error("size must be a whole number of bytes from 1 to 16777216", example)
+        if not delay_text.isdigit() or int(delay_text) > self.config.max_delay_s * 1000:
+            return _error(f"delay must be whole milliseconds up to {int(self.config.max_delay_s * 1000)}", example)
+        size = int(size_text)
+        stream = PatternStream(int(count_text) * size, frame_size=size, restart_frames=True,
+                               frame_delay_s=int(delay_text) / 1000)
+        return Response(200, content_type=b"text/plain; charset=utf-8", stream=stream)
+
+    def _upload(self, req) -> Response:
+        duration_s = max(time.monotonic() - req.started_s, 1e-9)
+        body = _echo(req)
+        body["bytes_received"] = req.body_size
+        body["duration_ms"] = round(duration_s * 1000, 3)
+        body["throughput_mbps"] = round(req.body_size * 8 / duration_s / 1e6, 3)
+        return Response(200, orjson.dumps(body))
+
+
+_SIZE_TEXT = re.compile(r"[0-9]+[kmgtKMGT]?")
+
+
+def _header(req, name: str) -> str | None:
+    for key, value in req.headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _parse_range(value: str, size: int):
+    """RFC 9110 §14.1.2: (start, end) for one satisfiable range, None if unsatisfiable, () to ignore it."""
+    unit, _, ranges = value.partition("=")
+    if unit.strip().lower() != "bytes" or "," in ranges:
+        return ()
+    first, dash, last = ranges.strip().partition("-")
+    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == "") or first == last == "":
+        return ()
+    if first == "":  # suffix: the last N bytes
+        suffix = int(last)
+        return (max(size - suffix, 0), size - 1) if suffix > 0 else None
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size:
+        return None
+    if end < start:
+        return ()
+    return start, end

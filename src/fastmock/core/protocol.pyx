@@ -42,12 +42,13 @@ cdef class Route:
 
     ``handler(request) -> Response`` runs once the body is in (its first ``body_limit`` bytes are kept);
     ``on_head(request)`` runs when the head is parsed and may return an early Response or set
-    ``request.read_pause_s`` to read the body slowly.
+    ``request.read_pause_s`` to read the body slowly. A body over ``max_body_size`` (0: no limit) is
+    answered 413 and the connection closes.
     """
 
     def __cinit__(self, str name, bytes path=None, *, bint prefix=False, StaticResponse static=None,
                   StaticResponse static_draining=None, object handler=None, object on_head=None,
-                  size_t body_limit=1 << 20):
+                  size_t body_limit=1 << 20, long long max_body_size=0):
         if (static is None) == (handler is None):
             raise ValueError("a route has either a static response or a handler")
         self.name = name
@@ -58,6 +59,7 @@ cdef class Route:
         self.handler = handler
         self.on_head = on_head
         self.body_limit = body_limit
+        self.max_body_size = max_body_size
         self.index = 0
 
 
@@ -86,6 +88,8 @@ cdef class Server:
         self.tick_s = max(0.05, min(1.0, idle_timeout_s / 2, header_timeout_s / 2))
         self.max_connections = max_connections
         self.write_buffer_size = buffer_size
+        self.pattern = pattern_buffer(buffer_size)
+        self.piece_size = len(self.pattern) - PATTERN_LEN
         self.read_buffer = bytearray(buffer_size)
         self.read_view = memoryview(self.read_buffer)
         self.slow_read_view = self.read_view[:SLOW_READ_SIZE]
@@ -228,6 +232,7 @@ cdef class ServerProtocol(ParserHandler):
         if self.route.handler is not None or server.access_log is not None:
             self.started = _now()
             req = parser.make_request()
+            req.started_s = self.started
             self.request = req
             if self.route.handler is not None:
                 self.body = bytearray()
@@ -252,6 +257,8 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _on_body(self, const char* data, size_t length) except -1:
         cdef Py_ssize_t kept, take
         self.body_size += length
+        if self.route is not None and self.route.max_body_size and self.body_size > self.route.max_body_size:
+            raise RemoteProtocolError(f"request body larger than {self.route.max_body_size} bytes", 413)
         if self.body is not None:
             kept = len(self.body)
             take = min(<Py_ssize_t>length, <Py_ssize_t>self.route.body_limit - kept)
@@ -303,13 +310,17 @@ cdef class ServerProtocol(ParserHandler):
                                                             self._finish_delayed, response)
             return 1
         self._respond(response)
-        return 1 if self.closing else 0
+        return 1 if self.closing or self.phase else 0
 
     cdef int _respond(self, Response response) except -1:
         cdef int conn = self._conn_mode()
         data = _render(response.status, response.body, response.content_type, response.headers, conn,
-                       self.head_only)
+                       self.head_only, response.stream)
         self.out.append(data)
+        if response.stream is not None and not self.head_only and _has_body(response.status):
+            # the body follows from _pump, under flow control; the parser waits until it is sent
+            self.stream = response.stream
+            self.phase = 1
         self._done(response.status, len(data), _now() - self.started)
         if conn == CONN_CLOSE:
             self.closing = True
@@ -335,8 +346,67 @@ cdef class ServerProtocol(ParserHandler):
             out.clear()
             self.server.bytes_out += len(data)
             self.transport.write(data)
-        if self.closing and self.phase == 0:
+        if self.stream is not None:
+            self._pump()
+        if self.closing and self.phase == 0 and self.transport is not None:
             self.transport.close()
+        return 0
+
+    cdef int _pump(self) except -1:
+        """Write the stream's body while the transport takes it; resume_writing calls us again."""
+        cdef PatternStream stream = self.stream
+        cdef Server server = self.server
+        cdef long long n
+        transport = self.transport
+        while not self.writing_paused and self.frame_handle is None and self.stream is not None:
+            if stream.frame_size and stream.frame_left == 0:
+                if stream.remaining == 0:
+                    break
+                n = min(stream.frame_size, stream.remaining)
+                stream.frame_left = n
+                if stream.restart_frames:
+                    stream.phase = 0
+                if n <= 4096:  # a small frame goes out whole, in one write
+                    transport.write(b"%x\r\n%b\r\n" % (n, server.pattern[stream.phase:stream.phase + n]))
+                else:
+                    transport.write(b"%x\r\n" % n)
+                    continue
+            else:
+                n = min(stream.frame_left if stream.frame_size else stream.remaining, server.piece_size)
+                if n == 0:
+                    break
+                transport.write(server.pattern[stream.phase:stream.phase + n])
+                if stream.frame_size and n == stream.frame_left:
+                    transport.write(b"\r\n")
+            stream.phase = (stream.phase + n) % PATTERN_LEN
+            stream.remaining -= n
+            server.bytes_out += n
+            if stream.frame_size:
+                stream.frame_left -= n
+                if stream.frame_left == 0 and stream.frame_delay_s > 0 and stream.remaining > 0:
+                    self.frame_handle = server.loop.call_later(stream.frame_delay_s, self._next_frame)
+        if self.stream is not None and stream.remaining == 0 and stream.frame_left == 0:
+            if stream.frame_size:
+                transport.write(b"0\r\n\r\n")
+            self.stream = None
+            self._continue()
+        return 0
+
+    cdef int _continue(self) except -1:
+        """The pending response (delayed or streamed) is complete: go on with pipelined requests."""
+        self.phase = 0
+        if not self.closing:
+            try:
+                self.parser.resume()
+            except RemoteProtocolError as exc:
+                self._protocol_error(exc.status, exc.msg)
+                return 0
+            if self.parser.has_partial_head():
+                self.head_started = g_now
+        self._flush()
+        if self.backlog_paused and self.phase == 0 and not self.closing:
+            self.backlog_paused = False
+            self.transport.resume_reading()
         return 0
 
     cdef int _protocol_error(self, int status, str msg) except -1:
@@ -409,6 +479,11 @@ cdef class ServerProtocol(ParserHandler):
         if self.resume_handle is not None:
             self.resume_handle.cancel()
             self.resume_handle = None
+        if self.frame_handle is not None:
+            self.frame_handle.cancel()
+            self.frame_handle = None
+        self.stream = None  # a client that leaves stops its stream at once
+        self.transport = None
         self.parser.release()
         self.parser.handler = None  # break the cycle parser -> protocol
         self.request = None
@@ -433,6 +508,13 @@ cdef class ServerProtocol(ParserHandler):
 
     def resume_writing(self):
         self.writing_paused = False
+        if self.stream is not None:
+            self._flush()
+
+    def _next_frame(self):
+        self.frame_handle = None
+        if self.transport is not None:
+            self._flush()
 
     def _resume_reading(self):
         self.resume_handle = None
@@ -445,15 +527,7 @@ cdef class ServerProtocol(ParserHandler):
         if self.transport is None:
             return
         self._respond(response)
-        if not self.closing:
-            try:
-                self.parser.resume()
-            except RemoteProtocolError as exc:
-                self._protocol_error(exc.status, exc.msg)
-                return
-            if self.parser.has_partial_head():
-                self.head_started = g_now
-        self._flush()
-        if self.backlog_paused and self.phase == 0 and not self.closing:
-            self.backlog_paused = False
-            self.transport.resume_reading()
+        if self.phase:
+            self._flush()  # a stream: _continue runs when it ends
+        else:
+            self._continue()

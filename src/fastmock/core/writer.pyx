@@ -43,18 +43,22 @@ cdef inline bint _has_body(int status):
     return status >= 200 and status != 204 and status != 304
 
 
-cdef bytes _render(int status, bytes body, bytes content_type, list headers, int conn, bint head_only):
+cdef bytes _render(int status, bytes body, bytes content_type, list headers, int conn, bint head_only,
+                  PatternStream stream=None):
+    """The response's bytes; with a stream, only the head (its body is pumped by the protocol)."""
     parts = [STATUS_LINES[status], SERVER_HEADER, g_date_header]
     if content_type:
         parts.append(b"Content-Type: " + content_type + b"\r\n")
     if headers:
         for name, value in headers:
             parts.append(name + b": " + value + b"\r\n")
-    if _has_body(status):
-        parts.append(b"Content-Length: %d\r\n" % len(body))
+    if stream is not None and stream.frame_size:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    elif _has_body(status):
+        parts.append(b"Content-Length: %d\r\n" % (len(body) if stream is None else stream.remaining))
     parts.append(CONNECTION_HEADERS[conn])
     parts.append(b"\r\n")
-    if _has_body(status) and not head_only:
+    if _has_body(status) and not head_only and stream is None:
         parts.append(body)
     return b"".join(parts)
 
@@ -107,7 +111,7 @@ cdef class Response:
     """What a Python route handler returns; the protocol renders it (after ``delay_s``, if set)."""
 
     def __cinit__(self, int status=200, bytes body=b"", bytes content_type=b"application/json",
-                  list headers=None, double delay_s=0.0):
+                  list headers=None, double delay_s=0.0, PatternStream stream=None):
         if not 100 <= status <= 599:
             raise LocalProtocolError(f"status {status} out of range", 500)
         self.status = status
@@ -115,3 +119,38 @@ cdef class Response:
         self.content_type = content_type
         self.headers = headers
         self.delay_s = delay_s
+        self.stream = stream
+
+
+# The streamed body pattern: byte i of a body is PATTERN[i % 36].
+PATTERN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+cdef Py_ssize_t PATTERN_LEN = 36
+
+
+def pattern_buffer(Py_ssize_t size):
+    """A read-only buffer of about ``size`` bytes from which any pattern slice of that size can be taken.
+
+    Its piece size is ``size`` rounded down to a multiple of 36; it holds 36 bytes more, so a slice of a
+    full piece can start at any phase of the pattern.
+    """
+    cdef Py_ssize_t piece = max(PATTERN_LEN, size // PATTERN_LEN * PATTERN_LEN)
+    return memoryview(PATTERN * (piece // PATTERN_LEN + 1))
+
+
+cdef class PatternStream:
+    """A body of ``length`` pattern bytes starting at pattern index ``start``, written as slices of one
+    shared buffer. ``frame_size`` > 0 sends it chunked, one frame per ``frame_size`` bytes; with
+    ``restart_frames`` each frame starts the pattern again at "A"; ``frame_delay_s`` paces the frames.
+    """
+
+    def __cinit__(self, long long length, long long start=0, *, long long frame_size=0,
+                  bint restart_frames=False, double frame_delay_s=0.0):
+        if length < 0 or start < 0 or frame_size < 0:
+            raise ValueError("length, start and frame_size must not be negative")
+        self.remaining = length
+        self.phase = start % PATTERN_LEN
+        self.frame_size = frame_size
+        self.frame_left = 0
+        self.restart_frames = restart_frames
+        self.frame_delay_s = frame_delay_s
+        self.frames_sent = 0
