@@ -118,7 +118,6 @@ cdef class PatternStream:
         long long frame_left             # bytes left in the current frame
         bint restart_frames
         double frame_delay_s
-        long long frames_sent
 
 
 cdef class Response:

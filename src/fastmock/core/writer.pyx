@@ -153,4 +153,3 @@ cdef class PatternStream:
         self.frame_left = 0
         self.restart_frames = restart_frames
         self.frame_delay_s = frame_delay_s
-        self.frames_sent = 0
