@@ -179,3 +179,26 @@ def test_10_gib_download_with_flat_memory(hp):
         time.sleep(0.05)
     assert curl.stdout.read() == b"200 %d" % (10 << 30)
     assert peak - before < 32 << 20, (before, peak)
+
+
+def test_metrics_count_bytes_per_route():
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
+        httpx.get(f"{server.url}/bin/1M")
+        httpx.get(f"{server.url}/chunked/2?size=10")
+        httpx.post(f"{server.url}/upload", content=b"u" * 5000)
+        metrics = httpx.get(f"{server.url}/metrics").text
+
+    def value(name, route):
+        line = next(line for line in metrics.splitlines() if line.startswith(f'{name}{{route="{route}"}}'))
+        return float(line.split()[-1])
+    assert (1 << 20) < value("fastmock_response_bytes_total", "bin") < (1 << 20) + 1024
+    assert 20 < value("fastmock_response_bytes_total", "chunked") < 1024
+    assert value("fastmock_request_body_bytes_total", "upload") == 5000
+    assert value("fastmock_request_body_bytes_total", "bin") == 0
+
+
+def test_buffer_size_1024_as_the_old_server_ran_it():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--buffer-size", "1024") as server:
+        assert httpx.get(f"{server.url}/bin/3M").content == pattern(0, 3 << 20)
+        assert httpx.get(f"{server.url}/bin/3M?chunked=1", headers={"Range": "bytes=7-"}).content == \
+            pattern(7, (3 << 20) - 7)

@@ -184,11 +184,13 @@ cdef class Server:
         unsigned long long connections_total
         unsigned long long connections_rejected
         unsigned long long* status_counts
+        unsigned long long* route_bytes_out     # by route index: everything sent
+        unsigned long long* route_bytes_in      # by route index: request bodies
         unsigned long long* duration_counts
         double duration_sum_s
 
     cdef Route match(self, const char* path, size_t length)
-    cdef void count(self, Route route, int status, double duration_s)
+    cdef void count(self, Route route, int status, Py_ssize_t nbytes, double duration_s)
 
 
 cdef class ServerProtocol(ParserHandler):
@@ -213,6 +215,7 @@ cdef class ServerProtocol(ParserHandler):
         object delay_handle
         object resume_handle
         PatternStream stream
+        Route stream_route
         object frame_handle
         double read_pause_s
         size_t read_since_pause

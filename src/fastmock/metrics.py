@@ -26,8 +26,16 @@ class _ServerCollector:
         for route, status, count in stats["requests"]:
             requests.add_metric([route, str(status)], count)
         yield requests
-        yield CounterMetricFamily("fastmock_response_bytes", "Bytes sent", value=stats["bytes_out"])
-        yield CounterMetricFamily("fastmock_request_bytes", "Bytes received", value=stats["bytes_in"])
+        sent = CounterMetricFamily("fastmock_response_bytes", "Bytes sent, by route", labels=["route"])
+        bodies = CounterMetricFamily("fastmock_request_body_bytes", "Request body bytes received, by route",
+                                     labels=["route"])
+        for route, body_bytes, sent_bytes in stats["route_bytes"]:
+            sent.add_metric([route], sent_bytes)
+            bodies.add_metric([route], body_bytes)
+        yield sent
+        yield bodies
+        yield CounterMetricFamily("fastmock_request_bytes", "Bytes received (heads and bodies)",
+                                  value=stats["bytes_in"])
         yield CounterMetricFamily("fastmock_connections", "Connections accepted", value=stats["connections_total"])
         yield CounterMetricFamily(
             "fastmock_connections_rejected", "Connections closed at once by --max-connections",

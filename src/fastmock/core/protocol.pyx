@@ -101,14 +101,19 @@ cdef class Server:
         self.connections_total = self.connections_rejected = 0
         self.status_counts = <unsigned long long*>PyMem_Calloc((len(routes) + 2) * STATUS_SLOTS,
                                                                sizeof(unsigned long long))
+        self.route_bytes_out = <unsigned long long*>PyMem_Calloc(len(routes) + 2, sizeof(unsigned long long))
+        self.route_bytes_in = <unsigned long long*>PyMem_Calloc(len(routes) + 2, sizeof(unsigned long long))
         self.duration_counts = <unsigned long long*>PyMem_Calloc(N_BOUNDS + 1, sizeof(unsigned long long))
-        if self.status_counts == NULL or self.duration_counts == NULL:
+        if (self.status_counts == NULL or self.duration_counts == NULL or self.route_bytes_out == NULL
+                or self.route_bytes_in == NULL):
             raise MemoryError()
         self.duration_sum_s = 0.0
 
     def __dealloc__(self):
         PyMem_Free(self.status_counts)
         PyMem_Free(self.duration_counts)
+        PyMem_Free(self.route_bytes_out)
+        PyMem_Free(self.route_bytes_in)
 
     cdef Route match(self, const char* path, size_t length):
         cdef Route route
@@ -122,10 +127,11 @@ cdef class Server:
                 return route
         return self.default_route
 
-    cdef void count(self, Route route, int status, double duration_s):
+    cdef void count(self, Route route, int status, Py_ssize_t nbytes, double duration_s):
         cdef int i = 0
         self.requests_total += 1
         self.status_counts[route.index * STATUS_SLOTS + status - 100] += 1
+        self.route_bytes_out[route.index] += nbytes
         while i < N_BOUNDS and duration_s > C_BOUNDS[i]:
             i += 1
         self.duration_counts[i] += 1
@@ -186,7 +192,9 @@ cdef class Server:
         cdef int status
         cdef unsigned long long n
         requests = []
+        route_bytes = []
         for route in self.routes + [self.default_route, self.error_route]:
+            route_bytes.append((route.name, self.route_bytes_in[route.index], self.route_bytes_out[route.index]))
             for status in range(100, 600):
                 n = self.status_counts[route.index * STATUS_SLOTS + status - 100]
                 if n:
@@ -199,6 +207,7 @@ cdef class Server:
             "connections_total": self.connections_total,
             "connections_rejected": self.connections_rejected,
             "requests": requests,
+            "route_bytes": route_bytes,
             "duration_bounds": DURATION_BOUNDS,
             "duration_counts": [self.duration_counts[i] for i in range(N_BOUNDS + 1)],
             "duration_sum_s": self.duration_sum_s,
@@ -257,6 +266,8 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _on_body(self, const char* data, size_t length) except -1:
         cdef Py_ssize_t kept, take
         self.body_size += length
+        if self.route is not None:
+            self.server.route_bytes_in[self.route.index] += length
         if self.route is not None and self.route.max_body_size and self.body_size > self.route.max_body_size:
             raise RemoteProtocolError(f"request body larger than {self.route.max_body_size} bytes", 413)
         if self.body is not None:
@@ -320,6 +331,7 @@ cdef class ServerProtocol(ParserHandler):
         if response.stream is not None and not self.head_only and _has_body(response.status):
             # the body follows from _pump, under flow control; the parser waits until it is sent
             self.stream = response.stream
+            self.stream_route = self.route
             self.phase = 1
         self._done(response.status, len(data), _now() - self.started)
         if conn == CONN_CLOSE:
@@ -327,7 +339,7 @@ cdef class ServerProtocol(ParserHandler):
         return 0
 
     cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s):
-        self.server.count(self.route, status, duration_s)
+        self.server.count(self.route, status, nbytes, duration_s)
         if self.server.access_log is not None and self.request is not None:
             self._set_addresses(self.request)
             self.server.access_log(self.request, status, nbytes, duration_s)
@@ -381,6 +393,7 @@ cdef class ServerProtocol(ParserHandler):
             stream.phase = (stream.phase + n) % PATTERN_LEN
             stream.remaining -= n
             server.bytes_out += n
+            server.route_bytes_out[self.stream_route.index] += n
             if stream.frame_size:
                 stream.frame_left -= n
                 if stream.frame_left == 0 and stream.frame_delay_s > 0 and stream.remaining > 0:
@@ -389,6 +402,7 @@ cdef class ServerProtocol(ParserHandler):
             if stream.frame_size:
                 transport.write(b"0\r\n\r\n")
             self.stream = None
+            self.stream_route = None
             self._continue()
         return 0
 
