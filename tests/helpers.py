@@ -12,6 +12,7 @@ import tempfile
 import time
 
 import h11
+import httpx
 
 READY = re.compile(rb"listening on http://(\[[^\]]+\]|[^:]+):(\d+)")
 
@@ -128,3 +129,11 @@ def header(response, name):
         if key == name.lower().encode():
             return value.decode()
     return None
+
+
+def json_error_example(url):
+    """GET ``url``, expect a 400 JSON error, and return its ``example``."""
+    response = httpx.get(url)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]
+    return response.json()["example"]

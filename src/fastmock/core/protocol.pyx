@@ -266,10 +266,10 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _on_body(self, const char* data, size_t length) except -1:
         cdef Py_ssize_t kept, take
         self.body_size += length
-        if self.route is not None:
+        if self.route is not None:  # None once answered early: the rest of the body is unread noise
             self.server.route_bytes_in[self.route.index] += length
-        if self.route is not None and self.route.max_body_size and self.body_size > self.route.max_body_size:
-            raise RemoteProtocolError(f"request body larger than {self.route.max_body_size} bytes", 413)
+            if self.route.max_body_size and self.body_size > self.route.max_body_size:
+                raise RemoteProtocolError(f"request body larger than {self.route.max_body_size} bytes", 413)
         if self.body is not None:
             kept = len(self.body)
             take = min(<Py_ssize_t>length, <Py_ssize_t>self.route.body_limit - kept)
