@@ -189,6 +189,7 @@ cdef class Server:
         unsigned long long* duration_counts
         double duration_sum_s
 
+    cdef ServerProtocol _init_protocol(self, ServerProtocol proto)
     cdef Route match(self, const char* path, size_t length)
     cdef void count(self, Route route, int status, Py_ssize_t nbytes, double duration_s)
 
@@ -212,7 +213,7 @@ cdef class ServerProtocol(ParserHandler):
         double last_active
         double head_started
         double started
-        object delay_handle
+        object delay_handle     # a delayed or awaited response: its timer or task
         object resume_handle
         PatternStream stream
         Route stream_route
@@ -232,3 +233,28 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _protocol_error(self, int status, str msg) except -1
     cdef int _check_timeout(self, double now) except -1
     cdef int _drain(self) except -1
+
+
+# --- core/fleet.pyx --------------------------------------------------------------------------------
+
+cdef class PortGroup:
+    cdef:
+        readonly Server server
+        Route health_route
+        Route kill_route
+        object counters               # the shared buffer; keeps `requests` valid
+        unsigned long long* requests  # by slot
+        Py_ssize_t slots
+        object on_kill
+
+
+cdef class FleetPort:
+    cdef:
+        PortGroup group
+        readonly int port
+        readonly Py_ssize_t slot
+        public object listener
+
+
+cdef class PortProtocol(ServerProtocol):
+    cdef FleetPort port

@@ -9,6 +9,7 @@ from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
+import asyncio
 import logging
 from email.utils import formatdate
 from http import HTTPStatus
@@ -19,3 +20,4 @@ include "core/parser.pyx"
 include "core/writer.pyx"
 include "core/random.pyx"
 include "core/protocol.pyx"
+include "core/fleet.pyx"

@@ -40,7 +40,9 @@ cdef str _format_addr(object addr):
 cdef class Route:
     """A path (exact, or a prefix) and what answers it: a static response or a Python handler.
 
+    A route with neither is answered by the protocol itself (fleet ports, core/fleet.pyx).
     ``handler(request) -> Response`` runs once the body is in (its first ``body_limit`` bytes are kept);
+    it may return an awaitable of a Response instead (a coroutine), answered when it completes.
     ``on_head(request)`` runs when the head is parsed and may return an early Response or set
     ``request.read_pause_s`` to read the body slowly. A body over ``max_body_size`` (0: no limit) is
     answered 413 and the connection closes.
@@ -49,8 +51,8 @@ cdef class Route:
     def __cinit__(self, str name, bytes path=None, *, bint prefix=False, StaticResponse static=None,
                   StaticResponse static_draining=None, object handler=None, object on_head=None,
                   size_t body_limit=1 << 20, long long max_body_size=0):
-        if (static is None) == (handler is None):
-            raise ValueError("a route has either a static response or a handler")
+        if static is not None and handler is not None:
+            raise ValueError("a route has a static response or a handler, not both")
         self.name = name
         self.path = path
         self.prefix = prefix
@@ -146,11 +148,7 @@ cdef class Server:
             conn._check_timeout(g_now)
         self.tick_handle = self.loop.call_later(self.tick_s, self._tick)
 
-    # === Public API ===
-
-    def make_protocol(self):
-        """The protocol factory for loop.create_server()."""
-        cdef ServerProtocol proto = ServerProtocol.__new__(ServerProtocol)
+    cdef ServerProtocol _init_protocol(self, ServerProtocol proto):
         proto.server = self
         proto.parser = RequestParser.__new__(RequestParser)
         proto.parser.max_target_size = self.max_target_size
@@ -159,6 +157,12 @@ cdef class Server:
         proto.parser.handler = proto
         proto.out = []
         return proto
+
+    # === Public API ===
+
+    def make_protocol(self):
+        """The protocol factory for loop.create_server()."""
+        return self._init_protocol(ServerProtocol.__new__(ServerProtocol))
 
     def start(self):
         """Start the loop-wide tick (Date header and timeouts)."""
@@ -311,10 +315,16 @@ cdef class ServerProtocol(ParserHandler):
         self.body = None
         self._set_addresses(req)
         try:
-            response = <Response?>route.handler(req)
+            response = route.handler(req)
         except Exception:
             log.exception("route %s failed", route.name)
             response = Response(500, INTERNAL_ERROR)
+        if not isinstance(response, Response):
+            # an awaitable (a handler that waits for something else): answer when it is done
+            self.phase = 1
+            self.delay_handle = asyncio.ensure_future(response, loop=self.server.loop)
+            self.delay_handle.add_done_callback(self._finish_awaited)
+            return 1
         if (<Response>response).delay_s > 0:
             self.phase = 1
             self.delay_handle = self.server.loop.call_later((<Response>response).delay_s,
@@ -534,6 +544,20 @@ cdef class ServerProtocol(ParserHandler):
         self.resume_handle = None
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
+
+    def _finish_awaited(self, task):
+        if task.cancelled():  # the connection was lost
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("route %s failed", self.route.name, exc_info=exc)
+            response = Response(500, INTERNAL_ERROR)
+        else:
+            response = task.result()
+            if not isinstance(response, Response):
+                log.error("route %s returned %r, not a Response", self.route.name, response)
+                response = Response(500, INTERNAL_ERROR)
+        self._finish_delayed(response)
 
     def _finish_delayed(self, Response response):
         self.delay_handle = None
