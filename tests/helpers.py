@@ -43,9 +43,10 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def start_server(*args, ready_lines=1, stdout=subprocess.DEVNULL, timeout=15, open_files=None):
+def start_server(*args, ready_lines=1, stdout=subprocess.DEVNULL, timeout=15, open_files=None, ready=READY):
     """Run ``fastmock ARGS`` on a free port; wait for its ready line(s); always stop it.
 
+    ``ready`` finds the ready line in the log; its two groups are the host and port to talk to.
     ``open_files`` caps the server's RLIMIT_NOFILE (soft and hard), to reach the limit cheaply.
     """
     def limit_open_files():
@@ -60,7 +61,7 @@ def start_server(*args, ready_lines=1, stdout=subprocess.DEVNULL, timeout=15, op
         deadline = time.monotonic() + timeout
         while True:
             with open(log_path, "rb") as log:
-                found = READY.findall(log.read())
+                found = ready.findall(log.read())
             if len(found) >= ready_lines:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:

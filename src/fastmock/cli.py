@@ -7,6 +7,7 @@ import sys
 import click
 
 from fastmock import __version__
+from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.hp import HpApp, HpConfig
 from fastmock.serve import ServeConfig, serve
 from fastmock.units import Duration, Size
@@ -98,6 +99,86 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_conne
                                                       max_upload_size=max_upload)))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
+    sys.exit(status)
+
+
+class AutoOrCount(click.ParamType):
+    """``N`` (at least 1) or ``auto`` (None: decided from the open-files limit)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value is None or str(value).lower() == "auto":
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number or 'auto'", param, ctx)
+        if number < 1:
+            self.fail(f"{value!r} is out of range (>= 1, or 'auto')", param, ctx)
+        return number
+
+
+@cli.command()
+@click.argument("count", type=click.IntRange(1))
+@click.option("--base-port", type=click.IntRange(1, 65535), default=10000, show_default=True,
+              help="First port of the fleet.")
+@click.option("--max-port", type=click.IntRange(1, 65535), default=60000, show_default=True,
+              help="Highest port the fleet may use (scaling up stops there).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the ports listen on.")
+@click.option("--advertise-host", default=None,
+              help="Host named in /endpoints URLs  [default: --host, or localhost for 0.0.0.0]")
+@click.option("--mgmt-port", type=click.IntRange(0, 65535), default=9999, show_default=True,
+              help="Port of the management API (on --host; 0 picks a free one).")
+@click.option("--workers", type=AutoOrCount(), default="auto", show_default=True,
+              help="Port worker processes; 'auto': one per 12,500 ports (fewer ports each under a low "
+                   "open-files limit).")
+@click.option("--token", default=None, help="Require 'Authorization: Bearer TOKEN' on changing API calls.")
+@click.option("--seed", type=int, default=None, help="Seed of random choices (/kill?count=K).")
+@click.option("--reserve-ports", is_flag=True,
+              help="Add the fleet's part of the ephemeral range to net.ipv4.ip_local_reserved_ports while "
+                   "it runs (needs root).")
+@click.option("--idle-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
+              help="Close a keep-alive connection idle this long (bare number: seconds).")
+@click.option("--header-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
+              help="Answer 408 and close if a request head takes longer (bare number: seconds).")
+@click.option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
+              help="Open connections per worker; beyond it new ones are closed at once.")
+def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, token, seed, reserve_ports,
+          idle_timeout, header_timeout, max_connections):
+    """COUNT mock servers, one per port from --base-port, with a management API.
+
+    Each port answers GET /health and GET /kill (which closes that port). The management API
+    (GET /stats, /endpoints, /metrics; GET|POST /kill, /revive, /scale; POST /shutdown) is on
+    --mgmt-port. Every option may also be set as FASTMOCK_FLEET_<OPTION>.
+    """
+    if max_port < base_port:
+        raise click.BadParameter(f"{max_port} is below --base-port {base_port}", param_hint="'--max-port'")
+    if count > max_port - base_port + 1:
+        raise click.BadParameter(f"{count} ports do not fit in {base_port}-{max_port} "
+                                 f"({max_port - base_port + 1} ports)", param_hint="'COUNT'")
+    if base_port <= mgmt_port <= max_port:
+        raise click.BadParameter(f"{mgmt_port} is inside the fleet's range {base_port}-{max_port}",
+                                 param_hint="'--mgmt-port'")
+    from fastmock.serve import raise_open_files_limit
+
+    try:
+        ports_per_worker(count, workers, raise_open_files_limit())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--workers'") from None
+    config = FleetConfig(
+        count=count, base_port=base_port, max_port=max_port, host=host, advertise_host=advertise_host,
+        mgmt_port=mgmt_port, workers=workers, token=token,
+        seed=secrets.randbits(32) if seed is None else seed, reserve_ports=reserve_ports,
+        idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
+    )
+    try:
+        status = run_fleet(config)
+    except PermissionError as exc:
+        raise click.ClickException(f"--reserve-ports needs root: {exc.strerror} ({exc.filename})") from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host} port {mgmt_port} (--mgmt-port): "
+                                   f"{exc.strerror or exc}") from exc
     sys.exit(status)
 
 

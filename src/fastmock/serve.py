@@ -20,7 +20,7 @@ import uvloop
 
 from fastmock._core import Server
 
-__all__ = ["ServeConfig", "serve", "make_listener", "raise_open_files_limit"]
+__all__ = ["ServeConfig", "serve", "make_listener", "raise_open_files_limit", "url", "log"]
 
 BACKLOG = 4096
 TCP_FASTOPEN_QUEUE = 16384
@@ -52,13 +52,17 @@ def raise_open_files_limit() -> int:
     return hard
 
 
-def make_listener(host: str, port: int, *, listen: bool = True) -> socket.socket:
-    """A TCP socket bound with SO_REUSEPORT (so workers can share the port), TCP_FASTOPEN and a big backlog."""
+def make_listener(host: str, port: int, *, listen: bool = True, reuse_port: bool = True) -> socket.socket:
+    """A TCP socket bound with SO_REUSEPORT (so workers can share the port), TCP_FASTOPEN and a big backlog.
+
+    ``reuse_port=False`` for a port that one process must own (a second bind then fails).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -76,11 +80,11 @@ def make_listener(host: str, port: int, *, listen: bool = True) -> socket.socket
     return sock
 
 
-def _url(host: str, port: int) -> str:
+def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _log(message: str) -> None:
+def log(message: str) -> None:
     # one write per line, so the lines of several workers never interleave
     sys.stderr.write(f"fastmock: {message}\n")
     sys.stderr.flush()
@@ -112,7 +116,7 @@ class _MemoryReporter:
         rss_mib = _rss_bytes() / 1048576
         delta = {key: stats[key] - self.last[key] for key in ("requests_total", "bytes_in", "bytes_out")}
         self.last = stats
-        _log(f"worker {self.worker}: rss={rss_mib:.1f}MiB connections={stats['connections_open']} "
+        log(f"worker {self.worker}: rss={rss_mib:.1f}MiB connections={stats['connections_open']} "
              f"requests={stats['requests_total']} (+{delta['requests_total']}) "
              f"bytes_in={stats['bytes_in']} (+{delta['bytes_in']}) "
              f"bytes_out={stats['bytes_out']} (+{delta['bytes_out']})")
@@ -132,7 +136,7 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     listener = await loop.create_server(server.make_protocol, sock=sock, backlog=BACKLOG)
     server.start()
     host, port = sock.getsockname()[:2]
-    _log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {_url(host, port)}")
+    log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port)}")
 
     stopping = loop.create_future()
     signals_seen = 0
@@ -141,7 +145,7 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen > 1:
-            _log(f"worker {worker}: second signal, exiting now")
+            log(f"worker {worker}: second signal, exiting now")
             os._exit(1)
         if not stopping.done():
             stopping.set_result(signum)
@@ -159,13 +163,13 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     listener.close()
     server.drain()
     await asyncio.sleep(0)  # let the idle connections just closed go
-    _log(f"worker {worker}: draining {server.open_connections} connection(s), "
+    log(f"worker {worker}: draining {server.open_connections} connection(s), "
          f"up to {config.shutdown_timeout_s:g}s")
     deadline = loop.time() + config.shutdown_timeout_s
     while server.open_connections and loop.time() < deadline:
         await asyncio.sleep(0.05)
     if server.open_connections:
-        _log(f"worker {worker}: shutdown timeout, aborting {server.open_connections} connection(s)")
+        log(f"worker {worker}: shutdown timeout, aborting {server.open_connections} connection(s)")
         server.abort_all()
         await asyncio.sleep(0)
     server.stop()
@@ -210,7 +214,7 @@ class _Supervisor:
                 sock = make_listener(self.config.host, self.port)
                 status = _worker_main(self.config, self.make_app, worker, sock)
             except BaseException as exc:  # the child must never return into the parent's code
-                _log(f"worker {worker} failed: {exc!r}")
+                log(f"worker {worker} failed: {exc!r}")
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -230,7 +234,7 @@ class _Supervisor:
             quick = time.monotonic() - self.started_at[worker] < 10
             self.restarts[worker] = self.restarts.get(worker, 0) + 1 if quick else 0
             backoff = min(self.MAX_BACKOFF_S, 0.1 * 2 ** self.restarts[worker])
-            _log(f"worker {worker} (pid {pid}) exited with {code}; restarting in {backoff:.1f}s")
+            log(f"worker {worker} (pid {pid}) exited with {code}; restarting in {backoff:.1f}s")
             self.pending[worker] = time.monotonic() + backoff
 
     def _signal_all(self, signum: int) -> None:
@@ -243,8 +247,8 @@ class _Supervisor:
     def run(self) -> int:
         watched = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
         signal.pthread_sigmask(signal.SIG_BLOCK, watched)
-        _log(f"{self.config.name} supervisor (pid {os.getpid()}) starting {self.config.workers} workers "
-             f"on {_url(self.config.host, self.port)}")
+        log(f"{self.config.name} supervisor (pid {os.getpid()}) starting {self.config.workers} workers "
+             f"on {url(self.config.host, self.port)}")
         for worker in range(self.config.workers):
             self._spawn(worker)
         stopping = False
@@ -263,10 +267,10 @@ class _Supervisor:
             elif not stopping:
                 stopping = True
                 self.pending.clear()
-                _log("supervisor: shutting down workers")
+                log("supervisor: shutting down workers")
                 self._signal_all(info.si_signo)
             else:
-                _log("supervisor: second signal, stopping workers now")
+                log("supervisor: second signal, stopping workers now")
                 self._signal_all(info.si_signo)
                 return 1
         self.placeholder.close()

@@ -1,0 +1,92 @@
+"""``fastmock fleet N``: N tiny servers, one per port, over port-worker processes, with a management API.
+
+supervisor.py forks the workers and drives them; worker.py serves a slice of the ports; api.py is the
+management API; state.py the shared memory they all see; ports.py the ephemeral-range checks.
+"""
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import time
+
+import uvloop
+
+from fastmock._core import Server
+from fastmock.fleet.api import ManagementApi
+from fastmock.fleet.ports import PortReservation, ephemeral_overlap, fix_command
+from fastmock.fleet.supervisor import FleetConfig, Supervisor, ports_per_worker
+from fastmock.serve import log, make_listener, raise_open_files_limit, url
+
+__all__ = ["FleetConfig", "ports_per_worker", "run_fleet"]
+
+SHOWN_FAILURES = 10
+
+
+def _ranges(pieces: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{low}-{high}" if high != low else str(low) for low, high in pieces)
+
+
+def run_fleet(config: FleetConfig) -> int:
+    """Serve the fleet until SIGTERM/SIGINT or POST /shutdown; return the exit status.
+
+    Raises OSError when the management port cannot be bound or --reserve-ports cannot write the sysctl.
+    """
+    started = time.monotonic()
+    open_files = raise_open_files_limit()
+    supervisor = Supervisor(config, open_files)
+    mgmt_sock = make_listener(config.host, config.mgmt_port, reuse_port=False)
+    config = dataclasses.replace(config, mgmt_port=mgmt_sock.getsockname()[1])  # --mgmt-port 0 picked one
+    reservation = contextlib.nullcontext()
+    at_risk = ephemeral_overlap(config.base_port, config.max_port if config.reserve_ports
+                                else config.base_port + config.count - 1)
+    if at_risk and config.reserve_ports:
+        reservation = PortReservation(at_risk)
+    elif at_risk:
+        log(f"warning: fleet ports {_ranges(at_risk)} are in the kernel's ephemeral range: client sockets can "
+            f"take them (failed binds) or self-connect to killed ones. Fix: {fix_command(at_risk)} "
+            f"(or run with --reserve-ports as root)")
+    with mgmt_sock, reservation:
+        if at_risk and config.reserve_ports:
+            log(f"reserved ports {_ranges(at_risk)} (net.ipv4.ip_local_reserved_ports) until the fleet exits")
+        return uvloop.run(_serve(config, supervisor, mgmt_sock, started))
+
+
+async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started: float) -> int:
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+
+    def on_signal(signum: int) -> None:
+        if not stop.done():
+            stop.set_result(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    result = await supervisor.start(config.count)
+    base = config.base_port
+    failed = sorted(result["failed"].items())
+    shown = ", ".join(f"{base + slot} ({reason})" for slot, reason in failed[:SHOWN_FAILURES])
+    more = f" and {len(failed) - SHOWN_FAILURES} more" if len(failed) > SHOWN_FAILURES else ""
+    log(f"fleet ready: {len(result['started'])} of {config.count} ports accepting in "
+        f"{time.monotonic() - started:.2f}s on {config.host} ports {base}-{base + config.count - 1}; "
+        f"{len(failed)} failed to bind{': ' + shown + more if failed else ''}; "
+        f"management API {url(config.host, config.mgmt_port)} (workers: {len(supervisor.workers)})")
+
+    advertise = config.advertise_host or ("localhost" if config.host in ("0.0.0.0", "::") else config.host)
+    api = ManagementApi(supervisor, config.token, config.seed, advertise)
+    server = Server(loop, api.routes, api.default_route, buffer_size=65536)
+    listener = await loop.create_server(server.make_protocol, sock=mgmt_sock)
+    server.start()
+
+    reason = await asyncio.wait([stop, api.stopped], return_when=asyncio.FIRST_COMPLETED)
+    reason = (stop if stop.done() else api.stopped).result()
+    log(f"fleet stopping ({reason})")
+    listener.close()
+    await asyncio.sleep(0.05)  # lets the answer to POST /shutdown go out
+    server.drain()
+    await supervisor.stop_all()
+    server.abort_all()
+    server.stop()
+    log("fleet stopped")
+    return 0

@@ -1,0 +1,79 @@
+"""The fleet's port range against the kernel's ephemeral range (client sockets take ports from it)."""
+
+__all__ = ["ephemeral_overlap", "fix_command", "PortReservation"]
+
+PORT_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+RESERVED_FILE = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+
+def _parse_ranges(text: str) -> list[tuple[int, int]]:
+    """``"8080,10000-10010"`` → [(8080, 8080), (10000, 10010)]."""
+    ranges = []
+    for part in text.replace(",", " ").split():
+        low, _, high = part.partition("-")
+        ranges.append((int(low), int(high or low)))
+    return ranges
+
+
+def _format_ranges(ranges: list[tuple[int, int]]) -> str:
+    return ",".join(f"{low}-{high}" if high != low else str(low) for low, high in ranges)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as file:
+            return file.read().strip()
+    except OSError:
+        return None
+
+
+def ephemeral_range() -> tuple[int, int] | None:
+    text = _read(PORT_RANGE_FILE)
+    if not text:
+        return None
+    low, high = map(int, text.split())
+    return low, high
+
+
+def ephemeral_overlap(low: int, high: int) -> list[tuple[int, int]]:
+    """The parts of ``low..high`` inside the ephemeral range and not reserved (the ports at risk)."""
+    ephemeral = ephemeral_range()
+    if ephemeral is None:
+        return []
+    start, stop = max(low, ephemeral[0]), min(high, ephemeral[1])
+    if start > stop:
+        return []
+    at_risk = [(start, stop)]
+    for reserved_low, reserved_high in _parse_ranges(_read(RESERVED_FILE) or ""):
+        at_risk = [piece for a, b in at_risk
+                   for piece in ((a, min(b, reserved_low - 1)), (max(a, reserved_high + 1), b)) if piece[0] <= piece[1]]
+    return at_risk
+
+
+def fix_command(ranges: list[tuple[int, int]]) -> str:
+    """The sysctl that stops the kernel handing ``ranges`` out to client sockets."""
+    current = _parse_ranges(_read(RESERVED_FILE) or "")
+    return f"sysctl -w net.ipv4.ip_local_reserved_ports={_format_ranges(sorted(current + ranges))}"
+
+
+class PortReservation:
+    """Adds ranges to ip_local_reserved_ports (needs root) and puts the old value back on exit."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.ranges = ranges
+        self.old: str | None = None
+
+    def __enter__(self) -> "PortReservation":
+        old = _read(RESERVED_FILE)
+        if old is None:
+            raise OSError(f"cannot read {RESERVED_FILE}")
+        with open(RESERVED_FILE, "w") as file:  # PermissionError without root
+            file.write(_format_ranges(sorted(_parse_ranges(old) + self.ranges)))
+        self.old = old
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.old is not None:
+            with open(RESERVED_FILE, "w") as file:
+                file.write(self.old or "\n")
+            self.old = None

@@ -1,0 +1,253 @@
+"""The fleet supervisor: forks the port workers, talks to them over socketpairs, restarts one that dies.
+
+Worker k owns slots ``k * ports_per_worker`` up to the next worker's first slot. The supervisor is the only
+process that changes the fleet's size; the workers are the only writers of their ports' shared state.
+"""
+
+import asyncio
+import gc
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import orjson
+
+from fastmock.fleet.state import ALIVE, FleetState
+from fastmock.serve import log
+from fastmock.fleet.worker import CHANNEL_LIMIT, WorkerConfig, run_worker
+
+__all__ = ["FleetConfig", "WorkerGone", "Supervisor"]
+
+MAX_PORTS_PER_WORKER = 12500
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    count: int
+    base_port: int = 10000
+    max_port: int = 60000
+    host: str = "127.0.0.1"
+    advertise_host: str | None = None
+    mgmt_port: int = 9999
+    workers: int | None = None  # None: as many as the open-files limit needs
+    token: str | None = None
+    seed: int = 0
+    reserve_ports: bool = False
+    idle_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+    max_connections: int = 262144
+
+    @property
+    def slots(self) -> int:
+        return self.max_port - self.base_port + 1
+
+
+def ports_per_worker(count: int, workers: int | None, open_files: int) -> int:
+    """Ports per worker: a quarter of the open-files limit stays free for connections."""
+    cap = max(1, min(MAX_PORTS_PER_WORKER, open_files - open_files // 4))
+    if workers is None:
+        return cap
+    wanted = -(-count // workers)
+    if wanted > cap:
+        raise ValueError(f"{workers} workers would need {wanted} ports each; the open-files limit "
+                         f"{open_files} allows {cap} (use at least {-(-count // cap)} workers, or 'auto')")
+    return max(wanted, 1)
+
+
+class WorkerGone(Exception):
+    """The worker died before it answered; it is being restarted."""
+
+
+class _Worker:
+    """The supervisor's side of one worker: its process, its channel and the replies it owes."""
+
+    def __init__(self, index: int, pid: int, writer: asyncio.StreamWriter) -> None:
+        self.index = index
+        self.pid = pid
+        self.writer = writer  # None once the worker has exited
+        self.replies: deque[asyncio.Future] = deque()
+        self.started_at = time.monotonic()
+
+    async def call(self, op: str, **args) -> dict:
+        if self.writer is None:
+            raise WorkerGone(f"worker {self.index} is restarting")
+        reply = asyncio.get_running_loop().create_future()
+        self.replies.append(reply)
+        self.writer.write(orjson.dumps({"op": op, **args}) + b"\n")
+        return await reply
+
+
+class Supervisor:
+    """Owns the workers; ``start`` returns once the initial ports are up."""
+
+    MAX_BACKOFF_S = 30.0
+
+    def __init__(self, config: FleetConfig, open_files: int) -> None:
+        self.config = config
+        self.per_worker = ports_per_worker(config.count, config.workers, open_files)
+        self.max_workers = -(-config.slots // self.per_worker)
+        self.state = FleetState(config.base_port, config.slots, self.max_workers)
+        self.worker_config = WorkerConfig(config.host, config.idle_timeout_s, config.header_timeout_s,
+                                          config.max_connections)
+        self.count = 0  # slots [0, count) are in the fleet
+        self.workers: dict[int, _Worker] = {}
+        self.quick_deaths: dict[int, int] = {}
+        self.stopping = False
+        self.started_at = time.time()
+
+    # --- slots and workers --------------------------------------------------------------------------
+
+    def worker_slots(self, index: int) -> range:
+        """The slots worker ``index`` owns that are in the fleet."""
+        return range(index * self.per_worker, min((index + 1) * self.per_worker, self.count))
+
+    def by_worker(self, slots) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for slot in slots:
+            groups.setdefault(slot // self.per_worker, []).append(slot)
+        return groups
+
+    def worker(self, index: int) -> _Worker:
+        worker = self.workers.get(index)
+        if worker is None or worker.writer is None:
+            raise WorkerGone(f"worker {index} is restarting")
+        return worker
+
+    async def _spawn(self, index: int, slots: list[int], revive: bool) -> dict:
+        """Fork worker ``index`` serving ``slots``; returns its first reply (what it started)."""
+        parent_end, child_end = socket.socketpair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                _become_worker(child_end.fileno())
+                status = run_worker(self.worker_config, self.state, index, child_end, slots, revive)
+            except BaseException as exc:  # the child must never return into the supervisor's code
+                log(f"fleet worker {index} failed: {exc!r}")
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+        child_end.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent_end, limit=CHANNEL_LIMIT)
+        worker = _Worker(index, pid, writer)
+        self.workers[index] = worker
+        first = asyncio.get_running_loop().create_future()
+        worker.replies.append(first)
+        asyncio.ensure_future(self._read_replies(worker, reader))
+        return await first
+
+    async def _read_replies(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            reply = worker.replies.popleft()
+            if not reply.done():
+                reply.set_result(orjson.loads(line))
+        # EOF: the worker has exited
+        worker.writer.close()
+        worker.writer = None
+        while worker.replies:
+            reply = worker.replies.popleft()
+            if not reply.done():
+                reply.set_exception(WorkerGone(f"worker {worker.index} exited"))
+        _, status = os.waitpid(worker.pid, 0)
+        if self.workers.get(worker.index) is worker:
+            del self.workers[worker.index]
+            if not self.stopping:
+                await self._restart(worker, os.waitstatus_to_exitcode(status))
+
+    async def _restart(self, worker: _Worker, code: int) -> None:
+        index = worker.index
+        quick = time.monotonic() - worker.started_at < 10
+        self.quick_deaths[index] = self.quick_deaths.get(index, 0) + 1 if quick else 0
+        backoff = min(self.MAX_BACKOFF_S, 0.1 * 2 ** self.quick_deaths[index])
+        log(f"fleet worker {index} (pid {worker.pid}) exited with {code}; restarting in {backoff:.1f}s")
+        await asyncio.sleep(backoff)
+        slots = self.worker_slots(index)
+        if self.stopping or index in self.workers or not slots:
+            return
+        alive = self.state.slots_in(ALIVE, slots.start, slots.stop)
+        try:
+            result = await self._spawn(index, alive, revive=False)
+        except WorkerGone:
+            return  # it died again; its own reader restarts it
+        log(f"fleet worker {index} restarted (pid {self.workers[index].pid}): "
+             f"{len(result['started'])} ports re-bound, {len(result['failed'])} failed")
+
+    # --- what the API and the CLI call --------------------------------------------------------------
+
+    async def start(self, count: int) -> dict:
+        """Add ``count`` ports after the last one; returns the started and failed slots."""
+        first = self.count
+        self.count += count
+        results = []
+        for index, slots in self.by_worker(range(first, first + count)).items():
+            if index in self.workers:
+                results.append(self.worker(index).call("start", slots=slots))
+            else:
+                results.append(self._spawn(index, slots, revive=False))
+        started, failed = [], {}
+        for result in await asyncio.gather(*results):
+            started += result["started"]
+            failed.update({int(slot): reason for slot, reason in result["failed"].items()})
+        return {"started": started, "failed": failed}
+
+    async def shrink(self, count: int) -> None:
+        """Stop the highest ``count`` ports; workers left with none exit."""
+        new_count = self.count - count
+        calls = []
+        for index, slots in self.by_worker(range(new_count, self.count)).items():
+            worker = self.worker(index)
+            if index * self.per_worker >= new_count:
+                calls.append(self._stop_worker(worker, slots))
+            else:
+                calls.append(worker.call("stop", slots=slots))
+        await asyncio.gather(*calls)
+        self.count = new_count
+
+    async def _stop_worker(self, worker: _Worker, slots: list[int]) -> None:
+        await worker.call("stop", slots=slots)
+        del self.workers[worker.index]  # its exit is expected: no restart
+        worker.writer.write(b'{"op":"exit"}\n')
+
+    async def stop_all(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM every worker and wait for them to exit (SIGKILL after ``timeout_s``)."""
+        self.stopping = True
+        workers = list(self.workers.values())
+        for worker in workers:
+            _signal(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while any(worker.writer is not None for worker in workers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for worker in workers:
+            if worker.writer is not None:
+                _signal(worker.pid, signal.SIGKILL)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _become_worker(keep_fd: int) -> None:
+    """Turn a child forked from the supervisor's running loop into a clean process for a worker.
+
+    Nothing inherited may be collected here (a finalizer could close an fd number reused by now), the
+    supervisor's descriptors (management sockets, other workers' channels, the loop's own) are closed,
+    and asyncio forgets the supervisor's running loop (Python 3.12 does that itself after fork).
+    """
+    gc.freeze()
+    os.closerange(3, keep_fd)
+    os.closerange(keep_fd + 1, os.sysconf("SC_OPEN_MAX"))
+    asyncio.events._set_running_loop(None)
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())

@@ -1,0 +1,156 @@
+"""A fleet port worker: one process serving a contiguous slice of the fleet's ports.
+
+It binds raw listening sockets itself (socket/bind/listen: far quicker than create_server(host, port)
+per port) and hands them to uvloop with one shared core Server; /health and /kill are answered in C
+(core/fleet.pyx). The supervisor drives it over a socketpair with JSON lines, one reply per command:
+
+    {"op": "start", "slots": [...], "revive": false}  -> {"started": [...], "failed": {"slot": "reason"}}
+    {"op": "kill", "slots": [...]}                      -> {"killed": [...]}
+    {"op": "stop", "slots": [...]}                      -> {"stopped": [...]}   (scaled down: ABSENT)
+    {"op": "exit"}                                      -> the process exits
+
+The first reply, sent unasked, is the result of starting the slots it was forked with.
+"""
+
+import asyncio
+import signal
+import socket
+
+import orjson
+import uvloop
+
+from fastmock._core import PortGroup
+from fastmock.fleet.state import ABSENT, ALIVE, FAILED, KILLED, FleetState
+
+__all__ = ["WorkerConfig", "run_worker"]
+
+BACKLOG = 1024
+BIND_ATTEMPTS = 3
+BIND_RETRY_DELAY_S = 0.1
+CHANNEL_LIMIT = 16 << 20  # longest command line (a start of 12,500 slots is ~90 KB)
+
+
+class WorkerConfig:
+    """What a worker needs from the fleet's configuration (read-only)."""
+
+    def __init__(self, host: str, idle_timeout_s: float, header_timeout_s: float, max_connections: int) -> None:
+        self.host = host
+        self.idle_timeout_s = idle_timeout_s
+        self.header_timeout_s = header_timeout_s
+        self.max_connections = max_connections
+
+
+class PortWorker:
+    def __init__(self, config: WorkerConfig, state: FleetState, index: int) -> None:
+        self.config = config
+        self.state = state
+        self.index = index
+        self.family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        self.ports = {}  # slot -> FleetPort, for the slots alive here
+        self.group = None
+
+    def _listen(self, port: int) -> socket.socket:
+        sock = socket.socket(self.family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.config.host, port))
+            sock.listen(BACKLOG)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def start(self, slots: list[int], revive: bool = False) -> dict:
+        """Bind and serve ``slots``; a bind that fails is retried a few times, then the slot is FAILED."""
+        loop = asyncio.get_running_loop()
+        states = self.state.states
+        pending = [slot for slot in slots if slot not in self.ports]
+        bound, errors = {}, {}
+        for attempt in range(BIND_ATTEMPTS):
+            retry = []
+            for slot in pending:
+                try:
+                    bound[slot] = self._listen(self.state.base_port + slot)
+                except OSError as exc:
+                    errors[slot] = exc.strerror or str(exc)
+                    retry.append(slot)
+            pending = retry
+            if not pending or attempt == BIND_ATTEMPTS - 1:
+                break
+            await asyncio.sleep(BIND_RETRY_DELAY_S)
+        for slot, sock in bound.items():
+            port = self.group.port(self.state.base_port + slot, slot)
+            port.listener = await loop.create_server(port, sock=sock, backlog=BACKLOG)
+            self.ports[slot] = port
+            states[slot] = ALIVE
+        for slot in pending:
+            states[slot] = FAILED
+        self.state.bump(self.index, "revived" if revive else "started", len(bound))
+        return {"started": list(bound), "failed": {str(slot): errors[slot] for slot in pending}}
+
+    def _close(self, slot: int, new_state: int, keep=None) -> None:
+        port = self.ports.pop(slot)
+        port.listener.close()  # closes the socket now: connects are refused from here on
+        self.group.close_connections(port, keep)
+        self.state.states[slot] = new_state
+
+    def kill(self, slots: list[int], keep=None) -> dict:
+        killed = [slot for slot in slots if slot in self.ports]
+        for slot in killed:
+            self._close(slot, KILLED, keep)
+        self.state.bump(self.index, "killed", len(killed))
+        return {"killed": killed}
+
+    def stop(self, slots: list[int]) -> dict:
+        for slot in slots:
+            if slot in self.ports:
+                self._close(slot, ABSENT)
+            else:
+                self.state.states[slot] = ABSENT
+        return {"stopped": slots}
+
+    def _on_kill(self, port, protocol) -> None:
+        """GET /kill on a port: its answer is queued on ``protocol``, which closes once it is sent."""
+        self.kill([port.slot], keep=protocol)
+
+    async def run(self, channel: socket.socket, slots: list[int], revive: bool) -> int:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        self.group = PortGroup(loop, self.state.requests, self._on_kill, idle_timeout_s=config.idle_timeout_s,
+                               header_timeout_s=config.header_timeout_s, max_connections=config.max_connections,
+                               buffer_size=16384)
+        self.group.server.start()
+        stopping = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, lambda: stopping.done() or stopping.set_result(None))
+        reader, writer = await asyncio.open_unix_connection(sock=channel, limit=CHANNEL_LIMIT)
+        writer.write(orjson.dumps(await self.start(slots, revive)) + b"\n")
+        commands = asyncio.ensure_future(self._serve_commands(reader, writer))
+        await asyncio.wait([stopping, commands], return_when=asyncio.FIRST_COMPLETED)
+        for slot in list(self.ports):
+            self._close(slot, self.state.states[slot])  # the state stays: a restarted worker re-binds
+        self.group.server.stop()
+        return 0
+
+    async def _serve_commands(self, reader, writer) -> None:
+        """Answer commands until "exit" or the supervisor goes away (EOF)."""
+        while line := await reader.readline():
+            command = orjson.loads(line)
+            op = command["op"]
+            if op == "exit":
+                return
+            if op == "start":
+                reply = await self.start(command["slots"], command.get("revive", False))
+            elif op == "kill":
+                reply = self.kill(command["slots"])
+            elif op == "stop":
+                reply = self.stop(command["slots"])
+            else:
+                reply = {"error": f"unknown op {op!r}"}
+            writer.write(orjson.dumps(reply) + b"\n")
+
+
+def run_worker(config: WorkerConfig, state: FleetState, index: int, channel: socket.socket,
+               slots: list[int], revive: bool) -> int:
+    # Ctrl-C reaches the whole process group: the supervisor alone decides, and stops us with SIGTERM
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return uvloop.run(PortWorker(config, state, index).run(channel, slots, revive))
