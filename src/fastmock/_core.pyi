@@ -1,6 +1,6 @@
 """Types of the compiled core's Python surface."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 class Request:
@@ -74,7 +74,7 @@ class Route:
     prefix: bool
     def __init__(self, name: str, path: bytes | None = None, *, prefix: bool = False,
                  static: StaticResponse | None = None, static_draining: StaticResponse | None = None,
-                 handler: Callable[[Request], Response] | None = None,
+                 handler: Callable[[Request], Response | Awaitable[Response]] | None = None,
                  on_head: Callable[[Request], Response | None] | None = None, body_limit: int = 1048576) -> None: ...
 
 class Server:
@@ -90,3 +90,18 @@ class Server:
     @property
     def open_connections(self) -> int: ...
     def stats(self) -> dict[str, Any]: ...
+
+class FleetPort:
+    port: int
+    slot: int
+    listener: Any
+    @property
+    def requests(self) -> int: ...
+    def __call__(self) -> Any: ...
+
+class PortGroup:
+    server: Server
+    def __init__(self, loop: Any, counters: Any, on_kill: Callable[[FleetPort, Any], None],
+                 **server_options: Any) -> None: ...
+    def port(self, port: int, slot: int) -> FleetPort: ...
+    def close_connections(self, port: FleetPort, keep: Any = None) -> None: ...
