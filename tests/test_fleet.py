@@ -429,3 +429,20 @@ def test_50000_ports_in_a_private_network_namespace():
     assert report["exit_code"] == 0
     assert report["reserved_during"] == "32768-60000"
     assert report["reserved_restored"]
+
+
+def test_advertise_host_and_sigint():
+    with start_fleet(3, "--advertise-host", "fleet.example") as server:
+        text = httpx.get(f"{server.url}/endpoints").text
+        assert text.splitlines()[0].startswith("http://fleet.example:")
+        assert server.stop(signal.SIGINT) == 0
+        assert "fleet stopping (SIGINT)" in server.log()
+
+
+def test_ipv6_host():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    base = free_base(3)
+    with start_fleet(3, "--host", "::1", base=base) as server:
+        assert httpx.get(f"http://[::1]:{base + 2}/health").json() == {"status": "ok", "port": base + 2}
+        assert httpx.get(f"{server.url}/endpoints").text.splitlines()[0] == f"http://[::1]:{base}/health"
