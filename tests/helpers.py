@@ -138,3 +138,12 @@ def json_error_example(url):
     assert response.status_code == 400, response.text
     assert response.json()["error"]
     return response.json()["example"]
+
+
+def exited(pid):
+    """Whether process ``pid`` has exited (gone, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

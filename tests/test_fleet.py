@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import recv_until_closed, start_server
+from helpers import exited, recv_until_closed, start_server
 
 READY = re.compile(rb"fleet ready: .* management API http://(\[[^\]]+\]|[^:]+):(\d+)")
 TOKEN = "s3cret"
@@ -316,8 +316,7 @@ def test_sigterm_and_shutdown_stop_everything_with_exit_0():
         workers = _worker_pids(server.proc.pid)
         assert server.stop(signal.SIGTERM) == 0
         assert refused(base) and refused(server.port)
-        assert all(not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
-                   for pid in workers)
+        assert all(exited(pid) for pid in workers)
         assert "fleet stopped" in server.log()
     with start_fleet(50, base=base) as server:
         response = httpx.post(f"{server.url}/shutdown")

@@ -1,14 +1,23 @@
 """The ``fastmock`` command line: one click group, one subcommand per mode."""
 
+import difflib
+import functools
 import os
 import secrets
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
 from fastmock import __version__
+from fastmock.client import DEFAULT_URL, FleetClient, FleetError
+from fastmock.ctl import Console
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
+from fastmock.fleet.detach import DetachError, default_paths, start_detached
 from fastmock.hp import HpApp, HpConfig
+from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
+from fastmock.shell import run_shell
 from fastmock.serve import ServeConfig, serve
 from fastmock.units import Duration, Size
 
@@ -144,8 +153,16 @@ class AutoOrCount(click.ParamType):
               help="Answer 408 and close if a request head takes longer (bare number: seconds).")
 @click.option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
               help="Open connections per worker; beyond it new ones are closed at once.")
+@click.option("--detach", is_flag=True,
+              help="Run in the background (own session); return once every port accepts.")
+@click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the fleet's PID here while it runs  [default with --detach: "
+                   "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.pid]")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --detach: where the fleet's output goes  [default: "
+                   "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
 def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, token, seed, reserve_ports,
-          idle_timeout, header_timeout, max_connections):
+          idle_timeout, header_timeout, max_connections, detach, pid_file, log_file):
     """COUNT mock servers, one per port from --base-port, with a management API.
 
     Each port answers GET /health and GET /kill (which closes that port). The management API
@@ -157,8 +174,8 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
     if count > max_port - base_port + 1:
         raise click.BadParameter(f"{count} ports do not fit in {base_port}-{max_port} "
                                  f"({max_port - base_port + 1} ports)", param_hint="'COUNT'")
-    if base_port <= mgmt_port <= max_port:
-        raise click.BadParameter(f"{mgmt_port} is inside the fleet's range {base_port}-{max_port}",
+    if base_port <= mgmt_port < base_port + count:
+        raise click.BadParameter(f"{mgmt_port} is one of the fleet's ports {base_port}-{base_port + count - 1}",
                                  param_hint="'--mgmt-port'")
     from fastmock.serve import raise_open_files_limit
 
@@ -172,14 +189,185 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
         seed=secrets.randbits(32) if seed is None else seed, reserve_ports=reserve_ports,
         idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
     )
+    if detach:
+        _detach(config, pid_file, log_file)
+        return
+    if log_file is not None:
+        raise click.BadParameter("only with --detach (in the foreground the log is stderr)",
+                                 param_hint="'--log-file'")
     try:
-        status = run_fleet(config)
+        status = run_fleet(config, pid_file)
     except PermissionError as exc:
         raise click.ClickException(f"--reserve-ports needs root: {exc.strerror} ({exc.filename})") from exc
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host} port {mgmt_port} (--mgmt-port): "
                                    f"{exc.strerror or exc}") from exc
     sys.exit(status)
+
+
+def _detach(config, pid_file, log_file) -> None:
+    if config.mgmt_port == 0:
+        raise click.BadParameter("--detach needs a fixed management port", param_hint="'--mgmt-port'")
+    default_pid_file, default_log_file = default_paths(config.mgmt_port)
+    try:
+        info = start_detached(config, pid_file or default_pid_file, log_file or default_log_file, run_fleet)
+    except DetachError as exc:
+        raise click.ClickException(str(exc)) from None
+    ctl = "fastmock ctl" if config.mgmt_port == 9999 and config.host == "127.0.0.1" else \
+        f"fastmock ctl --url {info['url']}"
+    click.echo(f"fleet running in the background\n"
+               f"  pid         {info['pid']}\n"
+               f"  management  {info['url']}\n"
+               f"  ports       {info['ports']} ({info['alive']} alive, {info['failed']} failed to bind)\n"
+               f"  log         {info['log']}\n"
+               f"  pid file    {info['pid_file']}\n"
+               f"next:\n"
+               f"  {ctl} stats\n"
+               f"  {ctl} endpoints 10\n"
+               f"  {ctl} kill {config.base_port}\n"
+               f"  {ctl} logs\n"
+               f"  {ctl} stop")
+
+
+# --- ctl and shell: clients of a fleet's management API ---------------------------------------------
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@cli.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The fleet's management API.")
+@click.option("--token", default=None, help="Bearer token, if the fleet was started with --token.")
+@click.pass_context
+def ctl(ctx, url, token):
+    """Drive a running fleet through its management API.
+
+    Options may also be set as FASTMOCK_CTL_URL and FASTMOCK_CTL_TOKEN.
+    """
+    ctx.obj = Console(FleetClient(url, token), click.echo)
+
+
+def _fleet_command(function):
+    """A ctl subcommand: a FleetError becomes one line on stderr and exit 1."""
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except FleetError as exc:
+            raise click.ClickException(str(exc)) from None
+    return ctl.command()(click.pass_obj(run))
+
+
+@_fleet_command
+@json_option
+def stats(console, as_json):
+    """The fleet's counters."""
+    console.stats(as_json)
+
+
+@_fleet_command
+@click.argument("limit", type=click.IntRange(0), default=20)
+@click.option("--state", type=click.Choice(["alive", "killed", "failed", "all"]), default="alive", show_default=True)
+@json_option
+def endpoints(console, limit, state, as_json):
+    """The first LIMIT endpoints (default 20) in a state."""
+    console.endpoints(limit, state, as_json)
+
+
+@_fleet_command
+@click.argument("port", type=click.IntRange(1, 65535))
+@json_option
+def kill(console, port, as_json):
+    """Close PORT: connections are refused until it is revived."""
+    console.kill(port, as_json)
+
+
+@_fleet_command
+@click.argument("port", type=click.IntRange(1, 65535))
+@json_option
+def revive(console, port, as_json):
+    """Bring a killed PORT back."""
+    console.revive(port, as_json)
+
+
+@_fleet_command
+@click.argument("count", type=int)
+@json_option
+def scale(console, count, as_json):
+    """Start COUNT more ports (negative: stop the highest)."""
+    console.scale(count, as_json)
+
+
+@_fleet_command
+@json_option
+def status(console, as_json):
+    """Whether a fleet answers, with its counts (exit 1 when none does)."""
+    if not console.status(as_json):
+        sys.exit(1)
+
+
+@_fleet_command
+@click.option("--tail", type=click.IntRange(0), default=100, show_default=True, help="How many lines.")
+def logs(console, tail):
+    """The fleet's last log lines."""
+    console.logs(tail)
+
+
+@_fleet_command
+@click.option("--timeout", type=Duration(), default="30s", show_default=True,
+              help="How long to wait for the process to exit (bare number: seconds).")
+@json_option
+def stop(console, timeout, as_json):
+    """Stop the fleet (POST /shutdown) and wait for its process to exit."""
+    console.stop(timeout, as_json)
+
+
+@cli.command()
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The fleet's management API.")
+@click.option("--token", default=None, help="Bearer token, if the fleet was started with --token.")
+def shell(url, token):
+    """An interactive shell for a local fleet: start, stats, endpoints, kill, revive, scale, logs, ..."""
+    sys.exit(run_shell(url, token, run_fleet))
+
+
+@cli.command("rewrite-config")
+@click.argument("source", metavar="IN", type=click.File("r"))
+@click.argument("target", metavar="OUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--endpoints-url", default=f"{DEFAULT_URL}/endpoints?limit=1000000", show_default=True,
+              help="Where to read endpoint URLs (a fleet's /endpoints).")
+@click.option("--endpoints-file", type=click.File("r"), default=None,
+              help="Read endpoint URLs from this file instead (one per line, # comments).")
+@click.option("--field", "fields", multiple=True, default=("url", "host"), show_default=True,
+              help="A key whose values are replaced (repeatable); 'host' gets HOST:PORT, others the URL.")
+@click.option("--cycle", is_flag=True, help="Reuse the endpoints when the document has more fields.")
+@click.option("--dry-run", is_flag=True, help="Print a unified diff instead of writing OUT.")
+def rewrite_config(source, target, endpoints_url, endpoints_file, fields, cycle, dry_run):
+    """Point every url/host field of a YAML or JSON document at fleet endpoints.
+
+    IN and OUT may be '-' (stdin, stdout). Comments, order, quoting and layout are kept; OUT is written
+    whole (through a temporary file) or not at all.
+    """
+    text = source.read()
+    try:
+        endpoints = parse_endpoints(endpoints_file.read()) if endpoints_file else fetch_endpoints(endpoints_url)
+        result, replaced = rewrite(text, endpoints, fields, cycle)
+    except ConfigError as exc:
+        raise click.BadParameter(f"{source.name}: {exc}", param_hint="'IN'") from None
+    except EndpointsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if replaced == 0:
+        click.echo(f"warning: no {'/'.join(fields)} fields in {source.name}", err=True)
+    if dry_run:
+        click.echo("".join(difflib.unified_diff(text.splitlines(keepends=True), result.splitlines(keepends=True),
+                                                source.name, target)), nl=False)
+    elif target == "-":
+        click.echo(result, nl=False)
+    else:
+        directory = os.path.dirname(os.path.abspath(target))
+        with tempfile.NamedTemporaryFile("w", dir=directory, prefix=".fastmock-", delete=False) as temporary:
+            temporary.write(result)
+        os.replace(temporary.name, target)
+    if target != "-" or dry_run:
+        click.echo(f"{replaced} fields replaced" + (" (dry run)" if dry_run else f" in {target}"), err=True)
 
 
 def main() -> None:

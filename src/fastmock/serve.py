@@ -7,6 +7,7 @@ listener on the same port, and supervises them.
 """
 
 import asyncio
+import collections
 import os
 import resource
 import signal
@@ -84,9 +85,15 @@ def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+# the last lines this process logged (the fleet serves them at GET /logs)
+recent_log_lines: collections.deque[str] = collections.deque(maxlen=10000)
+
+
 def log(message: str) -> None:
+    line = f"fastmock: {message}"
+    recent_log_lines.append(line)
     # one write per line, so the lines of several workers never interleave
-    sys.stderr.write(f"fastmock: {message}\n")
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 

@@ -7,6 +7,7 @@ management API; state.py the shared memory they all see; ports.py the ephemeral-
 import asyncio
 import contextlib
 import dataclasses
+import os
 import signal
 import time
 
@@ -27,10 +28,11 @@ def _ranges(pieces: list[tuple[int, int]]) -> str:
     return ", ".join(f"{low}-{high}" if high != low else str(low) for low, high in pieces)
 
 
-def run_fleet(config: FleetConfig) -> int:
+def run_fleet(config: FleetConfig, pid_file=None) -> int:
     """Serve the fleet until SIGTERM/SIGINT or POST /shutdown; return the exit status.
 
-    Raises OSError when the management port cannot be bound or --reserve-ports cannot write the sysctl.
+    ``pid_file`` holds this process's PID while it runs. Raises OSError when the management port cannot
+    be bound or --reserve-ports cannot write the sysctl.
     """
     started = time.monotonic()
     open_files = raise_open_files_limit()
@@ -46,10 +48,24 @@ def run_fleet(config: FleetConfig) -> int:
         log(f"warning: fleet ports {_ranges(at_risk)} are in the kernel's ephemeral range: client sockets can "
             f"take them (failed binds) or self-connect to killed ones. Fix: {fix_command(at_risk)} "
             f"(or run with --reserve-ports as root)")
-    with mgmt_sock, reservation:
+    with mgmt_sock, reservation, _pid_file(pid_file):
         if at_risk and config.reserve_ports:
             log(f"reserved ports {_ranges(at_risk)} (net.ipv4.ip_local_reserved_ports) until the fleet exits")
         return uvloop.run(_serve(config, supervisor, mgmt_sock, started))
+
+
+@contextlib.contextmanager
+def _pid_file(path):
+    if path is None:
+        yield
+        return
+    with open(path, "w") as file:
+        file.write(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started: float) -> int:

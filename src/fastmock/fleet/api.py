@@ -15,10 +15,11 @@ from fastmock._core import Response, Route
 from fastmock.fleet.state import ALIVE, FAILED, KILLED, STATE_NAMES, STATES_BY_NAME
 from fastmock.fleet.supervisor import Supervisor, WorkerGone
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from fastmock.serve import log, recent_log_lines
 
 __all__ = ["ManagementApi"]
 
-ENDPOINTS = ["/health", "/stats", "/endpoints", "/scale", "/kill", "/revive", "/metrics", "/shutdown"]
+ENDPOINTS = ["/health", "/stats", "/endpoints", "/scale", "/kill", "/revive", "/metrics", "/logs", "/shutdown"]
 
 
 class ApiError(Exception):
@@ -64,6 +65,7 @@ class ManagementApi:
             "/stats": (("GET", "HEAD"), False, self.stats),
             "/endpoints": (("GET", "HEAD"), False, self.endpoints),
             "/metrics": (("GET", "HEAD"), False, self.metrics),
+            "/logs": (("GET", "HEAD"), False, self.logs),
             "/scale": (("GET", "POST"), True, self.scale),
             "/kill": (("GET", "POST"), True, self.kill),
             "/revive": (("GET", "POST"), True, self.revive),
@@ -164,6 +166,11 @@ class ManagementApi:
         ProcessCollector(registry=registry)
         return Response(200, generate_latest(registry), METRICS_CONTENT_TYPE)
 
+    def logs(self, query) -> Response:
+        tail = _int_param(query, "tail", "/logs?tail=100", default=100, minimum=0)
+        lines = list(recent_log_lines)[-tail:] if tail else []
+        return Response(200, "".join(line + "\n" for line in lines).encode(), b"text/plain; charset=utf-8")
+
     # --- changing -------------------------------------------------------------------------------------
 
     def _slot(self, query, example: str) -> tuple[int, int]:
@@ -187,12 +194,15 @@ class ManagementApi:
                 raise ApiError(409, f"only {room} more ports fit below --max-port {self.config.max_port}",
                                example, available=room)
             result = await supervisor.start(count)
+            log(f"API: scaled up by {count}: {len(result['started'])} started, {len(result['failed'])} failed "
+                f"to bind; ports {self._range()}")
             return _json({"started": len(result["started"]), "failed": self._failed(result["failed"]),
                           "ports": supervisor.count, "range": self._range()})
         if -count > supervisor.count:
             raise ApiError(409, f"the fleet has only {supervisor.count} ports", example,
                            available=supervisor.count)
         await supervisor.shrink(-count)
+        log(f"API: scaled down by {-count}; ports {self._range()}")
         return _json({"stopped": -count, "ports": supervisor.count, "range": self._range()})
 
     def _failed(self, failed: dict[int, str]) -> dict[str, str]:
@@ -206,6 +216,7 @@ class ManagementApi:
             if count > len(alive):
                 raise ApiError(409, f"only {len(alive)} ports are alive", example, available=len(alive))
             killed = await self._each_worker("kill", sorted(self.rng.sample(alive, count)), "killed")
+            log(f"API: killed {len(killed)} random ports")
             return _json({"killed": [self.config.base_port + slot for slot in killed]})
         port, slot = self._slot(query, example)
         current = self.state.states[slot]
@@ -214,6 +225,7 @@ class ManagementApi:
         reply = await self.supervisor.worker(slot // self.supervisor.per_worker).call("kill", slots=[slot])
         if slot not in reply["killed"]:  # killed by its own /kill meanwhile
             raise ApiError(409, f"port {port} is already killed", example, state="killed")
+        log(f"API: killed port {port}")
         return _json({"port": port, "state": "killed"})
 
     async def revive(self, query) -> Response:
@@ -222,6 +234,7 @@ class ManagementApi:
             killed = self.state.slots_in(KILLED, 0, self.supervisor.count)
             revived = await self._each_worker("start", killed, "started", revive=True)
             failed = sorted(set(killed) - set(revived))
+            log(f"API: revived {len(revived)} ports, {len(failed)} failed to bind")
             return _json({"revived": len(revived), "failed": [self.config.base_port + slot for slot in failed]})
         port, slot = self._slot(query, example)
         if self.state.states[slot] == ALIVE:
@@ -231,6 +244,7 @@ class ManagementApi:
         if reply["failed"]:
             raise ApiError(503, f"port {port} could not be bound: {reply['failed'][str(slot)]}", example,
                            state="failed")
+        log(f"API: revived port {port}")
         return _json({"port": port, "state": "alive"})
 
     async def _each_worker(self, op: str, slots: list[int], key: str, **args) -> list[int]:

@@ -1,0 +1,99 @@
+"""What ``fastmock ctl`` and ``fastmock shell`` print: one Console, one method per command."""
+
+import json
+import os
+import time
+
+from fastmock.client import FleetClient, FleetError, Unreachable
+
+__all__ = ["Console", "table"]
+
+
+def table(rows: list[list], header: list[str]) -> str:
+    """Left-aligned columns (numbers right-aligned), two spaces apart."""
+    cells = [header] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    numeric = [all(isinstance(row[i], int) for row in rows) and rows for i in range(len(header))]
+    lines = []
+    for row in cells:
+        lines.append("  ".join(cell.rjust(width) if numeric[i] else cell.ljust(width)
+                               for i, (cell, width) in enumerate(zip(row, widths))).rstrip())
+    return "\n".join(lines)
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
+class Console:
+    """Runs a command against the fleet and writes its output with ``echo``; FleetError means it failed."""
+
+    def __init__(self, client: FleetClient, echo) -> None:
+        self.client = client
+        self.echo = echo
+
+    def _show(self, data, as_json: bool, text: str) -> None:
+        self.echo(json.dumps(data, indent=2) if as_json else text)
+
+    def stats(self, as_json: bool = False) -> None:
+        stats = self.client.stats()
+        self._show(stats, as_json, table([[key, value] for key, value in stats.items()], ["STAT", "VALUE"]))
+
+    def endpoints(self, limit: int = 20, state: str = "alive", as_json: bool = False) -> None:
+        entries = self.client.endpoints(limit=limit, state=state)
+        rows = [[entry["port"], entry["state"], entry["requests"], entry["url"]] for entry in entries]
+        self._show(entries, as_json, table(rows, ["PORT", "STATE", "REQUESTS", "URL"]) if rows
+                   else f"no {state} endpoints")
+
+    def kill(self, port: int, as_json: bool = False) -> None:
+        reply = self.client.kill(port)
+        self._show(reply, as_json, f"port {reply['port']}: {reply['state']}")
+
+    def revive(self, port: int, as_json: bool = False) -> None:
+        reply = self.client.revive(port)
+        self._show(reply, as_json, f"port {reply['port']}: {reply['state']}")
+
+    def scale(self, count: int, as_json: bool = False) -> None:
+        reply = self.client.scale(count)
+        if count >= 0:
+            failed = f", {len(reply['failed'])} failed to bind" if reply["failed"] else ""
+            text = f"started {reply['started']} ports{failed}; the fleet has {reply['ports']} ({reply['range']})"
+        else:
+            text = f"stopped {reply['stopped']} ports; the fleet has {reply['ports']} ({reply['range']})"
+        self._show(reply, as_json, text)
+
+    def status(self, as_json: bool = False) -> bool:
+        """Whether a fleet answers; not an error when none does."""
+        try:
+            stats = self.client.stats()
+        except Unreachable as exc:
+            self._show({"up": False, "url": self.client.url, "error": str(exc)}, as_json,
+                       f"no fleet answering at {self.client.url} ({exc})")
+            return False
+        last = stats["base_port"] + stats["ports"] - 1
+        self._show({"up": True, "url": self.client.url, **stats}, as_json,
+                   f"fleet at {self.client.url} is up (pid {stats['pid']}, workers: {stats['workers']}, "
+                   f"uptime {stats['uptime_s']:.0f}s)\n"
+                   f"{stats['ports']} ports {stats['base_port']}-{last}: {stats['current_alive']} alive, "
+                   f"{stats['killed']} killed, {stats['bind_failures']} failed; "
+                   f"{stats['requests_total']} requests served")
+        return True
+
+    def logs(self, tail: int = 100) -> None:
+        self.echo(self.client.logs(tail).rstrip("\n"))
+
+    def stop(self, timeout_s: float = 30.0, as_json: bool = False) -> None:
+        """POST /shutdown, then wait for the fleet's process to exit (when it runs on this machine)."""
+        reply = self.client.shutdown()
+        pid = reply["pid"]
+        local = os.path.exists(f"/proc/{pid}")
+        deadline = time.monotonic() + timeout_s
+        while local and not _process_gone(pid):
+            if time.monotonic() > deadline:
+                raise FleetError(f"the fleet (pid {pid}) is still running after {timeout_s:g}s")
+            time.sleep(0.05)
+        self._show({"stopped": True, "pid": pid}, as_json, f"fleet stopped (pid {pid})")
