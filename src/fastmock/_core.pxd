@@ -38,6 +38,7 @@ cdef class Request:
         public str client_addr
         public str server_addr
         public double read_pause_s
+        public object fault_plan     # set by a route's on_head: the FaultPlan for this request
         public double started_s
 
 
@@ -138,6 +139,46 @@ cdef class Random:
     cdef double next_double(self)
 
 
+# --- core/faults.pyx -------------------------------------------------------------------------------
+
+cdef enum FaultKind:
+    F_NONE
+    F_OK
+    F_STATUS
+    F_TIMEOUT
+    F_RESET
+    F_CLOSE
+    F_GARBAGE
+    F_TRUNCATE
+    F_DRIP
+    F_KINDS
+
+cdef enum DelayKind:
+    D_NONE
+    D_FIXED
+    D_UNIFORM
+    D_NORMAL
+    D_LOGNORMAL
+
+cdef struct FaultOutcome:
+    int kind
+    int status
+    double arg          # timeout seconds (0: until --max-hang), or drip bytes per second
+    double cumulative   # weight of this outcome and all before it
+
+
+cdef class FaultPlan:
+    cdef:
+        readonly str spec
+        FaultOutcome* outcomes
+        int count
+        double total
+        int delay_kind
+        double delay_a, delay_b
+    cdef FaultOutcome* draw(self, Random rng, double* delay_s)
+    cdef double _delay(self, Random rng)
+
+
 # --- core/protocol.pyx -----------------------------------------------------------------------------
 
 cdef class Route:
@@ -177,6 +218,12 @@ cdef class Server:
         bint draining
         object access_log
         object tick_handle
+        # faults: (prefix, FaultPlan) rules, the X-Fastmock-Fault hook, the generator they draw from
+        list fault_rules
+        object header_faults
+        Random fault_rng
+        double max_hang_s
+        unsigned long long fault_counts[F_KINDS]
         # statistics, read by /metrics and --mem-interval
         unsigned long long requests_total
         unsigned long long bytes_in
@@ -191,6 +238,7 @@ cdef class Server:
 
     cdef ServerProtocol _init_protocol(self, ServerProtocol proto)
     cdef Route match(self, const char* path, size_t length)
+    cdef FaultPlan match_fault(self, const char* path, size_t length)
     cdef void count(self, Route route, int status, Py_ssize_t nbytes, double duration_s)
 
 
@@ -220,9 +268,24 @@ cdef class ServerProtocol(ParserHandler):
         object frame_handle
         double read_pause_s
         size_t read_since_pause
+        # the fault drawn for the current request (NULL: none); fault_plan keeps it alive
+        FaultPlan fault_plan
+        FaultOutcome* fault
+        double fault_delay_s
+        bint resetting          # close with RST (SO_LINGER 0) instead of FIN
+        bint truncating         # a stream cut short: no chunked terminator
+        double drip_rate        # bytes per second while a response drips (0: full speed)
+        bytes drip_data
+        Py_ssize_t drip_pos
 
     cdef int _conn_mode(self)
     cdef int _answer(self) except -1
+    cdef object _call_handler(self)
+    cdef int _answer_early(self, Response response) except -1
+    cdef int _answer_fault(self) except -1
+    cdef int _apply_fault(self) except -1
+    cdef bytes _garbage(self)
+    cdef Py_ssize_t _drip_piece(self)
     cdef int _respond(self, Response response) except -1
     cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s)
     cdef void _set_addresses(self, Request req)

@@ -6,11 +6,14 @@ cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Realloc
-from libc.string cimport memchr, memcmp, memcpy, memmove
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset
+from posix.strings cimport strncasecmp
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 import asyncio
 import logging
+import struct
+from socket import SOL_SOCKET, SO_LINGER
 from email.utils import formatdate
 from http import HTTPStatus
 
@@ -19,5 +22,6 @@ from fastmock.errors import LocalProtocolError, RemoteProtocolError
 include "core/parser.pyx"
 include "core/writer.pyx"
 include "core/random.pyx"
+include "core/faults.pyx"
 include "core/protocol.pyx"
 include "core/fleet.pyx"

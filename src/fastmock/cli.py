@@ -15,6 +15,7 @@ from fastmock.client import DEFAULT_URL, FleetClient, FleetError
 from fastmock.ctl import Console
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.detach import DetachError, default_paths, start_detached
+from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.shell import run_shell
@@ -24,6 +25,23 @@ from fastmock.units import Duration, Size
 __all__ = ["cli", "main"]
 
 CONTEXT_SETTINGS = {"auto_envvar_prefix": "FASTMOCK", "help_option_names": ["-h", "--help"]}
+
+
+class FaultRule(click.ParamType):
+    """``PREFIX=SPEC`` → (prefix, FaultPlan); a spec error names its position."""
+
+    name = "PREFIX=SPEC"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        prefix, equals, spec = value.partition("=")
+        if not equals or not prefix.startswith("/"):
+            self.fail(f"{value!r} is not PREFIX=SPEC with PREFIX a path (e.g. '/api=503:1,ok:9')", param, ctx)
+        try:
+            return prefix, parse_fault_spec(spec)
+        except FaultSpecError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class Workers(click.ParamType):
@@ -85,12 +103,20 @@ def cli():
 @click.option("--max-upload", type=Size(), default="0", show_default=True,
               help="Largest /upload body (e.g. 10G); larger gets 413. 0: no limit.")
 @click.option("--seed", type=int, default=None, help="Seed of the random choices (worker k uses seed+k).")
+@click.option("--fault", "faults", type=FaultRule(), multiple=True, metavar="PREFIX=SPEC",
+              help=f"Apply a fault spec to requests whose path starts with PREFIX (repeatable; the first "
+                   f"match wins), e.g. '/api=503:1,ok:9'. Spec: {FAULT_EXAMPLE}")
+@click.option("--header-faults/--no-header-faults", default=True, show_default=True,
+              help="Honour an X-Fastmock-Fault: SPEC request header.")
+@click.option("--max-hang", type=Duration(), default="5m", show_default=True,
+              help="Longest a 'timeout' fault (or a fault's delay) holds a connection (bare number: seconds).")
 @click.option("--quiet/--access-log", default=True, show_default=True,
               help="--access-log writes one JSON line per request to stdout.")
 @click.option("--mem-interval", type=Duration(), default="10s", show_default=True,
               help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
 def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_connections, shutdown_timeout,
-       max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, quiet, mem_interval):
+       max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults, header_faults, max_hang,
+       quiet, mem_interval):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
     Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
@@ -104,8 +130,9 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_conne
         mem_interval_s=mem_interval,
     )
     try:
-        status = serve(config, lambda worker: HpApp(HpConfig(max_delay_s=max_delay, seed=seed + worker, worker=worker,
-                                                      max_upload_size=max_upload)))
+        status = serve(config, lambda worker: HpApp(HpConfig(
+            max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
+            faults=faults, header_faults=header_faults, max_hang_s=max_hang)))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
     sys.exit(status)

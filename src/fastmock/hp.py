@@ -8,7 +8,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from fastmock._core import PatternStream, Random, Response, Route, StaticResponse, status_phrase
+from fastmock._core import FaultPlan, PatternStream, Random, Response, Route, StaticResponse, status_phrase
+from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import metrics_text
 from fastmock.units import parse_size
@@ -33,6 +34,12 @@ GET /health                      200 {"status":"ok"}; 503 {"status":"draining"} 
 /chunked/{count}                 count chunked frames; ?size=BYTES&delay=MS
                                                                             curl localhost:8080/chunked/5?size=3&delay=100
 /upload                          counts and discards the body               curl -T big.iso localhost:8080/upload
+/unreliable                      a timeout 20 %, 403 20 %, 500 10 %, else 200; weights from the query
+                                 (?timeout=20&503=10&ok=70, ?spec=SPEC, &delay=DIST)
+                                                                            curl localhost:8080/unreliable?503=1&ok=1
+/getbalance                      the same mix; 200 is a fake account JSON   curl localhost:8080/getbalance
+Any request with X-Fastmock-Fault: SPEC gets that fault (fault language, see --fault)
+                                                  curl -H 'X-Fastmock-Fault: 503:1,ok:1' localhost:8080/health
 /metrics                         Prometheus metrics
 /help                            this text
 """
@@ -45,6 +52,14 @@ class HpConfig:
     worker: int = 0
     max_upload_size: int = 0
     body_limit: int = 1 << 20
+    faults: tuple = ()             # (path prefix, FaultPlan) pairs from --fault, first match wins
+    header_faults: bool = True     # X-Fastmock-Fault: SPEC
+    max_hang_s: float = 300.0
+
+
+# The old unreliable server's outcomes: a timeout 20 %, 403 20 %, 500 10 %, else its normal answer.
+UNRELIABLE_DEFAULT = "timeout:20,403:20,500:10,ok:50"
+_PLAN_CACHE_SIZE = 1024
 
 
 def _error(message: str, example: str, status: int = 400) -> Response:
@@ -117,8 +132,36 @@ class HpApp:
             Route("bin", b"/bin/", prefix=True, handler=self._bin, body_limit=0),
             Route("chunked", b"/chunked/", prefix=True, handler=self._chunked, body_limit=0),
             Route("upload", b"/upload", handler=self._upload, body_limit=0, max_body_size=config.max_upload_size),
+            Route("unreliable", b"/unreliable", handler=self._unreliable, on_head=self._unreliable_head,
+                  body_limit=limit),
+            Route("getbalance", b"/getbalance", handler=self._getbalance, on_head=self._getbalance_head,
+                  body_limit=limit),
         ]
         self.default_route = Route("echo", handler=self._echo, body_limit=limit)
+        self.unreliable_default = parse_fault_spec(UNRELIABLE_DEFAULT)
+        self.plans: dict[str, FaultPlan | Response] = {}
+        self.server_options = {
+            "fault_rules": [(prefix.encode(), plan) for prefix, plan in config.faults],
+            "header_faults": self._header_plan if config.header_faults else None,
+            "seed": config.seed,
+            "max_hang_s": config.max_hang_s,
+        }
+
+    def _plan(self, spec: str, example: str) -> FaultPlan | Response:
+        """The compiled plan of ``spec`` (cached), or the 400 answer to a spec that does not parse."""
+        plan = self.plans.get(spec)
+        if plan is None:
+            if len(self.plans) >= _PLAN_CACHE_SIZE:
+                self.plans.clear()
+            try:
+                plan = parse_fault_spec(spec)
+            except FaultSpecError as exc:
+                plan = Response(400, orjson.dumps({"error": str(exc), "position": exc.position, "example": example}))
+            self.plans[spec] = plan
+        return plan
+
+    def _header_plan(self, value: str) -> FaultPlan | Response:
+        return self._plan(value.strip(), f"X-Fastmock-Fault: {FAULT_EXAMPLE}")
 
     def _metrics(self, req) -> Response:
         return Response(200, metrics_text(self.server, self.config.worker), METRICS_CONTENT_TYPE)
@@ -217,6 +260,32 @@ class HpApp:
                                frame_delay_s=int(delay_text) / 1000)
         return Response(200, content_type=b"text/plain; charset=utf-8", stream=stream)
 
+    def _unreliable_head(self, req) -> Response | None:
+        """Pick the plan from the query: ?spec=SPEC, or outcome=weight pairs (plus delay=DIST)."""
+        example = "/unreliable?timeout=20&403=20&500=10&ok=50 or /unreliable?spec=503:1,ok:9"
+        query = parse_qs(req.query_string, keep_blank_values=True)
+        if "spec" in query:
+            spec = query["spec"][-1]
+        else:
+            terms = [f"{name}:{values[-1]}" for name, values in query.items() if name != "delay"]
+            spec = ",".join(terms) or UNRELIABLE_DEFAULT
+            if "delay" in query:
+                spec += f";delay={query['delay'][-1]}"
+        plan = self._plan(spec, example) if spec != UNRELIABLE_DEFAULT else self.unreliable_default
+        if isinstance(plan, Response):
+            return plan
+        req.fault_plan = plan
+        return None
+
+    def _unreliable(self, req) -> Response:
+        return Response(200, orjson.dumps({"status": "ok", "path": req.path, "time": time.time()}))
+
+    def _getbalance_head(self, req) -> None:
+        req.fault_plan = self.unreliable_default
+
+    def _getbalance(self, req) -> Response:
+        return Response(200, orjson.dumps(fake_account(self.rng)))
+
     def _upload(self, req) -> Response:
         duration_s = max(time.monotonic() - req.started_s, 1e-9)
         body = _echo(req)
@@ -227,6 +296,35 @@ class HpApp:
 
 
 _SIZE_TEXT = re.compile(r"[0-9]+[kmgtKMGT]?")
+
+_FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Radia", "Linus")
+_LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Perlman")
+_CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CHF")
+_MERCHANTS = ("Grocery Mart", "City Transit", "Cloud Hosting", "Coffee Corner", "Book Nook", "Power & Light")
+
+
+def fake_account(rng: Random) -> dict:
+    """A plausible account from the seeded generator: the same seed, the same sequence of accounts."""
+    def pick(options):
+        return options[int(rng.random() * len(options))]
+
+    transactions = []
+    for _ in range(3):
+        amount = round((rng.random() - 0.7) * 500, 2)
+        transactions.append({
+            "id": f"tx-{int(rng.random() * 1e12):012d}",
+            "amount": amount,
+            "type": "credit" if amount >= 0 else "debit",
+            "description": "Salary" if amount >= 0 else pick(_MERCHANTS),
+            "days_ago": int(rng.random() * 30),
+        })
+    return {
+        "account_id": f"ACC-{int(rng.random() * 1e10):010d}",
+        "holder": f"{pick(_FIRST_NAMES)} {pick(_LAST_NAMES)}",
+        "balance": round(rng.random() * 100000, 2),
+        "currency": pick(_CURRENCIES),
+        "recent_transactions": transactions,
+    }
 
 
 def _header(req, name: str) -> str | None:

@@ -41,6 +41,10 @@ class _ServerCollector:
             "fastmock_connections_rejected", "Connections closed at once by --max-connections",
             value=stats["connections_rejected"])
         yield GaugeMetricFamily("fastmock_connections_open", "Open connections", value=stats["connections_open"])
+        faults = CounterMetricFamily("fastmock_faults_injected", "Fault outcomes drawn, by kind", labels=["kind"])
+        for kind, count in stats["faults"]:
+            faults.add_metric([kind], count)
+        yield faults
         buckets, cumulative = [], 0
         for bound, count in zip(stats["duration_bounds"] + (float("inf"),), stats["duration_counts"]):
             cumulative += count

@@ -1,8 +1,8 @@
 """Running a server: listening sockets, one uvloop loop per process, workers, graceful shutdown.
 
 Every mode that serves HTTP on one port goes through ``serve()``: ``make_app(worker_index)`` returns an
-object with ``routes``, ``default_route`` and a ``server`` attribute that is set once the core's Server
-exists. With ``workers > 1`` the parent forks that many workers, each with its own SO_REUSEPORT
+object with ``routes``, ``default_route``, ``server_options`` (more keyword arguments for the core's
+Server) and a ``server`` attribute that is set once the Server exists. With ``workers > 1`` the parent forks that many workers, each with its own SO_REUSEPORT
 listener on the same port, and supervises them.
 """
 
@@ -138,6 +138,7 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
         max_headers=config.max_headers, idle_timeout_s=config.idle_timeout_s,
         header_timeout_s=config.header_timeout_s, max_connections=config.max_connections,
         buffer_size=config.buffer_size, access_log=_write_access_log if config.access_log else None,
+        **app.server_options,
     )
     app.server = server
     listener = await loop.create_server(server.make_protocol, sock=sock, backlog=BACKLOG)

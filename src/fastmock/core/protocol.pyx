@@ -9,6 +9,10 @@ cdef enum:
     SLOW_READ_SIZE = 65536      # /delay/{ms}/{read_ms} reads the body this much at a time
     STATUS_SLOTS = 500          # statuses 100..599
 
+cdef double DRIP_INTERVAL_S = 0.05  # a dripping response writes rate/20 bytes this often
+cdef bytes FAULT_HEADER = b"x-fastmock-fault"
+cdef bytes LINGER_RESET = struct.pack("ii", 1, 0)  # l_onoff=1, l_linger=0
+
 # Prometheus histogram bounds for fastmock_request_duration_seconds
 DURATION_BOUNDS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 cdef int N_BOUNDS = len(DURATION_BOUNDS)
@@ -28,6 +32,18 @@ cdef inline double _now():
 # The loop-wide coarse clock, advanced by each Server tick: per-read activity stamps use it because
 # clock_gettime costs ~7% of a pipelined /health run on this VM (no vDSO-fast TSC).
 cdef double g_now = _now()
+
+
+cdef str _header_value(RequestParser parser, bytes lower_name):
+    """The value of the first header named ``lower_name`` in the head being parsed, or None."""
+    cdef unsigned int i
+    cdef size_t n = len(lower_name)
+    cdef HeaderSpan* span
+    for i in range(parser.header_count):
+        span = &g_headers[i]
+        if span.name_len == n and strncasecmp(parser.head + span.name_start, lower_name, n) == 0:
+            return parser.head[span.value_start:span.value_start + span.value_len].decode("latin-1")
+    return None
 
 
 cdef str _format_addr(object addr):
@@ -72,7 +88,8 @@ cdef class Server:
                   size_t max_header_size=65536, unsigned int max_headers=100,
                   double idle_timeout_s=10.0, double header_timeout_s=10.0,
                   long long max_connections=262144, Py_ssize_t buffer_size=256 * 1024,
-                  object access_log=None):
+                  object access_log=None, list fault_rules=None, object header_faults=None,
+                  unsigned long long seed=0, double max_hang_s=300.0):
         cdef Route route
         self.loop = loop
         self.routes = routes
@@ -99,6 +116,13 @@ cdef class Server:
         self.draining = False
         self.access_log = access_log
         self.tick_handle = None
+        # faults: --fault PREFIX=SPEC rules, X-Fastmock-Fault (header_faults(value) -> FaultPlan or an error
+        # Response), and the generator every draw comes from (seeded: the same seed, the same sequence)
+        self.fault_rules = fault_rules or None
+        self.header_faults = header_faults
+        self.fault_rng = Random(seed)
+        self.max_hang_s = max_hang_s
+        memset(self.fault_counts, 0, sizeof(self.fault_counts))
         self.requests_total = self.bytes_in = self.bytes_out = 0
         self.connections_total = self.connections_rejected = 0
         self.status_counts = <unsigned long long*>PyMem_Calloc((len(routes) + 2) * STATUS_SLOTS,
@@ -128,6 +152,13 @@ cdef class Server:
             elif length == n and memcmp(path, <const char*>route.path, n) == 0:
                 return route
         return self.default_route
+
+    cdef FaultPlan match_fault(self, const char* path, size_t length):
+        cdef bytes prefix
+        for prefix, plan in self.fault_rules:
+            if length >= <size_t>len(prefix) and memcmp(path, <const char*>prefix, len(prefix)) == 0:
+                return plan
+        return None
 
     cdef void count(self, Route route, int status, Py_ssize_t nbytes, double duration_s):
         cdef int i = 0
@@ -215,6 +246,7 @@ cdef class Server:
             "duration_bounds": DURATION_BOUNDS,
             "duration_counts": [self.duration_counts[i] for i in range(N_BOUNDS + 1)],
             "duration_sum_s": self.duration_sum_s,
+            "faults": [(FAULT_KIND_NAMES[kind], self.fault_counts[kind]) for kind in range(<int>F_OK, <int>F_KINDS)],
         }
 
 
@@ -242,6 +274,16 @@ cdef class ServerProtocol(ParserHandler):
         self.body_size = 0
         self.request = None
         self.body = None
+        self.fault = NULL
+        plan = None
+        if server.header_faults is not None:
+            value = _header_value(parser, FAULT_HEADER)
+            if value is not None:
+                plan = server.header_faults(value)
+                if isinstance(plan, Response):  # a spec that does not parse
+                    return self._answer_early(<Response>plan)
+        if plan is None and server.fault_rules is not None:
+            plan = server.match_fault(path, path_len)
         if self.route.handler is not None or server.access_log is not None:
             self.started = _now()
             req = parser.make_request()
@@ -257,15 +299,28 @@ cdef class ServerProtocol(ParserHandler):
                     log.exception("route %s failed on the request head", self.route.name)
                     early = Response(500, INTERNAL_ERROR)
                 if early is not None:
-                    if parser.in_body():
-                        self.keep_alive = False  # the body stays unread: close after answering
-                    self._respond(<Response?>early)
-                    return 1 if self.closing else 0
+                    return self._answer_early(<Response?>early)
                 self.read_pause_s = req.read_pause_s
+                if plan is None:
+                    plan = req.fault_plan
+        if plan is not None:
+            self.fault_plan = <FaultPlan?>plan
+            self.fault = self.fault_plan.draw(server.fault_rng, &self.fault_delay_s)
+            server.fault_counts[self.fault.kind] += 1
+            if self.fault.kind == F_OK and self.fault_delay_s <= 0:
+                self.fault = NULL  # the route's own answer, at once: nothing to do
         # RFC 9110 §10.1.1: send 100 (Continue) before reading the body the client is holding back
         if parser.expect_continue and parser.in_body() and parser.http_minor == 1:
             self.out.append(CONTINUE_100)
         return 0
+
+    cdef int _answer_early(self, Response response) except -1:
+        """Answer from the head, before the body (if any) is read."""
+        if self.parser.in_body():
+            self.keep_alive = False  # the body stays unread: close after answering
+        self.fault = NULL
+        self._respond(response)
+        return 1 if self.closing else 0
 
     cdef int _on_body(self, const char* data, size_t length) except -1:
         cdef Py_ssize_t kept, take
@@ -297,8 +352,9 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _answer(self) except -1:
         cdef Route route = self.route
         cdef StaticResponse static
-        cdef Request req = self.request
         cdef int conn
+        if self.fault != NULL:
+            return self._answer_fault()
         if route.static is not None:
             static = route.static_draining if self.server.draining and route.static_draining else route.static
             conn = self._conn_mode()
@@ -309,16 +365,7 @@ cdef class ServerProtocol(ParserHandler):
                 self.closing = True
                 return 1
             return 0
-        req.body = bytes(self.body)
-        req.body_size = self.body_size
-        req.body_truncated = self.body_size > <unsigned long long>len(req.body)
-        self.body = None
-        self._set_addresses(req)
-        try:
-            response = route.handler(req)
-        except Exception:
-            log.exception("route %s failed", route.name)
-            response = Response(500, INTERNAL_ERROR)
+        response = self._call_handler()
         if not isinstance(response, Response):
             # an awaitable (a handler that waits for something else): answer when it is done
             self.phase = 1
@@ -333,22 +380,119 @@ cdef class ServerProtocol(ParserHandler):
         self._respond(response)
         return 1 if self.closing or self.phase else 0
 
+    cdef object _call_handler(self):
+        """The route handler's answer to the request whose body is in: a Response, or an awaitable."""
+        cdef Request req = self.request
+        req.body = bytes(self.body)
+        req.body_size = self.body_size
+        req.body_truncated = self.body_size > <unsigned long long>len(req.body)
+        self.body = None
+        self._set_addresses(req)
+        try:
+            return self.route.handler(req)
+        except Exception:
+            log.exception("route %s failed", self.route.name)
+            return Response(500, INTERNAL_ERROR)
+
+    cdef int _answer_fault(self) except -1:
+        """The request drew a fault: wait its delay, then apply it."""
+        if self.fault_delay_s > 0:
+            self.phase = 1
+            self.delay_handle = self.server.loop.call_later(min(self.fault_delay_s, self.server.max_hang_s),
+                                                            self._fault_after_delay)
+            return 1
+        self._apply_fault()
+        return 1 if self.closing or self.phase else 0
+
+    cdef int _apply_fault(self) except -1:
+        cdef int kind = self.fault.kind
+        cdef Route route = self.route
+        cdef StaticResponse static
+        cdef double hold_s
+        if kind == F_TIMEOUT or kind == F_RESET or kind == F_CLOSE or kind == F_GARBAGE:
+            # no response: the connection ends (after what was already answered on it)
+            self.closing = True
+            self.route = None
+            self.request = None
+            if kind == F_GARBAGE:
+                self.out.append(self._garbage())
+            elif kind == F_RESET:
+                self.resetting = True
+            elif kind == F_TIMEOUT:
+                # hold: nothing is sent until the client leaves, the timeout's own duration or --max-hang
+                hold_s = self.fault.arg if 0 < self.fault.arg < self.server.max_hang_s else self.server.max_hang_s
+                self.phase = 1
+                self.delay_handle = self.server.loop.call_later(hold_s, self._end_hold)
+            self.fault = NULL
+            return 0
+        if route.static is not None:
+            static = route.static_draining if self.server.draining and route.static_draining else route.static
+            response = Response(static.status, static.body, static.content_type, static.extra_headers)
+        else:
+            response = self._call_handler()
+            if not isinstance(response, Response):
+                log.error("route %s: faults apply to plain handlers only", route.name)
+                response.close()  # the coroutine that will never run
+                response = Response(500, INTERNAL_ERROR)
+        if kind == F_STATUS:
+            (<Response>response).status = self.fault.status
+        if (<Response>response).delay_s > 0:  # the route's own delay comes after the fault's
+            self.phase = 1
+            self.delay_handle = self.server.loop.call_later((<Response>response).delay_s,
+                                                            self._finish_delayed, response)
+            return 0
+        return self._respond(response)
+
+    cdef bytes _garbage(self):
+        """64 to 1024 random bytes that cannot be taken for a status line."""
+        cdef Random rng = self.server.fault_rng
+        cdef Py_ssize_t n = 64 + <Py_ssize_t>(rng.next_u64() % 961), i
+        cdef bytearray data = bytearray(n)
+        for i in range(n):
+            data[i] = rng.next_u64() & 0xFF
+        if data[0] == 72:  # "H", as in "HTTP/1.1"
+            data[0] = 0
+        return bytes(data)
+
+    cdef Py_ssize_t _drip_piece(self):
+        return max(1, <Py_ssize_t>(self.drip_rate * DRIP_INTERVAL_S))
+
     cdef int _respond(self, Response response) except -1:
         cdef int conn = self._conn_mode()
+        cdef PatternStream stream = response.stream
+        cdef int kind = self.fault.kind if self.fault != NULL else F_NONE
+        cdef Py_ssize_t body_len
         data = _render(response.status, response.body, response.content_type, response.headers, conn,
-                       self.head_only, response.stream)
-        self.out.append(data)
-        if response.stream is not None and not self.head_only and _has_body(response.status):
+                       self.head_only, stream)
+        streaming = stream is not None and not self.head_only and _has_body(response.status)
+        if kind == F_TRUNCATE:  # the head announces the whole body; half of it comes, then the close
+            self.closing = True
+            if streaming:
+                stream.remaining //= 2
+                self.truncating = True
+            elif _has_body(response.status) and not self.head_only:
+                body_len = len(response.body)
+                data = data[:len(data) - body_len + body_len // 2]
+        if streaming:
             # the body follows from _pump, under flow control; the parser waits until it is sent
-            self.stream = response.stream
+            self.stream = stream
             self.stream_route = self.route
             self.phase = 1
+        if kind == F_DRIP:
+            self.drip_rate = self.fault.arg
+            self.drip_data = data
+            self.drip_pos = 0
+            self.phase = 1
+            self.delay_handle = self.server.loop.call_soon(self._drip)
+        else:
+            self.out.append(data)
         self._done(response.status, len(data), _now() - self.started)
         if conn == CONN_CLOSE:
             self.closing = True
         return 0
 
     cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s):
+        self.fault = NULL
         self.server.count(self.route, status, nbytes, duration_s)
         if self.server.access_log is not None and self.request is not None:
             self._set_addresses(self.request)
@@ -368,10 +512,14 @@ cdef class ServerProtocol(ParserHandler):
             out.clear()
             self.server.bytes_out += len(data)
             self.transport.write(data)
-        if self.stream is not None:
+        if self.stream is not None and self.drip_data is None:  # a dripping head goes first
             self._pump()
         if self.closing and self.phase == 0 and self.transport is not None:
-            self.transport.close()
+            if self.resetting:  # SO_LINGER 0: close() sends RST, not FIN
+                self.transport.get_extra_info("socket").setsockopt(SOL_SOCKET, SO_LINGER, LINGER_RESET)
+                self.transport.abort()
+            else:
+                self.transport.close()
         return 0
 
     cdef int _pump(self) except -1:
@@ -388,13 +536,15 @@ cdef class ServerProtocol(ParserHandler):
                 stream.frame_left = n
                 if stream.restart_frames:
                     stream.phase = 0
-                if n <= 4096:  # a small frame goes out whole, in one write
+                if n <= 4096 and self.drip_rate == 0:  # a small frame goes out whole, in one write
                     transport.write(b"%x\r\n%b\r\n" % (n, server.pattern[stream.phase:stream.phase + n]))
                 else:
                     transport.write(b"%x\r\n" % n)
                     continue
             else:
                 n = min(stream.frame_left if stream.frame_size else stream.remaining, server.piece_size)
+                if self.drip_rate > 0:
+                    n = min(n, self._drip_piece())
                 if n == 0:
                     break
                 transport.write(server.pattern[stream.phase:stream.phase + n])
@@ -408,8 +558,10 @@ cdef class ServerProtocol(ParserHandler):
                 stream.frame_left -= n
                 if stream.frame_left == 0 and stream.frame_delay_s > 0 and stream.remaining > 0:
                     self.frame_handle = server.loop.call_later(stream.frame_delay_s, self._next_frame)
+            if self.drip_rate > 0 and self.frame_handle is None:
+                self.frame_handle = server.loop.call_later(DRIP_INTERVAL_S, self._next_frame)
         if self.stream is not None and stream.remaining == 0 and stream.frame_left == 0:
-            if stream.frame_size:
+            if stream.frame_size and not self.truncating:
                 transport.write(b"0\r\n\r\n")
             self.stream = None
             self.stream_route = None
@@ -419,6 +571,8 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _continue(self) except -1:
         """The pending response (delayed or streamed) is complete: go on with pipelined requests."""
         self.phase = 0
+        self.drip_rate = 0
+        self.truncating = False
         if not self.closing:
             try:
                 self.parser.resume()
@@ -544,6 +698,42 @@ cdef class ServerProtocol(ParserHandler):
         self.resume_handle = None
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
+
+    def _fault_after_delay(self):
+        self.delay_handle = None
+        self.phase = 0
+        if self.transport is None:
+            return
+        self._apply_fault()
+        if self.phase:
+            self._flush()  # a stream, a drip, a hold: they go on from their own callbacks
+        else:
+            self._continue()
+
+    def _end_hold(self):
+        self.delay_handle = None
+        self.phase = 0
+        if self.transport is not None:
+            self.transport.close()
+
+    def _drip(self):
+        """Write the next piece of a dripping response; the stream (if any) then drips from _pump."""
+        cdef Py_ssize_t n = self._drip_piece()
+        self.delay_handle = None
+        if self.transport is None:
+            return
+        piece = self.drip_data[self.drip_pos:self.drip_pos + n]
+        self.drip_pos += n
+        self.server.bytes_out += len(piece)
+        self.transport.write(piece)
+        if self.drip_pos < len(self.drip_data):
+            self.delay_handle = self.server.loop.call_later(DRIP_INTERVAL_S, self._drip)
+            return
+        self.drip_data = None
+        if self.stream is not None:
+            self._flush()
+        else:
+            self._continue()
 
     def _finish_awaited(self, task):
         if task.cancelled():  # the connection was lost
