@@ -1,6 +1,7 @@
 """The fault language and engine: parsing, seeded draws, statistics, and every outcome seen by real clients."""
 
 import asyncio
+import json
 import math
 import socket
 import subprocess
@@ -348,3 +349,40 @@ def test_bad_fault_flag_is_a_usage_error(value, named):
                             text=True, timeout=30)
     assert result.returncode == 2
     assert "--fault" in result.stderr and named in result.stderr
+
+
+def test_getlogs_lists_the_last_requests_in_order(tmp_path):
+    log_file = tmp_path / "requests.jsonl"
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--request-log-size", "3",
+                      "--request-log", str(log_file)) as server:
+        with httpx.Client(base_url=server.url) as client:
+            client.get("/health")
+            client.post("/echo/one?x=1", content=b"body")
+            client.get("/status/404")
+            client.get("/delay/50", headers={"X-Fastmock-Fault": "503"})
+            try:
+                client.get("/anything", headers={"X-Fastmock-Fault": "close"})
+            except httpx.HTTPError:
+                pass
+            entries = client.get("/getlogs?limit=10").json()
+            assert client.get("/getlogs?limit=x").status_code == 400
+            assert len(client.get("/getlogs?limit=1").json()) == 1
+    assert [(e["method"], e["path"], e["outcome"], e["status"]) for e in entries] == [
+        ("GET", "/status/404", "ok", 404),
+        ("GET", "/delay/50", "status", 503),
+        ("GET", "/anything", "close", None),
+    ]
+    assert entries[1]["latency_ms"] >= 50
+    assert entries[0]["client"].startswith("127.0.0.1:")
+    assert entries[0]["time"] <= entries[1]["time"] <= entries[2]["time"]
+    assert abs(entries[2]["time"] - time.time()) < 60
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [line["path"] for line in lines] == ["/health", "/echo/one?x=1", "/status/404", "/delay/50", "/anything",
+                                                "/getlogs?limit=10", "/getlogs?limit=x", "/getlogs?limit=1"]
+
+
+def test_getlogs_when_the_log_is_off():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--request-log-size", "0") as server:
+        response = httpx.get(f"{server.url}/getlogs")
+        assert response.status_code == 404
+        assert "--request-log-size 0" in response.json()["error"]

@@ -179,6 +179,30 @@ cdef class FaultPlan:
     cdef double _delay(self, Random rng)
 
 
+# --- core/requestlog.pyx ---------------------------------------------------------------------------
+
+cdef struct LogRecord:
+    double time_s           # wall clock when the request head was parsed
+    double latency_s
+    int status              # 0: the connection ended without a response (a fault)
+    int outcome             # FaultKind; F_NONE: no fault
+    unsigned char method_len, path_len, client_len
+    char method[16]
+    char path[160]
+    char client[48]
+
+
+cdef class RequestLog:
+    cdef:
+        LogRecord* records
+        Py_ssize_t capacity
+        unsigned long long written
+        object sink
+    cdef void add(self, double started_s, double latency_s, int status, int outcome, const char* method,
+                  size_t method_len, const char* path, size_t path_len, bytes client)
+    cdef dict _as_dict(self, LogRecord* record)
+
+
 # --- core/protocol.pyx -----------------------------------------------------------------------------
 
 cdef class Route:
@@ -224,6 +248,7 @@ cdef class Server:
         Random fault_rng
         double max_hang_s
         unsigned long long fault_counts[F_KINDS]
+        readonly RequestLog request_log
         # statistics, read by /metrics and --mem-interval
         unsigned long long requests_total
         unsigned long long bytes_in
@@ -277,6 +302,12 @@ cdef class ServerProtocol(ParserHandler):
         double drip_rate        # bytes per second while a response drips (0: full speed)
         bytes drip_data
         Py_ssize_t drip_pos
+        # for the request log: the current request's method and path, the peer's address
+        bytes client_text
+        double logged_start
+        unsigned char log_method_len, log_path_len
+        char log_method[16]
+        char log_path[160]
 
     cdef int _conn_mode(self)
     cdef int _answer(self) except -1
@@ -288,6 +319,7 @@ cdef class ServerProtocol(ParserHandler):
     cdef Py_ssize_t _drip_piece(self)
     cdef int _respond(self, Response response) except -1
     cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s)
+    cdef void _log_request(self, int status, int outcome)
     cdef void _set_addresses(self, Request req)
     cdef int _feed(self, const char* data, size_t length) except -1
     cdef int _flush(self) except -1

@@ -13,6 +13,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 import asyncio
 import logging
 import struct
+import time
 from socket import SOL_SOCKET, SO_LINGER
 from email.utils import formatdate
 from http import HTTPStatus
@@ -23,5 +24,6 @@ include "core/parser.pyx"
 include "core/writer.pyx"
 include "core/random.pyx"
 include "core/faults.pyx"
+include "core/requestlog.pyx"
 include "core/protocol.pyx"
 include "core/fleet.pyx"

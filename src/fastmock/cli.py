@@ -110,13 +110,17 @@ def cli():
               help="Honour an X-Fastmock-Fault: SPEC request header.")
 @click.option("--max-hang", type=Duration(), default="5m", show_default=True,
               help="Longest a 'timeout' fault (or a fault's delay) holds a connection (bare number: seconds).")
+@click.option("--request-log-size", type=click.IntRange(0), default=10000, show_default=True,
+              help="Requests kept for /getlogs (per worker); 0 turns the request log off.")
+@click.option("--request-log", "request_log_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also append every request to this file as a JSON line.")
 @click.option("--quiet/--access-log", default=True, show_default=True,
               help="--access-log writes one JSON line per request to stdout.")
 @click.option("--mem-interval", type=Duration(), default="10s", show_default=True,
               help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
 def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_connections, shutdown_timeout,
        max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults, header_faults, max_hang,
-       quiet, mem_interval):
+       request_log_size, request_log_path, quiet, mem_interval):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
     Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
@@ -132,7 +136,8 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_conne
     try:
         status = serve(config, lambda worker: HpApp(HpConfig(
             max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
-            faults=faults, header_faults=header_faults, max_hang_s=max_hang)))
+            faults=faults, header_faults=header_faults, max_hang_s=max_hang, request_log_size=request_log_size,
+            request_log_path=request_log_path)))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
     sys.exit(status)

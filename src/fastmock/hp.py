@@ -8,7 +8,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from fastmock._core import FaultPlan, PatternStream, Random, Response, Route, StaticResponse, status_phrase
+from fastmock._core import (FaultPlan, PatternStream, Random, RequestLog, Response, Route, StaticResponse,
+                            status_phrase)
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import metrics_text
@@ -38,6 +39,7 @@ GET /health                      200 {"status":"ok"}; 503 {"status":"draining"} 
                                  (?timeout=20&503=10&ok=70, ?spec=SPEC, &delay=DIST)
                                                                             curl localhost:8080/unreliable?503=1&ok=1
 /getbalance                      the same mix; 200 is a fake account JSON   curl localhost:8080/getbalance
+/getlogs?limit=N                 the last requests: time, client, method, path, outcome, status, latency
 Any request with X-Fastmock-Fault: SPEC gets that fault (fault language, see --fault)
                                                   curl -H 'X-Fastmock-Fault: 503:1,ok:1' localhost:8080/health
 /metrics                         Prometheus metrics
@@ -55,6 +57,8 @@ class HpConfig:
     faults: tuple = ()             # (path prefix, FaultPlan) pairs from --fault, first match wins
     header_faults: bool = True     # X-Fastmock-Fault: SPEC
     max_hang_s: float = 300.0
+    request_log_size: int = 10000  # /getlogs keeps this many requests; 0: no request log
+    request_log_path: str | None = None  # also append each request there as a JSON line
 
 
 # The old unreliable server's outcomes: a timeout 20 %, 403 20 %, 500 10 %, else its normal answer.
@@ -136,6 +140,7 @@ class HpApp:
                   body_limit=limit),
             Route("getbalance", b"/getbalance", handler=self._getbalance, on_head=self._getbalance_head,
                   body_limit=limit),
+            Route("getlogs", b"/getlogs", handler=self._getlogs),
         ]
         self.default_route = Route("echo", handler=self._echo, body_limit=limit)
         self.unreliable_default = parse_fault_spec(UNRELIABLE_DEFAULT)
@@ -145,7 +150,21 @@ class HpApp:
             "header_faults": self._header_plan if config.header_faults else None,
             "seed": config.seed,
             "max_hang_s": config.max_hang_s,
+            "request_log": self._request_log(),
         }
+
+    def _request_log(self) -> RequestLog | None:
+        config = self.config
+        if config.request_log_size == 0:
+            return None
+        sink = None
+        if config.request_log_path is not None:
+            file = open(config.request_log_path, "ab")
+
+            def sink(record: dict) -> None:
+                file.write(orjson.dumps(record) + b"\n")
+                file.flush()
+        return RequestLog(config.request_log_size, sink)
 
     def _plan(self, spec: str, example: str) -> FaultPlan | Response:
         """The compiled plan of ``spec`` (cached), or the 400 answer to a spec that does not parse."""
@@ -285,6 +304,15 @@ class HpApp:
 
     def _getbalance(self, req) -> Response:
         return Response(200, orjson.dumps(fake_account(self.rng)))
+
+    def _getlogs(self, req) -> Response:
+        example = "/getlogs?limit=100"
+        if self.server.request_log is None:
+            return _error("the request log is off (--request-log-size 0)", example, 404)
+        text = parse_qs(req.query_string).get("limit", ["100"])[-1]
+        if not text.isdigit():
+            return _error("limit must be a whole number", example)
+        return Response(200, orjson.dumps(self.server.request_log.last(int(text))))
 
     def _upload(self, req) -> Response:
         duration_s = max(time.monotonic() - req.started_s, 1e-9)

@@ -89,7 +89,7 @@ cdef class Server:
                   double idle_timeout_s=10.0, double header_timeout_s=10.0,
                   long long max_connections=262144, Py_ssize_t buffer_size=256 * 1024,
                   object access_log=None, list fault_rules=None, object header_faults=None,
-                  unsigned long long seed=0, double max_hang_s=300.0):
+                  unsigned long long seed=0, double max_hang_s=300.0, RequestLog request_log=None):
         cdef Route route
         self.loop = loop
         self.routes = routes
@@ -122,6 +122,7 @@ cdef class Server:
         self.header_faults = header_faults
         self.fault_rng = Random(seed)
         self.max_hang_s = max_hang_s
+        self.request_log = request_log
         memset(self.fault_counts, 0, sizeof(self.fault_counts))
         self.requests_total = self.bytes_in = self.bytes_out = 0
         self.connections_total = self.connections_rejected = 0
@@ -275,6 +276,12 @@ cdef class ServerProtocol(ParserHandler):
         self.request = None
         self.body = None
         self.fault = NULL
+        if server.request_log is not None:
+            self.logged_start = g_now
+            self.log_method_len = min(parser.method_len, sizeof(self.log_method))
+            memcpy(self.log_method, parser.head, self.log_method_len)
+            self.log_path_len = min(parser.target_len, sizeof(self.log_path))
+            memcpy(self.log_path, parser.head + parser.target_start, self.log_path_len)
         plan = None
         if server.header_faults is not None:
             value = _header_value(parser, FAULT_HEADER)
@@ -411,6 +418,8 @@ cdef class ServerProtocol(ParserHandler):
         cdef double hold_s
         if kind == F_TIMEOUT or kind == F_RESET or kind == F_CLOSE or kind == F_GARBAGE:
             # no response: the connection ends (after what was already answered on it)
+            if self.server.request_log is not None:
+                self._log_request(0, kind)
             self.closing = True
             self.route = None
             self.request = None
@@ -492,6 +501,8 @@ cdef class ServerProtocol(ParserHandler):
         return 0
 
     cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s):
+        if self.server.request_log is not None:
+            self._log_request(status, self.fault.kind if self.fault != NULL else F_NONE)
         self.fault = NULL
         self.server.count(self.route, status, nbytes, duration_s)
         if self.server.access_log is not None and self.request is not None:
@@ -499,6 +510,15 @@ cdef class ServerProtocol(ParserHandler):
             self.server.access_log(self.request, status, nbytes, duration_s)
         self.route = None
         self.request = None
+
+    cdef void _log_request(self, int status, int outcome):
+        cdef double started = self.started if self.request is not None else self.logged_start
+        if self.client_text is None:
+            self.client_text = _format_addr(self.transport.get_extra_info("peername")).encode()
+        self.server.request_log.add(started, _now() - started if self.request is not None else 0.0, status,
+                                    outcome, self.log_method, self.log_method_len, self.log_path,
+                                    self.log_path_len, self.client_text)
+        self.log_method_len = self.log_path_len = 0  # a protocol error next logs no stale method or path
 
     cdef void _set_addresses(self, Request req):
         if req.client_addr is None:

@@ -1,0 +1,64 @@
+# The request log behind /getlogs: a ring of fixed-size C records, so logging every request costs a few
+# copies, not Python objects. Records become dicts only when someone reads them (or with a sink).
+
+cdef double g_wall_offset = time.time() - _now()  # monotonic -> wall clock
+
+
+cdef class RequestLog:
+    """The last ``capacity`` requests; ``sink(record_dict)``, if given, also receives each one as it is added."""
+
+    def __cinit__(self, Py_ssize_t capacity, object sink=None):
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.records = <LogRecord*>PyMem_Calloc(capacity, sizeof(LogRecord))
+        if self.records == NULL:
+            raise MemoryError()
+        self.capacity = capacity
+        self.written = 0
+        self.sink = sink
+
+    def __dealloc__(self):
+        PyMem_Free(self.records)
+
+    cdef void add(self, double started_s, double latency_s, int status, int outcome, const char* method,
+                  size_t method_len, const char* path, size_t path_len, bytes client):
+        cdef LogRecord* record = &self.records[self.written % self.capacity]
+        record.time_s = started_s + g_wall_offset
+        record.latency_s = latency_s
+        record.status = status
+        record.outcome = outcome
+        record.method_len = min(method_len, sizeof(record.method))
+        memcpy(record.method, method, record.method_len)
+        record.path_len = min(path_len, sizeof(record.path))
+        memcpy(record.path, path, record.path_len)
+        record.client_len = min(<size_t>len(client), sizeof(record.client))
+        memcpy(record.client, <const char*>client, record.client_len)
+        self.written += 1
+        if self.sink is not None:
+            try:
+                self.sink(self._as_dict(record))
+            except Exception:
+                log.exception("the request log sink failed")
+
+    cdef dict _as_dict(self, LogRecord* record):
+        return {
+            "time": round(record.time_s, 6),
+            "client": record.client[:record.client_len].decode("latin-1"),
+            "method": record.method[:record.method_len].decode("latin-1"),
+            "path": record.path[:record.path_len].decode("latin-1"),
+            "outcome": FAULT_KIND_NAMES[record.outcome] if record.outcome != F_NONE else "ok",
+            "status": record.status or None,
+            "latency_ms": round(record.latency_s * 1000, 3),
+        }
+
+    # === Public API ===
+
+    def last(self, Py_ssize_t limit):
+        """The last ``limit`` records, oldest first."""
+        cdef unsigned long long first
+        count = min(limit, self.written, self.capacity)
+        first = self.written - count
+        return [self._as_dict(&self.records[(first + i) % self.capacity]) for i in range(count)]
+
+    def __len__(self):
+        return min(self.written, self.capacity)
