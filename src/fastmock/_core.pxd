@@ -42,6 +42,17 @@ cdef class Request:
         public double started_s
 
 
+cdef class ResponseHead:
+    cdef:
+        readonly int status
+        readonly str reason
+        readonly int http_minor
+        readonly bint keep_alive
+        readonly bint chunked
+        readonly long long content_length
+        readonly list headers
+
+
 cdef class Data:
     cdef readonly bytes data
 
@@ -81,11 +92,21 @@ cdef class RequestParser:
         readonly bint chunked
         readonly bint expect_continue
         readonly long long content_length
+        # response mode (the proxy's upstream side): status line instead of request line
+        readonly bint response_mode
+        public bint no_body          # set before a response to HEAD: it has no body whatever it says
+        readonly int status
+        size_t first_line_end
 
     cdef int feed_ptr(self, const char* data, size_t length) except -1
     cdef int resume(self) except -1
     cdef void release(self)
     cdef Request make_request(self)
+    cdef ResponseHead make_response_head(self)
+    cdef bint feed_eof(self) except -1
+    cdef int _parse_status_line(self, const char* p, size_t n) except -1
+    cdef int _response_framing(self, bint te_present, bint te_chunked_last, bint te_unknown,
+                               long long content_length, bint conn_close, bint conn_keep_alive) except -1
     cdef inline bint has_partial_head(self)
     cdef inline bint in_body(self)
     cdef int _append(self, const char* data, size_t length) except -1
@@ -353,3 +374,65 @@ cdef class FleetPort:
 
 cdef class PortProtocol(ServerProtocol):
     cdef FleetPort port
+
+
+# --- core/proxy.pyx --------------------------------------------------------------------------------
+
+cdef class Proxy:
+    cdef:
+        object loop
+        readonly Server server
+        str upstream_host
+        int upstream_port
+        bytes host_header
+        bytes extra_headers
+        double drop_rate
+        double delay_s
+        double upstream_timeout_s
+        Py_ssize_t max_idle
+        list idle                   # UpstreamConnections ready for a request
+        Random rng
+        Route forward_route
+        Route drop_route
+        unsigned long long requests, forwarded, dropped, delayed
+        unsigned long long errors[4]
+        unsigned long long upstream_durations[14]
+        double upstream_duration_sum_s
+    cdef UpstreamConnection acquire(self)
+    cdef void release(self, UpstreamConnection conn)
+
+
+cdef class UpstreamConnection(ParserHandler):
+    cdef:
+        object transport
+        RequestParser parser
+        ProxyProtocol downstream
+        bint reusable
+        bint request_sent
+
+
+cdef class ProxyProtocol(ServerProtocol):
+    cdef:
+        Proxy proxy
+        UpstreamConnection upstream
+        bint forwarding
+        bint request_done
+        bint head_sent
+        bint request_chunked
+        bint response_chunked
+        bytes request_head
+        bytes trace_id
+        bytes request_id
+        int response_status
+        Py_ssize_t response_bytes
+        double upstream_started
+        double wait_s
+        object timeout_handle
+        object connecting
+    cdef bytes _upstream_request_head(self, RequestParser parser)
+    cdef int _forward(self, UpstreamConnection conn) except -1
+    cdef void _arm_timeout(self)
+    cdef int _upstream_head(self, RequestParser parser) except -1
+    cdef int _upstream_body(self, const char* data, size_t length) except -1
+    cdef int _upstream_done(self) except -1
+    cdef int _upstream_failed(self, int kind, str message) except -1

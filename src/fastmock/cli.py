@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import click
+import dotenv
 
 from fastmock import __version__
 from fastmock.client import DEFAULT_URL, FleetClient, FleetError
@@ -17,6 +18,7 @@ from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.detach import DetachError, default_paths, start_detached
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
+from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.shell import run_shell
 from fastmock.serve import ServeConfig, serve
@@ -72,8 +74,12 @@ def _version_message() -> str:
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, message=_version_message())
-def cli():
+@click.pass_context
+def cli(ctx):
     """Fast, numerous, misbehaving fake HTTP servers."""
+    if ctx.invoked_subcommand == "proxy":
+        # the old proxy's settings may sit in ./.env; the environment and the flags win over it
+        dotenv.load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
 
 
 @cli.command()
@@ -259,6 +265,88 @@ def _detach(config, pid_file, log_file) -> None:
                f"  {ctl} kill {config.base_port}\n"
                f"  {ctl} logs\n"
                f"  {ctl} stop")
+
+
+class UpstreamUrl(click.ParamType):
+    name = "URL"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_upstream(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class HeaderLine(click.ParamType):
+    name = "'NAME: VALUE'"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_header(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@cli.command()
+@click.option("--upstream", type=UpstreamUrl(), required=True, envvar=["FASTMOCK_PROXY_UPSTREAM", "UPSTREAM_BASE_URL"],
+              help="Where requests go: http://HOST[:PORT] (env UPSTREAM_BASE_URL).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on (0 picks a free one).")
+@click.option("--workers", type=Workers(), default="1", show_default=True,
+              help="Processes sharing the port (SO_REUSEPORT), or 'auto'.")
+@click.option("--delay-ms", type=click.IntRange(0), default=0, show_default=True,
+              envvar=["FASTMOCK_PROXY_DELAY_MS", "PROXY_DELAY_MS"],
+              help="Wait this long before forwarding each request (env PROXY_DELAY_MS).")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              envvar=["FASTMOCK_PROXY_DROP_RATE", "PROXY_DROP_RATE"],
+              help="Fraction of requests answered 503 without forwarding (env PROXY_DROP_RATE).")
+@click.option("--header", "headers", type=HeaderLine(), multiple=True,
+              envvar=["FASTMOCK_PROXY_HEADER", "PROXY_MOD_HEADER"],
+              help="A header added to upstream requests (repeatable; env PROXY_MOD_HEADER).")
+@click.option("--fault", "faults", type=FaultRule(), multiple=True, metavar="PREFIX=SPEC",
+              help="A fault spec for requests whose path starts with PREFIX (repeatable), e.g. '/=503:1,ok:9'.")
+@click.option("--header-faults/--no-header-faults", default=True, show_default=True,
+              help="Honour an X-Fastmock-Fault: SPEC request header.")
+@click.option("--max-hang", type=Duration(), default="5m", show_default=True,
+              help="Longest a 'timeout' fault holds a connection (bare number: seconds).")
+@click.option("--upstream-timeout", type=Duration(minimum=0.001), default="30s", show_default=True,
+              help="From the whole request to the upstream's response head; past it, 504 (bare number: seconds).")
+@click.option("--seed", type=int, default=None, envvar=["FASTMOCK_PROXY_SEED", "RNG_SEED"],
+              help="Seed of drops, faults and generated ids; worker k uses seed+k (env RNG_SEED).")
+@click.option("--metrics-path", default="/metrics", show_default=True,
+              help="Path answered by the proxy itself with Prometheus metrics.")
+@click.option("--idle-timeout", type=Duration(minimum=0.01), default="60s", show_default=True,
+              help="Close a client connection idle this long (bare number: seconds).")
+@click.option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
+              help="On SIGTERM, how long in-flight exchanges may finish (bare number: seconds).")
+def proxy(upstream, host, port, workers, delay_ms, drop_rate, headers, faults, header_faults, max_hang,
+          upstream_timeout, seed, metrics_path, idle_timeout, shutdown_timeout):
+    """A fault-injecting reverse proxy in front of --upstream.
+
+    Adds X-Forwarded-For/-Proto, Via and X-Trace-Id/X-Request-Id (kept when present), strips hop-by-hop
+    headers, streams bodies both ways. Reads UPSTREAM_BASE_URL, PROXY_DELAY_MS, PROXY_DROP_RATE,
+    PROXY_MOD_HEADER and RNG_SEED from the environment and from ./.env; flags win.
+    """
+    if not metrics_path.startswith("/"):
+        raise click.BadParameter("must start with /", param_hint="'--metrics-path'")
+    seed = secrets.randbits(32) if seed is None else seed
+    config = ServeConfig(name="proxy", host=host, port=port, workers=workers, idle_timeout_s=idle_timeout,
+                         shutdown_timeout_s=shutdown_timeout, mem_interval_s=0)
+    upstream_host, upstream_port = upstream
+    try:
+        status = serve(config, lambda worker: ProxyApp(ProxyConfig(
+            upstream_host=upstream_host, upstream_port=upstream_port, headers=headers, drop_rate=drop_rate,
+            delay_s=delay_ms / 1000, upstream_timeout_s=upstream_timeout, faults=faults,
+            header_faults=header_faults, max_hang_s=max_hang, seed=seed + worker, metrics_path=metrics_path,
+            worker=worker)))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
+    sys.exit(status)
 
 
 # --- ctl and shell: clients of a fleet's management API ---------------------------------------------

@@ -13,10 +13,12 @@ A bare duration number is milliseconds. Errors say what was expected and where (
 import math
 import re
 
-from fastmock._core import FaultPlan
+import orjson
+
+from fastmock._core import FaultPlan, Response
 from fastmock.units import parse_duration, parse_size
 
-__all__ = ["FaultSpecError", "parse_fault_spec", "FAULT_EXAMPLE"]
+__all__ = ["FaultSpecError", "parse_fault_spec", "FAULT_EXAMPLE", "PlanCache"]
 
 FAULT_EXAMPLE = "timeout:20,403:20,500:10,ok:50;delay=lognormal(20ms,300ms)"
 _SIMPLE = ("ok", "reset", "close", "garbage", "truncate")
@@ -163,3 +165,29 @@ def parse_fault_spec(spec: str) -> FaultPlan:
     if not sum(weight for *_, weight in outcomes) > 0 or any(math.isinf(weight) for *_, weight in outcomes):
         raise FaultSpecError(spec, 0, "the weights must add up to a positive, finite number")
     return FaultPlan(spec, outcomes, delay)
+
+
+class PlanCache:
+    """Specs met at run time (X-Fastmock-Fault, /unreliable queries), compiled once each (a bounded cache)."""
+
+    SIZE = 1024
+
+    def __init__(self) -> None:
+        self.plans: dict[str, FaultPlan | Response] = {}
+
+    def get(self, spec: str, example: str) -> FaultPlan | Response:
+        """The plan of ``spec``, or the 400 answer to a spec that does not parse."""
+        plan = self.plans.get(spec)
+        if plan is None:
+            if len(self.plans) >= self.SIZE:
+                self.plans.clear()
+            try:
+                plan = parse_fault_spec(spec)
+            except FaultSpecError as exc:
+                plan = Response(400, orjson.dumps({"error": str(exc), "position": exc.position, "example": example}))
+            self.plans[spec] = plan
+        return plan
+
+    def from_header(self, value: str) -> FaultPlan | Response:
+        """The ``header_faults`` hook of the core's Server."""
+        return self.get(value.strip(), f"X-Fastmock-Fault: {FAULT_EXAMPLE}")

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from fastmock._core import (FaultPlan, PatternStream, Random, RequestLog, Response, Route, StaticResponse,
+from fastmock._core import (PatternStream, Random, RequestLog, Response, Route, Server, StaticResponse,
                             status_phrase)
-from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
+from fastmock.faults import PlanCache, parse_fault_spec
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import metrics_text
 from fastmock.units import parse_size
@@ -63,7 +63,6 @@ class HpConfig:
 
 # The old unreliable server's outcomes: a timeout 20 %, 403 20 %, 500 10 %, else its normal answer.
 UNRELIABLE_DEFAULT = "timeout:20,403:20,500:10,ok:50"
-_PLAN_CACHE_SIZE = 1024
 
 
 def _error(message: str, example: str, status: int = 400) -> Response:
@@ -117,7 +116,7 @@ def _parse_status_choices(spec: str) -> list[tuple[int, float]]:
 
 
 class HpApp:
-    """Routes of ``fastmock hp``; ``server`` is set once the core's Server exists (for /metrics)."""
+    """Routes of ``fastmock hp``; ``build`` makes the core's Server (kept as ``server``, for /metrics)."""
 
     def __init__(self, config: HpConfig) -> None:
         self.config = config
@@ -144,14 +143,19 @@ class HpApp:
         ]
         self.default_route = Route("echo", handler=self._echo, body_limit=limit)
         self.unreliable_default = parse_fault_spec(UNRELIABLE_DEFAULT)
-        self.plans: dict[str, FaultPlan | Response] = {}
+        self.plans = PlanCache()
         self.server_options = {
             "fault_rules": [(prefix.encode(), plan) for prefix, plan in config.faults],
-            "header_faults": self._header_plan if config.header_faults else None,
+            "header_faults": self.plans.from_header if config.header_faults else None,
             "seed": config.seed,
             "max_hang_s": config.max_hang_s,
             "request_log": self._request_log(),
         }
+
+    def build(self, loop, **server_options):
+        """The core Server of this worker and its protocol factory (see serve.py)."""
+        self.server = Server(loop, self.routes, self.default_route, **server_options, **self.server_options)
+        return self.server, self.server.make_protocol
 
     def _request_log(self) -> RequestLog | None:
         config = self.config
@@ -165,22 +169,6 @@ class HpApp:
                 file.write(orjson.dumps(record) + b"\n")
                 file.flush()
         return RequestLog(config.request_log_size, sink)
-
-    def _plan(self, spec: str, example: str) -> FaultPlan | Response:
-        """The compiled plan of ``spec`` (cached), or the 400 answer to a spec that does not parse."""
-        plan = self.plans.get(spec)
-        if plan is None:
-            if len(self.plans) >= _PLAN_CACHE_SIZE:
-                self.plans.clear()
-            try:
-                plan = parse_fault_spec(spec)
-            except FaultSpecError as exc:
-                plan = Response(400, orjson.dumps({"error": str(exc), "position": exc.position, "example": example}))
-            self.plans[spec] = plan
-        return plan
-
-    def _header_plan(self, value: str) -> FaultPlan | Response:
-        return self._plan(value.strip(), f"X-Fastmock-Fault: {FAULT_EXAMPLE}")
 
     def _metrics(self, req) -> Response:
         return Response(200, metrics_text(self.server, self.config.worker), METRICS_CONTENT_TYPE)
@@ -290,7 +278,7 @@ class HpApp:
             spec = ",".join(terms) or UNRELIABLE_DEFAULT
             if "delay" in query:
                 spec += f";delay={query['delay'][-1]}"
-        plan = self._plan(spec, example) if spec != UNRELIABLE_DEFAULT else self.unreliable_default
+        plan = self.plans.get(spec, example) if spec != UNRELIABLE_DEFAULT else self.unreliable_default
         if isinstance(plan, Response):
             return plan
         req.fault_plan = plan

@@ -5,12 +5,12 @@ import os
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-__all__ = ["CONTENT_TYPE", "metrics_text"]
+__all__ = ["CONTENT_TYPE", "ServerCollector", "metrics_text"]
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
-class _ServerCollector:
+class ServerCollector:
     def __init__(self, server, worker: int) -> None:
         self._server = server
         self._worker = worker
@@ -57,6 +57,6 @@ class _ServerCollector:
 def metrics_text(server, worker: int = 0) -> bytes:
     """The Prometheus text page for ``server`` (a fresh registry each scrape is cheap and stateless)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ServerCollector(server, worker))
+    registry.register(ServerCollector(server, worker))
     ProcessCollector(registry=registry)
     return generate_latest(registry)

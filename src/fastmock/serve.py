@@ -1,8 +1,8 @@
 """Running a server: listening sockets, one uvloop loop per process, workers, graceful shutdown.
 
 Every mode that serves HTTP on one port goes through ``serve()``: ``make_app(worker_index)`` returns an
-object with ``routes``, ``default_route``, ``server_options`` (more keyword arguments for the core's
-Server) and a ``server`` attribute that is set once the Server exists. With ``workers > 1`` the parent forks that many workers, each with its own SO_REUSEPORT
+object whose ``build(loop, **server_options)`` makes the core's Server (with the mode's routes and
+options added) and returns it with the protocol factory for the listener. With ``workers > 1`` the parent forks that many workers, each with its own SO_REUSEPORT
 listener on the same port, and supervises them.
 """
 
@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 import orjson
 import uvloop
-
-from fastmock._core import Server
 
 __all__ = ["ServeConfig", "serve", "make_listener", "raise_open_files_limit", "url", "log"]
 
@@ -132,16 +130,13 @@ class _MemoryReporter:
 async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.socket) -> int:
     loop = asyncio.get_running_loop()
     app = make_app(worker)
-    server = Server(
-        loop, app.routes, app.default_route,
-        max_target_size=config.max_target_size, max_header_size=config.max_header_size,
+    server, protocol_factory = app.build(
+        loop, max_target_size=config.max_target_size, max_header_size=config.max_header_size,
         max_headers=config.max_headers, idle_timeout_s=config.idle_timeout_s,
         header_timeout_s=config.header_timeout_s, max_connections=config.max_connections,
         buffer_size=config.buffer_size, access_log=_write_access_log if config.access_log else None,
-        **app.server_options,
     )
-    app.server = server
-    listener = await loop.create_server(server.make_protocol, sock=sock, backlog=BACKLOG)
+    listener = await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG)
     server.start()
     host, port = sock.getsockname()[:2]
     log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port)}")

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastmock._core import Data, EndOfMessage, RequestParser
+from fastmock._core import Data, EndOfMessage, RequestParser, ResponseHead
 from fastmock.errors import RemoteProtocolError
 
 SIMPLE_GET = b"GET /health HTTP/1.1\r\nHost: example.org\r\n\r\n"
@@ -270,3 +270,54 @@ def test_any_split_gives_the_same_events(cuts):
         events += parser.feed(PIPELINE[start:end])
     assert summary(events) == summary(feed_whole(PIPELINE))
     assert [e[0] for e in summary(events)].count("request") == 4
+
+
+# --- response mode (the proxy's upstream side) ---------------------------------------------------------
+
+def _response_events(data, no_body=False, eof=False):
+    parser = RequestParser(response=True)
+    parser.no_body = no_body
+    events = parser.feed(data)
+    return parser, events
+
+
+def test_response_with_content_length():
+    _, events = _response_events(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello")
+    head, data, end = events
+    assert (head.status, head.reason, head.content_length, head.keep_alive) == (200, "OK", 5, True)
+    assert head.headers == [("Content-Length", "5"), ("X-A", "b")]
+    assert data.data == b"hello" and isinstance(end, EndOfMessage)
+
+
+def test_chunked_response_byte_by_byte():
+    raw = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    parser = RequestParser(response=True)
+    events = [event for byte in raw for event in parser.feed(bytes([byte]))]
+    assert events[0].status == 201 and events[0].chunked
+    assert b"".join(event.data for event in events if isinstance(event, Data)) == b"abc"
+    assert isinstance(events[-1], EndOfMessage)
+
+
+@pytest.mark.parametrize("status", [204, 304, 100])
+def test_responses_that_never_have_a_body(status):
+    _, events = _response_events(b"HTTP/1.1 %d X\r\nContent-Length: 10\r\n\r\n" % status)
+    assert [type(event) for event in events] == [ResponseHead, EndOfMessage]
+
+
+def test_response_to_head_has_no_body():
+    _, events = _response_events(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", no_body=True)
+    assert [type(event) for event in events] == [ResponseHead, EndOfMessage]
+
+
+def test_response_without_length_runs_to_the_close():
+    parser, events = _response_events(b"HTTP/1.0 200 OK\r\n\r\nsome")
+    assert events[0].keep_alive is False and events[1].data == b"some"
+    assert not any(isinstance(event, EndOfMessage) for event in events)
+
+
+@pytest.mark.parametrize("raw", [b"HTTP/2 200 OK\r\n\r\n", b"HTTP/1.1 20 OK\r\n\r\n", b"SMTP 220\r\n\r\n",
+                                 b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"])
+def test_bad_responses_are_502(raw):
+    with pytest.raises(RemoteProtocolError) as info:
+        RequestParser(response=True).feed(raw)
+    assert info.value.status == 502

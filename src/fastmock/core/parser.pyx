@@ -22,6 +22,7 @@ cdef enum ParserState:
     S_CHUNK_DATA
     S_CHUNK_DATA_END
     S_TRAILERS
+    S_BODY_EOF      # a response without length: its body runs to the end of the connection
 
 cdef enum MethodId:
     M_OTHER
@@ -111,7 +112,7 @@ cdef class EventCollector(ParserHandler):
         self.events = []
 
     cdef int _on_head(self, RequestParser parser) except -1:
-        self.events.append(parser.make_request())
+        self.events.append(parser.make_response_head() if parser.response_mode else parser.make_request())
         return 0
 
     cdef int _on_body(self, const char* data, size_t length) except -1:
@@ -125,8 +126,15 @@ cdef class EventCollector(ParserHandler):
         return 0
 
 
+cdef class ResponseHead:
+    """A parsed response head (a parser in response mode gives these instead of Requests)."""
+
+    def __repr__(self):
+        return f"<ResponseHead {self.status} {self.reason!r}>"
+
+
 cdef class Data:
-    """A piece of a request body, as it arrived (chunk framing removed)."""
+    """A piece of a message body, as it arrived (chunk framing removed)."""
 
     def __repr__(self):
         return f"Data({self.data!r})"
@@ -209,12 +217,13 @@ cdef class RequestParser:
         self.head_len = 0
 
     def __init__(self, *, size_t max_target_size=8192, size_t max_header_size=65536,
-                 unsigned int max_headers=100):
+                 unsigned int max_headers=100, bint response=False):
         if max_headers > MAX_HEADERS_CAP:
             raise ValueError(f"max_headers must be at most {MAX_HEADERS_CAP}")
         self.max_target_size = max_target_size
         self.max_header_size = max_header_size
         self.max_headers = max_headers
+        self.response_mode = response
         self.handler = EventCollector()
 
     def __dealloc__(self):
@@ -231,6 +240,21 @@ cdef class RequestParser:
 
     cdef inline bint in_body(self):
         return self.state != S_HEAD
+
+    cdef ResponseHead make_response_head(self):
+        cdef ResponseHead head = ResponseHead.__new__(ResponseHead)
+        head.status = self.status
+        head.reason = self.head[13:self.first_line_end].decode("latin-1")
+        head.http_minor = self.http_minor
+        head.keep_alive = self.keep_alive
+        head.chunked = self.chunked
+        head.content_length = self.content_length
+        head.headers = [
+            (self.head[g_headers[i].name_start:g_headers[i].name_start + g_headers[i].name_len].decode("latin-1"),
+             self.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len].decode("latin-1"))
+            for i in range(self.header_count)
+        ]
+        return head
 
     cdef Request make_request(self):
         cdef Request req = Request.__new__(Request)
@@ -343,6 +367,13 @@ cdef class RequestParser:
                         self._message_complete()
                 if rc:
                     self.paused = True
+            elif self.state == S_BODY_EOF:
+                if pos == n:
+                    break
+                rc = self.handler._on_body(p + pos, n - pos)
+                pos = n
+                if rc:
+                    self.paused = True
             elif self.state == S_CHUNK_DATA_END:
                 # RFC 9112 §7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
                 if n - pos < 2:
@@ -389,6 +420,29 @@ cdef class RequestParser:
                     self.state = S_HEAD
                     self._message_complete()
         return pos
+
+    cdef bint feed_eof(self) except -1:
+        """The peer closed: completes a body that runs to the end; an error in the middle of anything else."""
+        if self.state == S_BODY_EOF:
+            self.state = S_HEAD
+            self._message_complete()
+            return True
+        if self.state != S_HEAD or self.buf_len:
+            raise RemoteProtocolError("connection closed in the middle of a message", 400)
+        return False
+
+    cdef int _parse_status_line(self, const char* p, size_t n) except -1:
+        # RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
+        if n < 14 or memcmp(p, b"HTTP/1.", 7) != 0 or not (48 <= p[7] <= 49) or p[8] != SP:
+            raise RemoteProtocolError("invalid status line", 502)
+        if not (48 <= p[9] <= 57 and 48 <= p[10] <= 57 and 48 <= p[11] <= 57) or (p[12] != SP and p[12] != CR):
+            raise RemoteProtocolError("invalid status code", 502)
+        self.http_minor = p[7] - 48
+        self.status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+        if self.status < 100:
+            raise RemoteProtocolError("invalid status code", 502)
+        self.first_line_end = max(13, n - 2)
+        return 0
 
     cdef int _message_complete(self) except -1:
         if self.handler._on_message_complete():
@@ -484,8 +538,12 @@ cdef class RequestParser:
         self.head = p
         self.head_len = n
         self.expect_continue = False
-        self._parse_request_line(p, (<const char*>memchr(p, LF, n) - p) + 1)
-        pos = self.target_start + self.target_len + 11  # past " HTTP/x.y\r\n"
+        if self.response_mode:
+            pos = (<const char*>memchr(p, LF, n) - p) + 1
+            self._parse_status_line(p, pos)
+        else:
+            self._parse_request_line(p, (<const char*>memchr(p, LF, n) - p) + 1)
+            pos = self.target_start + self.target_len + 11  # past " HTTP/x.y\r\n"
         while pos < n - 2:
             # RFC 9112 §5.2: obs-fold is rejected with 400 (it is obsolete and ambiguous)
             if _is_ows(p[pos]):
@@ -534,6 +592,9 @@ cdef class RequestParser:
                 self.expect_continue = e - v == 12 and _ieq(p + v, b"100-continue", 12)
             pos = line_end + 2
         self.header_count = count
+        if self.response_mode:
+            return self._response_framing(te_present, te_chunked_last, te_unknown, content_length, conn_close,
+                                          conn_keep_alive)
         # RFC 9112 §3.2: a 1.1 request without exactly one Host is answered 400
         if host_count > 1 or (host_count == 0 and self.http_minor == 1):
             raise RemoteProtocolError("missing or duplicate Host header", 400)
@@ -559,6 +620,30 @@ cdef class RequestParser:
             self.keep_alive = not conn_close
         else:
             self.keep_alive = conn_keep_alive and not conn_close
+        return 0
+
+    cdef int _response_framing(self, bint te_present, bint te_chunked_last, bint te_unknown,
+                               long long content_length, bint conn_close, bint conn_keep_alive) except -1:
+        # RFC 9112 §6.3, in order: no body for HEAD, 1xx, 204, 304; chunked last; Content-Length; until close
+        self.chunked = False
+        self.content_length = content_length
+        self.keep_alive = not conn_close if self.http_minor == 1 else conn_keep_alive and not conn_close
+        if self.no_body or self.status < 200 or self.status == 204 or self.status == 304:
+            return 0
+        if te_present:
+            if content_length != -1:
+                raise RemoteProtocolError("both Content-Length and Transfer-Encoding", 502)
+            if te_chunked_last and not te_unknown:
+                self.chunked = True
+                self.state = S_CHUNK_SIZE
+                return 0
+        elif content_length >= 0:
+            if content_length > 0:
+                self.body_remaining = content_length
+                self.state = S_BODY_LENGTH
+            return 0
+        self.keep_alive = False
+        self.state = S_BODY_EOF
         return 0
 
     # === Public API ===

@@ -146,6 +146,8 @@ cdef class Server:
         cdef Route route
         cdef size_t n
         for route in self.routes:
+            if route.path is None:  # chosen by a protocol, never by the path (the proxy's drop route)
+                continue
             n = len(route.path)
             if route.prefix:
                 if length >= n and memcmp(path, <const char*>route.path, n) == 0:

@@ -1,0 +1,453 @@
+# The reverse proxy. A ProxyProtocol is a ServerProtocol whose requests (other than local routes such as
+# /metrics) go to the upstream over a pool of keep-alive UpstreamConnections: the head is rewritten
+# (hop-by-hop fields out; X-Forwarded-*, Via and trace ids in), bodies stream both ways as they arrive,
+# and each side pauses the other's reading when its writes back up, so memory stays flat at any size.
+# One exchange at a time per client connection: the parser waits, so pipelined requests keep their order.
+
+cdef frozenset HOP_BY_HOP = frozenset([b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
+                                       b"proxy-authorization", b"te", b"trailer", b"transfer-encoding",
+                                       b"upgrade"])
+cdef int UPSTREAM_ERROR_KINDS = 4
+UPSTREAM_ERROR_NAMES = ("refused", "reset", "timeout", "bad_response")
+cdef enum UpstreamError:
+    E_REFUSED
+    E_RESET
+    E_TIMEOUT
+    E_BAD_RESPONSE
+
+
+cdef bytes _hex_id(Random rng, int digits):
+    return (b"%016x%016x" % (rng.next_u64(), rng.next_u64()))[:digits]
+
+
+cdef set _connection_tokens(RequestParser parser):
+    """The field names listed in Connection headers (hop-by-hop too, RFC 9110 §7.6.1), lower-cased."""
+    cdef unsigned int i
+    cdef set names = set()
+    for i in range(parser.header_count):
+        if g_headers[i].name_len == 10 and _ieq(parser.head + g_headers[i].name_start, b"connection", 10):
+            value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
+            names.update(token.strip().lower() for token in value.split(b",") if token.strip())
+    return names
+
+
+cdef class Proxy:
+    """One proxy listener's forwarding state: the upstream, its idle connections, options and counters.
+
+    ``routes`` are answered locally (e.g. /metrics); everything else is forwarded. ``headers`` are extra
+    (name, value) fields for upstream requests; ``drop_rate`` of requests get 503 without forwarding;
+    ``delay_s`` waits before forwarding. Other keyword arguments are the Server's.
+    """
+
+    def __cinit__(self, loop, str upstream_host, int upstream_port, list routes, *, list headers=None,
+                  double drop_rate=0.0, double delay_s=0.0, double upstream_timeout_s=30.0,
+                  Py_ssize_t max_idle=256, unsigned long long proxy_seed=0, **server_options):
+        self.loop = loop
+        self.upstream_host = upstream_host
+        self.upstream_port = upstream_port
+        self.host_header = (f"[{upstream_host}]:{upstream_port}" if ":" in upstream_host
+                            else f"{upstream_host}:{upstream_port}").encode()
+        self.extra_headers = b"".join(name + b": " + value + b"\r\n" for name, value in headers or [])
+        self.drop_rate = drop_rate
+        self.delay_s = delay_s
+        self.upstream_timeout_s = upstream_timeout_s
+        self.max_idle = max_idle
+        self.idle = []
+        self.rng = Random(proxy_seed)
+        # a forwarded request that drew a fault gets this body with the fault's status
+        self.forward_route = Route("proxy", static=StaticResponse(
+            200, b'{"error":"fault injected by fastmock proxy"}', b"application/json"))
+        self.drop_route = Route("dropped", static=StaticResponse(
+            503, b'{"error":"dropped by fastmock proxy (--drop-rate)"}', b"application/json"))
+        self.server = Server(loop, routes + [self.drop_route], self.forward_route, **server_options)
+        self.requests = self.forwarded = self.dropped = self.delayed = 0
+        memset(self.errors, 0, sizeof(self.errors))
+        memset(self.upstream_durations, 0, sizeof(self.upstream_durations))
+        self.upstream_duration_sum_s = 0.0
+
+    def make_protocol(self):
+        """The protocol factory for loop.create_server()."""
+        cdef ProxyProtocol proto = ProxyProtocol.__new__(ProxyProtocol)
+        proto.proxy = self
+        return self.server._init_protocol(proto)
+
+    cdef UpstreamConnection acquire(self):
+        cdef UpstreamConnection conn
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        return None
+
+    cdef void release(self, UpstreamConnection conn):
+        conn.downstream = None
+        if conn.reusable and len(self.idle) < self.max_idle and conn.transport is not None:
+            self.idle.append(conn)
+        elif conn.transport is not None:
+            conn.transport.close()
+
+    def close_idle(self):
+        cdef UpstreamConnection conn
+        for conn in self.idle:
+            if conn.transport is not None:
+                conn.transport.close()
+        self.idle.clear()
+
+    def stats(self):
+        """The proxy's counters, for /metrics."""
+        return {
+            "requests": self.requests, "forwarded": self.forwarded, "dropped": self.dropped,
+            "delayed": self.delayed,
+            "upstream_errors": [(UPSTREAM_ERROR_NAMES[i], self.errors[i]) for i in range(UPSTREAM_ERROR_KINDS)],
+            "upstream_duration_counts": [self.upstream_durations[i] for i in range(N_BOUNDS + 1)],
+            "upstream_duration_sum_s": self.upstream_duration_sum_s,
+            "idle_upstream_connections": len(self.idle),
+        }
+
+
+cdef class UpstreamConnection(ParserHandler):
+    """One connection to the upstream; while lent to a ProxyProtocol, its response goes there."""
+
+    def __cinit__(self):
+        self.parser = RequestParser(response=True)
+        self.parser.handler = self
+        self.reusable = False
+
+    cdef int _on_head(self, RequestParser parser) except -1:
+        if parser.status < 200:  # 100 Continue and friends: the client had ours already
+            return 0
+        if self.downstream is not None:
+            self.downstream._upstream_head(parser)
+        return 0
+
+    cdef int _on_body(self, const char* data, size_t length) except -1:
+        if self.downstream is not None:
+            self.downstream._upstream_body(data, length)
+        return 0
+
+    cdef int _on_message_complete(self) except -1:
+        if self.parser.status < 200:
+            return 0
+        self.reusable = self.parser.keep_alive and self.request_sent
+        if self.downstream is not None:
+            self.downstream._upstream_done()
+        return 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, bytes data):
+        try:
+            self.parser.feed_ptr(data, len(data))
+        except RemoteProtocolError as exc:
+            self.reusable = False
+            self.transport.abort()
+            if self.downstream is not None:
+                self.downstream._upstream_failed(E_BAD_RESPONSE, exc.msg)
+
+    def eof_received(self):
+        try:
+            self.parser.feed_eof()
+        except RemoteProtocolError:
+            pass  # connection_lost reports it
+        return False
+
+    def connection_lost(self, exc):
+        self.transport = None
+        self.reusable = False
+        self.parser.release()
+        if self.downstream is not None:
+            self.downstream._upstream_failed(E_RESET, "the upstream closed the connection")
+        self.downstream = None
+
+    def pause_writing(self):
+        if self.downstream is not None and self.downstream.transport is not None:
+            self.downstream.transport.pause_reading()  # the upstream takes the body slower than the client sends
+
+    def resume_writing(self):
+        if self.downstream is not None and self.downstream.transport is not None and not self.downstream.closing:
+            self.downstream.transport.resume_reading()
+
+
+cdef class ProxyProtocol(ServerProtocol):
+    """A client connection of the proxy; see the module comment."""
+
+    cdef int _on_head(self, RequestParser parser) except -1:
+        cdef Proxy proxy = self.proxy
+        cdef int rc
+        self.forwarding = False
+        rc = ServerProtocol._on_head(self, parser)
+        if self.route is not proxy.forward_route or self.closing:
+            return rc  # a local route, or answered early
+        proxy.requests += 1
+        if proxy.drop_rate > 0 and proxy.rng.next_double() < proxy.drop_rate:
+            proxy.dropped += 1
+            self.route = proxy.drop_route
+            self.fault = NULL
+            return rc
+        if self.fault != NULL and self.fault.kind != F_OK:
+            return rc  # answered here, as the fault says, when the request is in
+        self.wait_s = proxy.delay_s + (self.fault_delay_s if self.fault != NULL else 0.0)
+        self.fault = NULL
+        self.forwarding = True
+        self.request_done = False
+        self.head_sent = False
+        self.upstream_started = 0.0
+        self.request_head = self._upstream_request_head(parser)
+        self.request_chunked = parser.chunked
+        self.phase = 1
+        self.transport.pause_reading()  # the body waits until the upstream connection is there
+        if self.wait_s > 0:
+            proxy.delayed += 1
+        # never from inside the parser's callback: _forward resumes the parser, which must be paused first
+        self.delay_handle = proxy.loop.call_later(self.wait_s, self._connect)
+        return 1
+
+    cdef bytes _upstream_request_head(self, RequestParser parser):
+        cdef Proxy proxy = self.proxy
+        cdef unsigned int i
+        cdef set dropped = _connection_tokens(parser)
+        cdef list parts = [parser.head[:parser.method_len], b" ",
+                           parser.head[parser.target_start:parser.target_start + parser.target_len],
+                           b" HTTP/1.1\r\nHost: ", proxy.host_header, b"\r\n"]
+        forwarded_for = via = trace_id = request_id = None
+        for i in range(parser.header_count):
+            name = parser.head[g_headers[i].name_start:g_headers[i].name_start + g_headers[i].name_len].lower()
+            value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
+            if name in HOP_BY_HOP or name in dropped or name == b"host":
+                continue
+            if name == b"x-forwarded-for":
+                forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+                continue
+            if name == b"via":
+                via = value if via is None else via + b", " + value
+                continue
+            if name == b"x-trace-id":
+                trace_id = value
+            elif name == b"x-request-id":
+                request_id = value
+            parts += [parser.head[g_headers[i].name_start:g_headers[i].value_start + g_headers[i].value_len],
+                      b"\r\n"]
+        client = self.transport.get_extra_info("peername")[0].encode()
+        self.trace_id = trace_id if trace_id is not None else _hex_id(proxy.rng, 32)
+        self.request_id = request_id if request_id is not None else _hex_id(proxy.rng, 16)
+        if trace_id is None:
+            parts += [b"X-Trace-Id: ", self.trace_id, b"\r\n"]
+        if request_id is None:
+            parts += [b"X-Request-Id: ", self.request_id, b"\r\n"]
+        parts += [b"X-Forwarded-For: ", client if forwarded_for is None else forwarded_for + b", " + client,
+                  b"\r\nX-Forwarded-Proto: http\r\nVia: ", b"1.1 fastmock" if via is None else via + b", 1.1 fastmock",
+                  b"\r\n", proxy.extra_headers]
+        if parser.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _connect(self):
+        cdef Proxy proxy = self.proxy
+        cdef UpstreamConnection conn
+        self.delay_handle = None
+        if self.transport is None:
+            return
+        self.upstream_started = _now()
+        self._arm_timeout()
+        conn = proxy.acquire()
+        if conn is not None:
+            self._forward(conn)
+            return
+        connecting = proxy.loop.create_connection(UpstreamConnection, proxy.upstream_host, proxy.upstream_port)
+        self.connecting = asyncio.ensure_future(connecting, loop=proxy.loop)
+        self.connecting.add_done_callback(self._connected)
+
+    def _connected(self, future):
+        self.connecting = None
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            exc = future.exception()
+            self._upstream_failed(E_REFUSED, f"cannot connect to the upstream: {getattr(exc, 'strerror', None) or exc}")
+            return
+        _, conn = future.result()
+        if self.transport is None:
+            (<UpstreamConnection>conn).transport.close()
+            return
+        self._forward(<UpstreamConnection>conn)
+
+    cdef int _forward(self, UpstreamConnection conn) except -1:
+        """The upstream connection is ours: send the head, then let the body flow."""
+        self.upstream = conn
+        conn.downstream = self
+        conn.reusable = False
+        conn.request_sent = False
+        conn.parser.no_body = self.head_only
+        conn.transport.write(self.request_head)
+        self.request_head = None
+        self.proxy.forwarded += 1
+        if self.request_done:  # no body: the request is all there
+            conn.request_sent = True
+            self._arm_timeout()
+        if not self.backlog_paused:
+            self.transport.resume_reading()
+        self.parser.resume()  # the body bytes that came with the head, and the requests after it
+        return 0
+
+    cdef int _on_body(self, const char* data, size_t length) except -1:
+        if not self.forwarding:
+            return ServerProtocol._on_body(self, data, length)
+        if self.upstream is not None and self.upstream.transport is not None:
+            if self.request_chunked:
+                self.upstream.transport.write(b"%x\r\n%b\r\n" % (length, data[:length]))
+            else:
+                self.upstream.transport.write(data[:length])
+        return 0
+
+    cdef int _on_message_complete(self) except -1:
+        if not self.forwarding:
+            return ServerProtocol._on_message_complete(self)
+        self.request_done = True
+        if self.upstream is not None:
+            if self.request_chunked and self.upstream.transport is not None:
+                self.upstream.transport.write(b"0\r\n\r\n")
+            self.upstream.request_sent = True
+            self._arm_timeout()  # --upstream-timeout counts from the whole request to the response head
+        return 1  # the next pipelined request waits for this response
+
+    cdef void _arm_timeout(self):
+        if self.timeout_handle is not None:
+            self.timeout_handle.cancel()
+        self.timeout_handle = self.proxy.loop.call_later(self.proxy.upstream_timeout_s, self._upstream_timed_out)
+
+    cdef int _upstream_head(self, RequestParser parser) except -1:
+        """Rewrite the upstream's response head for the client and send it."""
+        cdef Proxy proxy = self.proxy
+        cdef unsigned int i
+        cdef set dropped = _connection_tokens(parser)
+        cdef double waited = _now() - self.upstream_started
+        cdef int b = 0
+        if self.timeout_handle is not None:
+            self.timeout_handle.cancel()
+            self.timeout_handle = None
+        while b < N_BOUNDS and waited > C_BOUNDS[b]:
+            b += 1
+        proxy.upstream_durations[b] += 1
+        proxy.upstream_duration_sum_s += waited
+        self.response_status = parser.status
+        self.response_chunked = False
+        cdef list parts = [b"HTTP/1.1 %d " % parser.status, parser.head[13:parser.first_line_end], b"\r\n"]
+        has_trace = has_request = False
+        for i in range(parser.header_count):
+            name = parser.head[g_headers[i].name_start:g_headers[i].name_start + g_headers[i].name_len].lower()
+            if name in HOP_BY_HOP or name in dropped:
+                continue
+            has_trace |= name == b"x-trace-id"
+            has_request |= name == b"x-request-id"
+            parts += [parser.head[g_headers[i].name_start:g_headers[i].value_start + g_headers[i].value_len],
+                      b"\r\n"]
+        if not has_trace:
+            parts += [b"X-Trace-Id: ", self.trace_id, b"\r\n"]
+        if not has_request:
+            parts += [b"X-Request-Id: ", self.request_id, b"\r\n"]
+        parts.append(b"Via: 1.1 fastmock\r\n")
+        body_follows = not self.head_only and parser.status != 204 and parser.status != 304
+        if body_follows and (parser.chunked or parser.content_length < 0):
+            if self.parser.http_minor == 1:  # re-framed for the client, chunk by chunk
+                self.response_chunked = True
+                parts.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.keep_alive = False  # an HTTP/1.0 client reads to the close
+        if not self.keep_alive or self.server.draining:
+            self.closing = True
+        parts.append(CONNECTION_HEADERS[self._conn_mode()])
+        parts.append(b"\r\n")
+        data = b"".join(parts)
+        self.response_bytes = len(data)
+        self.server.bytes_out += len(data)
+        self.transport.write(data)
+        self.head_sent = True
+        return 0
+
+    cdef int _upstream_body(self, const char* data, size_t length) except -1:
+        if self.transport is None:
+            return 0
+        if self.response_chunked:
+            self.transport.write(b"%x\r\n%b\r\n" % (length, data[:length]))
+        else:
+            self.transport.write(data[:length])
+        self.response_bytes += length
+        self.server.bytes_out += length
+        return 0
+
+    cdef int _upstream_done(self) except -1:
+        cdef UpstreamConnection conn = self.upstream
+        if self.transport is None:
+            return 0
+        if self.response_chunked:
+            self.transport.write(b"0\r\n\r\n")
+        self.upstream = None
+        self.forwarding = False
+        if self.timeout_handle is not None:
+            self.timeout_handle.cancel()
+            self.timeout_handle = None
+        self.proxy.release(conn)
+        self._done(self.response_status, self.response_bytes, _now() - self.upstream_started)
+        self._continue()
+        return 0
+
+    def _upstream_timed_out(self):
+        self.timeout_handle = None
+        self._upstream_failed(E_TIMEOUT, f"the upstream took longer than {self.proxy.upstream_timeout_s:g}s")
+
+    cdef int _upstream_failed(self, int kind, str message) except -1:
+        """No usable answer from the upstream: 502 or 504 if the client has no head yet, else cut it off."""
+        cdef Proxy proxy = self.proxy
+        cdef UpstreamConnection conn = self.upstream
+        proxy.errors[kind] += 1
+        self.upstream = None
+        if conn is not None:
+            conn.downstream = None
+            if conn.transport is not None:
+                conn.transport.abort()
+        if self.timeout_handle is not None:
+            self.timeout_handle.cancel()
+            self.timeout_handle = None
+        if self.transport is None or not self.forwarding:
+            return 0
+        self.forwarding = False
+        if self.head_sent:
+            self.transport.abort()
+            return 0
+        self.keep_alive = False  # the request body may be half-sent: this connection ends after the answer
+        self.fault = NULL
+        status = 504 if kind == E_TIMEOUT else 502
+        self._respond(Response(status, b'{"error":"%s","trace_id":"%s"}' % (
+            message.replace('"', "'").encode(), self.trace_id)))
+        self.phase = 0
+        self._flush()
+        return 0
+
+    # === Public API (asyncio protocol) ===
+
+    def connection_lost(self, exc):
+        cdef UpstreamConnection conn = self.upstream
+        if self.timeout_handle is not None:
+            self.timeout_handle.cancel()
+            self.timeout_handle = None
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        if conn is not None:  # the client left in the middle: the upstream connection is not reusable
+            self.upstream = None
+            conn.downstream = None
+            if conn.transport is not None:
+                conn.transport.abort()
+        ServerProtocol.connection_lost(self, exc)
+
+    def pause_writing(self):
+        ServerProtocol.pause_writing(self)
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()  # the client reads slower than the upstream sends
+
+    def resume_writing(self):
+        ServerProtocol.resume_writing(self)
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.resume_reading()

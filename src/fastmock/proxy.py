@@ -1,0 +1,102 @@
+"""``fastmock proxy``: a fault-injecting reverse proxy (forwarding is in the core: core/proxy.pyx)."""
+
+import urllib.parse
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from fastmock._core import DURATION_BOUNDS, Proxy, Response, Route
+from fastmock.faults import PlanCache
+from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from fastmock.metrics import ServerCollector
+
+__all__ = ["ProxyConfig", "ProxyApp", "parse_upstream", "parse_header"]
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    upstream_host: str
+    upstream_port: int
+    headers: tuple = ()           # (name, value) bytes pairs added to upstream requests
+    drop_rate: float = 0.0
+    delay_s: float = 0.0
+    upstream_timeout_s: float = 30.0
+    faults: tuple = ()            # (path prefix, FaultPlan)
+    header_faults: bool = True
+    max_hang_s: float = 300.0
+    seed: int = 0
+    metrics_path: str = "/metrics"
+    worker: int = 0
+
+
+def parse_upstream(url: str) -> tuple[str, int]:
+    """``http://host:port`` → (host, port); raises ValueError for anything else."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http://HOST[:PORT] URL (https upstreams are not supported)")
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"{url!r}: the upstream URL takes no path or query (requests keep their own)")
+    return parts.hostname, parts.port or 80
+
+
+def parse_header(text: str) -> tuple[bytes, bytes]:
+    """``'Name: value'`` → (name, value); raises ValueError."""
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not name or any(c in name for c in " \t\r\n") or any(c in value for c in "\r\n"):
+        raise ValueError(f"{text!r} is not 'Name: value'")
+    return name.encode("latin-1"), value.encode("latin-1")
+
+
+class ProxyApp:
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.proxy = None
+        self.server = None
+
+    def build(self, loop, **server_options):
+        config = self.config
+        routes = [Route("metrics", config.metrics_path.encode(), handler=self._metrics)]
+        self.proxy = Proxy(
+            loop, config.upstream_host, config.upstream_port, routes, headers=list(config.headers),
+            drop_rate=config.drop_rate, delay_s=config.delay_s, upstream_timeout_s=config.upstream_timeout_s,
+            proxy_seed=config.seed, fault_rules=[(prefix.encode(), plan) for prefix, plan in config.faults],
+            header_faults=PlanCache().from_header if config.header_faults else None, seed=config.seed,
+            max_hang_s=config.max_hang_s, **server_options)
+        self.server = self.proxy.server
+        return self.server, self.proxy.make_protocol
+
+    def _metrics(self, req) -> Response:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ServerCollector(self.server, self.config.worker))
+        registry.register(_ProxyCollector(self.proxy))
+        ProcessCollector(registry=registry)
+        return Response(200, generate_latest(registry), METRICS_CONTENT_TYPE)
+
+
+class _ProxyCollector:
+    def __init__(self, proxy) -> None:
+        self.proxy = proxy
+
+    def collect(self):
+        stats = self.proxy.stats()
+        yield CounterMetricFamily("proxy_requests", "Requests to be forwarded (not local routes)",
+                                  value=stats["requests"])
+        yield CounterMetricFamily("proxy_forwarded", "Requests sent to the upstream", value=stats["forwarded"])
+        yield CounterMetricFamily("proxy_dropped", "Requests answered 503 by --drop-rate", value=stats["dropped"])
+        yield CounterMetricFamily("proxy_delayed", "Requests held by --delay-ms or a fault delay",
+                                  value=stats["delayed"])
+        errors = CounterMetricFamily("proxy_upstream_errors", "Upstream failures, by kind", labels=["kind"])
+        for kind, count in stats["upstream_errors"]:
+            errors.add_metric([kind], count)
+        yield errors
+        yield GaugeMetricFamily("proxy_upstream_idle_connections", "Pooled keep-alive upstream connections",
+                                value=stats["idle_upstream_connections"])
+        buckets, cumulative = [], 0
+        for bound, count in zip(DURATION_BOUNDS + (float("inf"),), stats["upstream_duration_counts"]):
+            cumulative += count
+            buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+        yield HistogramMetricFamily("proxy_upstream_duration_seconds",
+                                    "From forwarding a request to the upstream's response head",
+                                    buckets=buckets, sum_value=stats["upstream_duration_sum_s"])
