@@ -281,6 +281,7 @@ class UpstreamUrl(click.ParamType):
 
 class HeaderLine(click.ParamType):
     name = "'NAME: VALUE'"
+    envvar_list_splitter = "\n"  # several headers in one variable go on separate lines
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):

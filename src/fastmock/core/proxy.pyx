@@ -283,12 +283,16 @@ cdef class ProxyProtocol(ServerProtocol):
         conn.transport.write(self.request_head)
         self.request_head = None
         self.proxy.forwarded += 1
-        if self.request_done:  # no body: the request is all there
-            conn.request_sent = True
-            self._arm_timeout()
+        if self.timeout_handle is not None:  # connected: the clock starts again once the request is sent
+            self.timeout_handle.cancel()
+            self.timeout_handle = None
         if not self.backlog_paused:
             self.transport.resume_reading()
-        self.parser.resume()  # the body bytes that came with the head, and the requests after it
+        if self.request_done:  # no body: the request is all there; the next one waits for the response
+            conn.request_sent = True
+            self._arm_timeout()
+        else:
+            self.parser.resume()  # the body: the bytes that came with the head, then the rest as it arrives
         return 0
 
     cdef int _on_body(self, const char* data, size_t length) except -1:
@@ -420,7 +424,8 @@ cdef class ProxyProtocol(ServerProtocol):
         self.fault = NULL
         status = 504 if kind == E_TIMEOUT else 502
         self._respond(Response(status, b'{"error":"%s","trace_id":"%s"}' % (
-            message.replace('"', "'").encode(), self.trace_id)))
+            message.replace('"', "'").encode(), self.trace_id),
+            headers=[(b"X-Trace-Id", self.trace_id), (b"X-Request-Id", self.request_id)]))
         self.phase = 0
         self._flush()
         return 0
