@@ -427,7 +427,8 @@ cdef class ProxyProtocol(ServerProtocol):
         Py_ssize_t response_bytes
         double upstream_started
         double wait_s
-        object timeout_handle
+        double deadline         # --upstream-timeout: when the response head is overdue (0: no clock)
+        bytes client_ip
         object connecting
     cdef bytes _upstream_request_head(self, RequestParser parser)
     cdef int _forward(self, UpstreamConnection conn) except -1

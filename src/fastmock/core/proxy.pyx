@@ -4,9 +4,6 @@
 # and each side pauses the other's reading when its writes back up, so memory stays flat at any size.
 # One exchange at a time per client connection: the parser waits, so pipelined requests keep their order.
 
-cdef frozenset HOP_BY_HOP = frozenset([b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
-                                       b"proxy-authorization", b"te", b"trailer", b"transfer-encoding",
-                                       b"upgrade"])
 cdef int UPSTREAM_ERROR_KINDS = 4
 UPSTREAM_ERROR_NAMES = ("refused", "reset", "timeout", "bad_response")
 cdef enum UpstreamError:
@@ -16,19 +13,48 @@ cdef enum UpstreamError:
     E_BAD_RESPONSE
 
 
+cdef bint _is_hop_by_hop(const char* name, size_t n):
+    """RFC 9110 §7.6.1 and RFC 9112: the fields that belong to one connection, not to the message."""
+    if n == 2:
+        return _ieq(name, b"te", 2)
+    if n == 7:
+        return _ieq(name, b"trailer", 7) or _ieq(name, b"upgrade", 7)
+    if n == 10:
+        return _ieq(name, b"connection", 10) or _ieq(name, b"keep-alive", 10)
+    if n == 16:
+        return _ieq(name, b"proxy-connection", 16)
+    if n == 17:
+        return _ieq(name, b"transfer-encoding", 17)
+    if n == 18:
+        return _ieq(name, b"proxy-authenticate", 18)
+    if n == 19:
+        return _ieq(name, b"proxy-authorization", 19)
+    return False
+
+
 cdef bytes _hex_id(Random rng, int digits):
     return (b"%016x%016x" % (rng.next_u64(), rng.next_u64()))[:digits]
 
 
 cdef set _connection_tokens(RequestParser parser):
-    """The field names listed in Connection headers (hop-by-hop too, RFC 9110 §7.6.1), lower-cased."""
+    """The field names listed in Connection headers (hop-by-hop too, RFC 9110 §7.6.1), lower-cased;
+    None when there are none beyond the usual keep-alive/close."""
     cdef unsigned int i
-    cdef set names = set()
+    cdef set names = None
     for i in range(parser.header_count):
         if g_headers[i].name_len == 10 and _ieq(parser.head + g_headers[i].name_start, b"connection", 10):
-            value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
-            names.update(token.strip().lower() for token in value.split(b",") if token.strip())
+            value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len].lower()
+            for token in value.split(b","):
+                token = token.strip()
+                if token and token != b"keep-alive" and token != b"close":
+                    if names is None:
+                        names = set()
+                    names.add(token)
     return names
+
+
+cdef inline bint _listed(set names, const char* name, size_t n):
+    return names is not None and name[:n].lower() in names
 
 
 cdef class Proxy:
@@ -60,6 +86,8 @@ cdef class Proxy:
         self.drop_route = Route("dropped", static=StaticResponse(
             503, b'{"error":"dropped by fastmock proxy (--drop-rate)"}', b"application/json"))
         self.server = Server(loop, routes + [self.drop_route], self.forward_route, **server_options)
+        # --upstream-timeout is checked by the server's tick: make it fine enough
+        self.server.tick_s = max(0.01, min(self.server.tick_s, upstream_timeout_s / 4))
         self.requests = self.forwarded = self.dropped = self.delayed = 0
         memset(self.errors, 0, sizeof(self.errors))
         memset(self.upstream_durations, 0, sizeof(self.upstream_durations))
@@ -137,6 +165,7 @@ cdef class UpstreamConnection(ParserHandler):
         self.transport = transport
 
     def data_received(self, bytes data):
+        cdef ProxyProtocol downstream = self.downstream
         try:
             self.parser.feed_ptr(data, len(data))
         except RemoteProtocolError as exc:
@@ -144,6 +173,9 @@ cdef class UpstreamConnection(ParserHandler):
             self.transport.abort()
             if self.downstream is not None:
                 self.downstream._upstream_failed(E_BAD_RESPONSE, exc.msg)
+            return
+        if downstream is not None and downstream.transport is not None:
+            downstream._flush()  # what this read brought, in one write (a finished response was flushed already)
 
     def eof_received(self):
         try:
@@ -200,7 +232,10 @@ cdef class ProxyProtocol(ServerProtocol):
         if self.wait_s > 0:
             proxy.delayed += 1
         # never from inside the parser's callback: _forward resumes the parser, which must be paused first
-        self.delay_handle = proxy.loop.call_later(self.wait_s, self._connect)
+        if self.wait_s > 0:
+            self.delay_handle = proxy.loop.call_later(self.wait_s, self._connect)
+        else:
+            self.delay_handle = proxy.loop.call_soon(self._connect)
         return 1
 
     cdef bytes _upstream_request_head(self, RequestParser parser):
@@ -211,24 +246,30 @@ cdef class ProxyProtocol(ServerProtocol):
                            parser.head[parser.target_start:parser.target_start + parser.target_len],
                            b" HTTP/1.1\r\nHost: ", proxy.host_header, b"\r\n"]
         forwarded_for = via = trace_id = request_id = None
+        cdef const char* name
+        cdef size_t n
         for i in range(parser.header_count):
-            name = parser.head[g_headers[i].name_start:g_headers[i].name_start + g_headers[i].name_len].lower()
-            value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
-            if name in HOP_BY_HOP or name in dropped or name == b"host":
+            name = parser.head + g_headers[i].name_start
+            n = g_headers[i].name_len
+            if _is_hop_by_hop(name, n) or (n == 4 and _ieq(name, b"host", 4)) or _listed(dropped, name, n):
                 continue
-            if name == b"x-forwarded-for":
+            if n == 15 and _ieq(name, b"x-forwarded-for", 15):
+                value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
                 forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
                 continue
-            if name == b"via":
+            if n == 3 and _ieq(name, b"via", 3):
+                value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
                 via = value if via is None else via + b", " + value
                 continue
-            if name == b"x-trace-id":
-                trace_id = value
-            elif name == b"x-request-id":
-                request_id = value
+            if n == 10 and _ieq(name, b"x-trace-id", 10):
+                trace_id = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
+            elif n == 12 and _ieq(name, b"x-request-id", 12):
+                request_id = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
             parts += [parser.head[g_headers[i].name_start:g_headers[i].value_start + g_headers[i].value_len],
                       b"\r\n"]
-        client = self.transport.get_extra_info("peername")[0].encode()
+        if self.client_ip is None:
+            self.client_ip = self.transport.get_extra_info("peername")[0].encode()
+        client = self.client_ip
         self.trace_id = trace_id if trace_id is not None else _hex_id(proxy.rng, 32)
         self.request_id = request_id if request_id is not None else _hex_id(proxy.rng, 16)
         if trace_id is None:
@@ -283,9 +324,7 @@ cdef class ProxyProtocol(ServerProtocol):
         conn.transport.write(self.request_head)
         self.request_head = None
         self.proxy.forwarded += 1
-        if self.timeout_handle is not None:  # connected: the clock starts again once the request is sent
-            self.timeout_handle.cancel()
-            self.timeout_handle = None
+        self.deadline = 0  # connected: the clock starts again once the request is sent
         if not self.backlog_paused:
             self.transport.resume_reading()
         if self.request_done:  # no body: the request is all there; the next one waits for the response
@@ -317,9 +356,14 @@ cdef class ProxyProtocol(ServerProtocol):
         return 1  # the next pipelined request waits for this response
 
     cdef void _arm_timeout(self):
-        if self.timeout_handle is not None:
-            self.timeout_handle.cancel()
-        self.timeout_handle = self.proxy.loop.call_later(self.proxy.upstream_timeout_s, self._upstream_timed_out)
+        self.deadline = _now() + self.proxy.upstream_timeout_s
+
+    cdef int _check_timeout(self, double now) except -1:
+        if self.deadline and now > self.deadline:
+            self.deadline = 0
+            self._upstream_failed(E_TIMEOUT, f"the upstream took longer than {self.proxy.upstream_timeout_s:g}s")
+            return 0
+        return ServerProtocol._check_timeout(self, now)
 
     cdef int _upstream_head(self, RequestParser parser) except -1:
         """Rewrite the upstream's response head for the client and send it."""
@@ -328,9 +372,7 @@ cdef class ProxyProtocol(ServerProtocol):
         cdef set dropped = _connection_tokens(parser)
         cdef double waited = _now() - self.upstream_started
         cdef int b = 0
-        if self.timeout_handle is not None:
-            self.timeout_handle.cancel()
-            self.timeout_handle = None
+        self.deadline = 0
         while b < N_BOUNDS and waited > C_BOUNDS[b]:
             b += 1
         proxy.upstream_durations[b] += 1
@@ -338,13 +380,16 @@ cdef class ProxyProtocol(ServerProtocol):
         self.response_status = parser.status
         self.response_chunked = False
         cdef list parts = [b"HTTP/1.1 %d " % parser.status, parser.head[13:parser.first_line_end], b"\r\n"]
+        cdef const char* name
+        cdef size_t n
         has_trace = has_request = False
         for i in range(parser.header_count):
-            name = parser.head[g_headers[i].name_start:g_headers[i].name_start + g_headers[i].name_len].lower()
-            if name in HOP_BY_HOP or name in dropped:
+            name = parser.head + g_headers[i].name_start
+            n = g_headers[i].name_len
+            if _is_hop_by_hop(name, n) or _listed(dropped, name, n):
                 continue
-            has_trace |= name == b"x-trace-id"
-            has_request |= name == b"x-request-id"
+            has_trace |= n == 10 and _ieq(name, b"x-trace-id", 10)
+            has_request |= n == 12 and _ieq(name, b"x-request-id", 12)
             parts += [parser.head[g_headers[i].name_start:g_headers[i].value_start + g_headers[i].value_len],
                       b"\r\n"]
         if not has_trace:
@@ -366,7 +411,7 @@ cdef class ProxyProtocol(ServerProtocol):
         data = b"".join(parts)
         self.response_bytes = len(data)
         self.server.bytes_out += len(data)
-        self.transport.write(data)
+        self.out.append(data)  # written with the body that came in the same read (UpstreamConnection.data_received)
         self.head_sent = True
         return 0
 
@@ -374,9 +419,9 @@ cdef class ProxyProtocol(ServerProtocol):
         if self.transport is None:
             return 0
         if self.response_chunked:
-            self.transport.write(b"%x\r\n%b\r\n" % (length, data[:length]))
+            self.out.append(b"%x\r\n%b\r\n" % (length, data[:length]))
         else:
-            self.transport.write(data[:length])
+            self.out.append(data[:length])
         self.response_bytes += length
         self.server.bytes_out += length
         return 0
@@ -386,20 +431,14 @@ cdef class ProxyProtocol(ServerProtocol):
         if self.transport is None:
             return 0
         if self.response_chunked:
-            self.transport.write(b"0\r\n\r\n")
+            self.out.append(b"0\r\n\r\n")
         self.upstream = None
         self.forwarding = False
-        if self.timeout_handle is not None:
-            self.timeout_handle.cancel()
-            self.timeout_handle = None
+        self.deadline = 0
         self.proxy.release(conn)
         self._done(self.response_status, self.response_bytes, _now() - self.upstream_started)
         self._continue()
         return 0
-
-    def _upstream_timed_out(self):
-        self.timeout_handle = None
-        self._upstream_failed(E_TIMEOUT, f"the upstream took longer than {self.proxy.upstream_timeout_s:g}s")
 
     cdef int _upstream_failed(self, int kind, str message) except -1:
         """No usable answer from the upstream: 502 or 504 if the client has no head yet, else cut it off."""
@@ -411,9 +450,7 @@ cdef class ProxyProtocol(ServerProtocol):
             conn.downstream = None
             if conn.transport is not None:
                 conn.transport.abort()
-        if self.timeout_handle is not None:
-            self.timeout_handle.cancel()
-            self.timeout_handle = None
+        self.deadline = 0
         if self.transport is None or not self.forwarding:
             return 0
         self.forwarding = False
@@ -434,9 +471,7 @@ cdef class ProxyProtocol(ServerProtocol):
 
     def connection_lost(self, exc):
         cdef UpstreamConnection conn = self.upstream
-        if self.timeout_handle is not None:
-            self.timeout_handle.cancel()
-            self.timeout_handle = None
+        self.deadline = 0
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
