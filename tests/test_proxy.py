@@ -152,6 +152,8 @@ def test_refused_upstream_is_502():
 
 
 def test_faults_are_answered_by_the_proxy(proxy, upstream):
+    forwarded = httpx.get(f"{proxy.url}/x", headers={"X-Fastmock-Fault": "ok"})
+    assert "X-Fastmock-Fault" not in forwarded.json()["headers"]  # consumed here, not applied twice
     before = metric(proxy, "proxy_forwarded_total")
     response = httpx.get(f"{proxy.url}/x", headers={"X-Fastmock-Fault": "503"})
     assert response.status_code == 503
@@ -250,3 +252,9 @@ def test_a_gibibyte_each_way_with_flat_memory(proxy):
     out, peak = _run_watching_rss(f"head -c {1 << 30} /dev/zero | curl -s -T - {proxy.url}/upload", pid)
     assert f'"bytes_received":{1 << 30}' in out
     assert peak - before < 64
+
+
+def test_several_workers(upstream):
+    with start_server("proxy", "--upstream", upstream.url, "--port", "0", "--workers", "2", ready_lines=2) as server:
+        assert {httpx.get(f"{server.url}/health").status_code for _ in range(20)} == {200}
+        assert server.stop() == 0

@@ -274,7 +274,7 @@ def test_any_split_gives_the_same_events(cuts):
 
 # --- response mode (the proxy's upstream side) ---------------------------------------------------------
 
-def _response_events(data, no_body=False, eof=False):
+def _response_events(data, no_body=False):
     parser = RequestParser(response=True)
     parser.no_body = no_body
     events = parser.feed(data)

@@ -114,13 +114,6 @@ cdef class Proxy:
         elif conn.transport is not None:
             conn.transport.close()
 
-    def close_idle(self):
-        cdef UpstreamConnection conn
-        for conn in self.idle:
-            if conn.transport is not None:
-                conn.transport.close()
-        self.idle.clear()
-
     def stats(self):
         """The proxy's counters, for /metrics."""
         return {
@@ -253,6 +246,8 @@ cdef class ProxyProtocol(ServerProtocol):
             n = g_headers[i].name_len
             if _is_hop_by_hop(name, n) or (n == 4 and _ieq(name, b"host", 4)) or _listed(dropped, name, n):
                 continue
+            if n == 16 and _ieq(name, FAULT_HEADER, 16) and self.server.header_faults is not None:
+                continue  # a fault header is for us (it would strike twice if an upstream fastmock saw it too)
             if n == 15 and _ieq(name, b"x-forwarded-for", 15):
                 value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
                 forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
