@@ -258,3 +258,29 @@ def test_several_workers(upstream):
     with start_server("proxy", "--upstream", upstream.url, "--port", "0", "--workers", "2", ready_lines=2) as server:
         assert {httpx.get(f"{server.url}/health").status_code for _ in range(20)} == {200}
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize("path", ["/bin/100K", "/bin/100K?chunked=1"])
+def test_truncate_cuts_the_forwarded_response(proxy, path):
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"{proxy.url}{path}", headers={"X-Fastmock-Fault": "truncate"})
+    with proxy.connect() as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Fastmock-Fault: truncate\r\n\r\n".encode())
+        head, _, body = recv_until_closed(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    if b"Content-Length: 102400" in head:
+        assert len(body) == 51200
+    else:
+        assert not body.endswith(b"0\r\n\r\n")
+    assert httpx.get(f"{proxy.url}/health").status_code == 200  # the pool lost nothing it needed
+
+
+def test_drip_paces_the_forwarded_response(proxy):
+    with proxy.connect() as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /bin/4K HTTP/1.1\r\nHost: x\r\nX-Fastmock-Fault: drip(8K)\r\n\r\n"
+                     b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        (first, body), (second, _) = recv_responses(sock, 2)
+    assert time.monotonic() - started >= 0.45  # 4 KiB of body and the head at 8 KiB/s
+    assert body == (b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" * 114)[:4096]
+    assert second.status_code == 200

@@ -430,10 +430,18 @@ cdef class ProxyProtocol(ServerProtocol):
         double deadline         # --upstream-timeout: when the response head is overdue (0: no clock)
         bytes client_ip
         object connecting
+        # a truncate or drip fault acts on the forwarded response
+        int shaping
+        double shaping_rate
+        long long truncate_left
+        Py_ssize_t pending_bytes
+        object pace_handle
     cdef bytes _upstream_request_head(self, RequestParser parser)
     cdef int _forward(self, UpstreamConnection conn) except -1
     cdef void _arm_timeout(self)
     cdef int _upstream_head(self, RequestParser parser) except -1
     cdef int _upstream_body(self, const char* data, size_t length) except -1
     cdef int _upstream_done(self) except -1
+    cdef int _cut(self) except -1
+    cdef void _start_pacing(self)
     cdef int _upstream_failed(self, int kind, str message) except -1

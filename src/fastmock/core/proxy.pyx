@@ -5,6 +5,8 @@
 # One exchange at a time per client connection: the parser waits, so pipelined requests keep their order.
 
 cdef int UPSTREAM_ERROR_KINDS = 4
+cdef Py_ssize_t PACE_HIGH = 256 * 1024  # a dripping response stops reading the upstream above this much
+cdef Py_ssize_t PACE_LOW = 64 * 1024
 UPSTREAM_ERROR_NAMES = ("refused", "reset", "timeout", "bad_response")
 cdef enum UpstreamError:
     E_REFUSED
@@ -167,8 +169,15 @@ cdef class UpstreamConnection(ParserHandler):
             if self.downstream is not None:
                 self.downstream._upstream_failed(E_BAD_RESPONSE, exc.msg)
             return
-        if downstream is not None and downstream.transport is not None:
-            downstream._flush()  # what this read brought, in one write (a finished response was flushed already)
+        if downstream is None or downstream.transport is None or downstream.upstream is not self:
+            return
+        if downstream.shaping == F_DRIP:
+            downstream.pending_bytes = sum(len(piece) for piece in downstream.out)
+            if downstream.pending_bytes > PACE_HIGH:
+                self.transport.pause_reading()  # _pace resumes it when the client has had most of it
+            downstream._start_pacing()
+        else:
+            downstream._flush()  # what this read brought, in one write
 
     def eof_received(self):
         try:
@@ -210,8 +219,12 @@ cdef class ProxyProtocol(ServerProtocol):
             self.route = proxy.drop_route
             self.fault = NULL
             return rc
+        self.shaping = F_NONE
         if self.fault != NULL and self.fault.kind != F_OK:
-            return rc  # answered here, as the fault says, when the request is in
+            if self.fault.kind != F_TRUNCATE and self.fault.kind != F_DRIP:
+                return rc  # answered here, as the fault says, when the request is in
+            self.shaping = self.fault.kind  # the upstream's response is cut or paced on its way
+            self.shaping_rate = self.fault.arg
         self.wait_s = proxy.delay_s + (self.fault_delay_s if self.fault != NULL else 0.0)
         self.fault = NULL
         self.forwarding = True
@@ -401,6 +414,10 @@ cdef class ProxyProtocol(ServerProtocol):
                 self.keep_alive = False  # an HTTP/1.0 client reads to the close
         if not self.keep_alive or self.server.draining:
             self.closing = True
+        if self.shaping == F_TRUNCATE:
+            # half of an announced body; without a length, the first piece of it
+            self.truncate_left = parser.content_length // 2 if parser.content_length >= 0 and not parser.chunked else -1
+            self.closing = True
         parts.append(CONNECTION_HEADERS[self._conn_mode()])
         parts.append(b"\r\n")
         data = b"".join(parts)
@@ -411,15 +428,54 @@ cdef class ProxyProtocol(ServerProtocol):
         return 0
 
     cdef int _upstream_body(self, const char* data, size_t length) except -1:
+        cdef bint cut = False
         if self.transport is None:
             return 0
+        if self.shaping == F_TRUNCATE:
+            if self.truncate_left >= 0:
+                length = min(length, <size_t>self.truncate_left)
+                self.truncate_left -= length
+            cut = self.truncate_left <= 0
         if self.response_chunked:
             self.out.append(b"%x\r\n%b\r\n" % (length, data[:length]))
         else:
             self.out.append(data[:length])
         self.response_bytes += length
         self.server.bytes_out += length
+        if cut:
+            self._cut()
         return 0
+
+    cdef int _cut(self) except -1:
+        """The truncate fault: what was forwarded goes out, then both connections end mid-body."""
+        cdef UpstreamConnection conn = self.upstream
+        self.upstream = None
+        self.forwarding = False
+        self.deadline = 0
+        conn.downstream = None
+        conn.transport.abort()  # never reusable: the rest of its response is unread
+        self._done(self.response_status, self.response_bytes, _now() - self.upstream_started)
+        self.phase = 0
+        self._flush()  # closing is set: the client sees a body shorter than announced
+        return 0
+
+    def _pace(self):
+        """The drip fault on a forwarded response: rate/20 bytes every 50 ms from what the upstream sent."""
+        cdef Py_ssize_t n = max(1, <Py_ssize_t>(self.shaping_rate * DRIP_INTERVAL_S))
+        self.pace_handle = None
+        if self.transport is None:
+            return
+        if self.out:
+            pending = b"".join(self.out)
+            self.transport.write(pending[:n])
+            self.out = [pending[n:]] if len(pending) > n else []
+            self.pending_bytes = len(pending) - min(n, len(pending))
+        if self.upstream is not None and self.upstream.transport is not None and self.pending_bytes < PACE_LOW:
+            self.upstream.transport.resume_reading()
+        if self.out or self.upstream is not None:
+            self.pace_handle = self.proxy.loop.call_later(DRIP_INTERVAL_S, self._pace)
+        else:
+            self._continue()  # all of it dripped: the next request
 
     cdef int _upstream_done(self) except -1:
         cdef UpstreamConnection conn = self.upstream
@@ -432,8 +488,15 @@ cdef class ProxyProtocol(ServerProtocol):
         self.deadline = 0
         self.proxy.release(conn)
         self._done(self.response_status, self.response_bytes, _now() - self.upstream_started)
-        self._continue()
+        if self.shaping == F_DRIP:
+            self._start_pacing()  # _pace goes on with the next request once the rest has dripped
+        else:
+            self._continue()
         return 0
+
+    cdef void _start_pacing(self):
+        if self.pace_handle is None:
+            self.pace_handle = self.proxy.loop.call_soon(self._pace)
 
     cdef int _upstream_failed(self, int kind, str message) except -1:
         """No usable answer from the upstream: 502 or 504 if the client has no head yet, else cut it off."""
@@ -467,6 +530,9 @@ cdef class ProxyProtocol(ServerProtocol):
     def connection_lost(self, exc):
         cdef UpstreamConnection conn = self.upstream
         self.deadline = 0
+        if self.pace_handle is not None:
+            self.pace_handle.cancel()
+            self.pace_handle = None
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
