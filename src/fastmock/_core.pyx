@@ -6,11 +6,13 @@ cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Realloc
+from libc.math cimport ceil
 from libc.string cimport memchr, memcmp, memcpy, memmove, memset
 from posix.strings cimport strncasecmp
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 import asyncio
+import collections
 import logging
 import struct
 import time
@@ -28,3 +30,5 @@ include "core/requestlog.pyx"
 include "core/protocol.pyx"
 include "core/fleet.pyx"
 include "core/proxy.pyx"
+include "core/histogram.pyx"
+include "core/client.pyx"

@@ -2,10 +2,12 @@
 
 import difflib
 import functools
+import json
 import os
 import secrets
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import click
@@ -18,6 +20,7 @@ from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.detach import DetachError, default_paths, start_detached
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
+from fastmock.load import LoadConfig, Progress, run_load, summary_dict, summary_text, write_records
 from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.shell import run_shell
@@ -348,6 +351,80 @@ def proxy(upstream, host, port, workers, delay_ms, drop_rate, headers, faults, h
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
     sys.exit(status)
+
+
+class LoadUrl(click.ParamType):
+    name = "URL"
+
+    def convert(self, value, param, ctx):
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme != "http" or not parts.hostname:
+            self.fail(f"{value!r} is not an http://HOST[:PORT]/PATH URL (https is not supported)", param, ctx)
+        try:
+            parts.port
+        except ValueError as exc:
+            self.fail(f"{value!r}: {exc}", param, ctx)
+        return value
+
+
+@cli.command()
+@click.argument("url", type=LoadUrl())
+@click.option("-n", "--requests", type=click.IntRange(1), default=None, help="How many requests.")
+@click.option("-d", "--duration", type=Duration(minimum=0.001), default=None,
+              help="How long to send (bare number: seconds); with -n, whichever ends first.")
+@click.option("-c", "--concurrency", type=click.IntRange(1), default=None,
+              help="Connections: the closed loop's (default 1), or the most the open loop opens (default 256).")
+@click.option("--rate", type=click.FloatRange(0, min_open=True), default=None,
+              help="Open loop: this many requests per second, latency measured from each one's scheduled time.")
+@click.option("-m", "--method", default="GET", show_default=True, help="Request method.")
+@click.option("-H", "--header", "headers", type=HeaderLine(), multiple=True, help="'Name: value' (repeatable).")
+@click.option("--body", default=None, help="Request body.")
+@click.option("--body-file", type=click.File("rb"), default=None, help="Request body from a file.")
+@click.option("--timeout", type=Duration(minimum=0.001), default="30s", show_default=True,
+              help="Per request, from sending to the end of the response (bare number: seconds).")
+@click.option("--connect-timeout", type=Duration(minimum=0.001), default="10s", show_default=True,
+              help="Per connection attempt (bare number: seconds).")
+@click.option("--retries", type=click.IntRange(0), default=0, show_default=True,
+              help="Retries of a request that met a connection error or a 5xx.")
+@click.option("--retry-backoff-ms", type=click.IntRange(0), default=100, show_default=True,
+              help="Wait before the first retry; it doubles for each next one.")
+@click.option("--client-trace", is_flag=True, help="Send a new X-Trace-Id with each request (and record it).")
+@click.option("--keepalive/--no-keepalive", default=True, show_default=True,
+              help="Reuse connections, or a new connection per request.")
+@click.option("--workers", type=Workers(), default="1", show_default=True,
+              help="Processes (each on its share of requests and rate), or 'auto' for one per CPU.")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write one record per request here.")
+@click.option("--format", "output_format", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+              help="Format of --output (json: one object per line).")
+@click.option("--summary-json", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the summary here as JSON.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated trace ids.")
+def load(url, requests, duration, concurrency, rate, method, headers, body, body_file, timeout, connect_timeout,
+         retries, retry_backoff_ms, client_trace, keepalive, workers, output, output_format, summary_json, seed):
+    """Send HTTP/1.1 load to URL and report rates, statuses, errors and latency percentiles."""
+    if requests is None and duration is None:
+        raise click.UsageError("give -n/--requests or -d/--duration")
+    if body is not None and body_file is not None:
+        raise click.BadParameter("give --body or --body-file, not both", param_hint="'--body-file'")
+    config = LoadConfig(
+        url=url, requests=requests if requests is not None else -1, duration_s=duration or 0.0,
+        concurrency=concurrency or (256 if rate else 1), rate=rate or 0.0, method=method.upper(),
+        headers=tuple((name.decode(), value.decode()) for name, value in headers),
+        body=body_file.read() if body_file else (body or "").encode(), timeout_s=timeout,
+        connect_timeout_s=connect_timeout, retries=retries, retry_backoff_s=retry_backoff_ms / 1000,
+        trace=client_trace, keepalive=keepalive, workers=workers, record=output is not None, seed=seed)
+    progress = Progress() if sys.stderr.isatty() and workers == 1 else None
+    result = run_load(config, progress)
+    if progress is not None:
+        progress.clear()
+    summary = summary_dict(result, config)
+    click.echo(summary_text(summary))
+    if output is not None:
+        write_records(result["records"], output, output_format)
+    if summary_json is not None:
+        with open(summary_json, "w") as file:
+            json.dump(summary, file, indent=2)
 
 
 # --- ctl and shell: clients of a fleet's management API ---------------------------------------------

@@ -1,0 +1,207 @@
+"""``fastmock load URL``: closed-loop (-c) or open-loop (--rate) HTTP/1.1 load from the core's LoadEngine.
+
+With ``--workers N`` the parent forks N processes that each run an engine with 1/N of the requests and of the
+rate; their counters, histograms and records are merged exactly.
+"""
+
+import asyncio
+import csv
+import json
+import multiprocessing
+import os
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+import uvloop
+
+from fastmock._core import LatencyHistogram, LoadEngine
+
+__all__ = ["LoadConfig", "run_load", "summary_text", "PERCENTILES"]
+
+PERCENTILES = (50, 90, 99, 99.9)
+PROGRESS_INTERVAL_S = 0.25
+RECORD_FIELDS = ("index", "scheduled_s", "start_s", "status", "latency_ms", "bytes", "retries", "trace_id", "error")
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    url: str
+    requests: int = -1            # -1: run for ``duration_s``
+    duration_s: float = 0.0
+    concurrency: int = 1          # closed loop: connections; open loop: the most connections
+    rate: float = 0.0             # > 0: open loop, requests per second
+    method: str = "GET"
+    headers: tuple = ()           # (name, value) str pairs
+    body: bytes = b""
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    retries: int = 0
+    retry_backoff_s: float = 0.1
+    trace: bool = False
+    keepalive: bool = True
+    workers: int = 1
+    record: bool = False          # keep one record per request (for --output)
+    seed: int = 0
+    progress: bool = False
+
+
+def encode_head(config: LoadConfig) -> tuple[str, int, bytes]:
+    """(host, port, the request line and headers without the empty line)."""
+    parts = urllib.parse.urlsplit(config.url)
+    host, port = parts.hostname, parts.port or 80
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    authority = parts.netloc.rpartition("@")[2]
+    lines = [f"{config.method} {target} HTTP/1.1", f"Host: {authority}"]
+    names = {name.lower() for name, _ in config.headers}
+    if "user-agent" not in names:
+        lines.append("User-Agent: fastmock-load")
+    if config.body and "content-length" not in names:
+        lines.append(f"Content-Length: {len(config.body)}")
+    if not config.keepalive:
+        lines.append("Connection: close")
+    lines += [f"{name}: {value}" for name, value in config.headers]
+    return host, port, ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+
+def _share(total: float, workers: int, worker: int) -> float:
+    """Worker ``worker``'s part of ``total`` (whole parts, the remainder to the first ones)."""
+    return total // workers + (1 if worker < total % workers else 0)
+
+
+async def _run_engine(config: LoadConfig, worker: int, workers: int, report):
+    host, port, head = encode_head(config)
+    loop = asyncio.get_running_loop()
+    engine = LoadEngine(
+        loop, host, port, head, config.body,
+        total=int(_share(config.requests, workers, worker)) if config.requests >= 0 else -1,
+        duration_s=config.duration_s, concurrency=max(1, int(_share(config.concurrency, workers, worker))),
+        rate=config.rate / workers, timeout_s=config.timeout_s, connect_timeout_s=config.connect_timeout_s,
+        retries=config.retries, backoff_s=config.retry_backoff_s, keepalive=config.keepalive, trace=config.trace,
+        record=config.record, head_request=config.method == "HEAD", seed=config.seed + worker,
+        index_offset=worker, index_step=workers)
+    done = engine.start()
+    while not done.done():
+        await asyncio.wait([done], timeout=PROGRESS_INTERVAL_S)
+        if report is not None and not done.done():
+            report(engine.stats(), engine.histogram)
+    return engine.stats(), engine.histogram, engine.records
+
+
+def _worker(config: LoadConfig, worker: int, workers: int, conn) -> None:
+    try:
+        conn.send(uvloop.run(_run_engine(config, worker, workers, None)))
+    finally:
+        conn.close()
+
+
+def run_load(config: LoadConfig, progress=None) -> dict:
+    """Run the load; return the merged result: counters, histogram (LatencyHistogram) and records."""
+    started = time.monotonic()
+    if config.workers == 1:
+        stats, histogram, records = uvloop.run(_run_engine(config, 0, 1, progress))
+        results = [(stats, histogram, records)]
+    else:
+        context = multiprocessing.get_context("fork")
+        pipes, processes = [], []
+        for worker in range(config.workers):
+            parent_end, child_end = context.Pipe(duplex=False)
+            process = context.Process(target=_worker, args=(config, worker, config.workers, child_end), daemon=True)
+            process.start()
+            child_end.close()
+            pipes.append(parent_end)
+            processes.append(process)
+        results = [pipe.recv() for pipe in pipes]
+        for process in processes:
+            process.join()
+    elapsed = time.monotonic() - started
+    merged = LatencyHistogram()
+    statuses, errors = {}, {}
+    requests = bytes_in = retries = 0
+    records = [] if config.record else None
+    for stats, histogram, worker_records in results:
+        merged.merge(histogram)
+        requests += stats["requests"]
+        bytes_in += stats["bytes"]
+        retries += stats["retries"]
+        for status, count in stats["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+        for kind, count in stats["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
+        if records is not None:
+            records += worker_records
+    if records is not None:
+        records.sort()
+    return {"requests": requests, "elapsed_s": elapsed, "rps": requests / elapsed if elapsed else 0.0,
+            "statuses": dict(sorted(statuses.items())), "errors": errors, "bytes": bytes_in, "retries": retries,
+            "histogram": merged, "records": records}
+
+
+def summary_dict(result: dict, config: LoadConfig) -> dict:
+    histogram = result["histogram"]
+    latency = {"min": histogram.min, **{f"p{p:g}": histogram.percentile(p) for p in PERCENTILES},
+               "max": histogram.max, "mean": histogram.mean}
+    return {
+        "url": config.url, "mode": "open" if config.rate > 0 else "closed",
+        "rate": config.rate or None, "concurrency": config.concurrency, "workers": config.workers,
+        "requests": result["requests"], "elapsed_s": round(result["elapsed_s"], 3), "rps": round(result["rps"], 1),
+        "statuses": {str(status): count for status, count in result["statuses"].items()},
+        "errors": result["errors"], "retries": result["retries"], "bytes": result["bytes"],
+        "latency_ms": {key: round(value * 1000, 3) for key, value in latency.items()},
+    }
+
+
+def summary_text(summary: dict) -> str:
+    latency = summary["latency_ms"]
+    errors = ", ".join(f"{kind} {count}" for kind, count in summary["errors"].items()) or "none"
+    statuses = ", ".join(f"{status}: {count}" for status, count in summary["statuses"].items()) or "none"
+    mode = f"open loop at {summary['rate']:g}/s" if summary["mode"] == "open" else \
+        f"closed loop, {summary['concurrency']} connections"
+    return "\n".join([
+        f"{summary['url']}: {mode}, {summary['workers']} worker(s)",
+        f"  requests   {summary['requests']} in {summary['elapsed_s']:.2f}s = {summary['rps']:,.1f}/s",
+        f"  statuses   {statuses}",
+        f"  errors     {errors}",
+        f"  retries    {summary['retries']}",
+        "  latency    " + "  ".join(f"{key} {value:.3f}ms" for key, value in latency.items() if key != "mean"),
+    ])
+
+
+def write_records(records: list, path: str, output_format: str) -> None:
+    """Per-request records as JSON lines or CSV, written whole through a temporary file."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", newline="") as file:
+        if output_format == "csv":
+            writer = csv.writer(file)
+            writer.writerow(RECORD_FIELDS)
+            for record in records:
+                writer.writerow(_record_values(record))
+        else:
+            for record in records:
+                file.write(json.dumps(dict(zip(RECORD_FIELDS, _record_values(record)))) + "\n")
+    os.replace(temporary, path)
+
+
+def _record_values(record: tuple) -> tuple:
+    index, scheduled, started, status, latency, nbytes, retries, trace_id, error = record
+    return (index, round(scheduled, 6), round(started, 6), status, round(latency * 1000, 3), nbytes, retries,
+            trace_id, error)
+
+
+class Progress:
+    """The live line on a TTY: requests, rps, errors and p99 so far."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+
+    def __call__(self, stats: dict, histogram) -> None:
+        errors = sum(stats["errors"].values())
+        rps = stats["requests"] / stats["elapsed_s"] if stats["elapsed_s"] else 0.0
+        self.stream.write(f"\r  {stats['requests']} requests  {rps:,.0f}/s  {errors} errors  "
+                          f"p99 {histogram.percentile(99) * 1000:.2f}ms   ")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        self.stream.write("\r" + " " * 72 + "\r")
+        self.stream.flush()

@@ -1,0 +1,198 @@
+"""``fastmock load`` against real servers: exact counts, seeded statuses, retries, traces, outputs, open loop."""
+
+import asyncio
+import csv
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fastmock._core import Random
+from helpers import start_server
+
+
+def load(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "fastmock", "load", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def load_summary(tmp_path, *args):
+    path = tmp_path / "summary.json"
+    result = load(*args, "--summary-json", path)
+    assert result.returncode == 0, result.stderr
+    return json.loads(path.read_text()), result.stdout
+
+
+def served(server, name="fastmock_requests_total"):
+    text = httpx.get(f"{server.url}/metrics").text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and sample.labels.get("route") != "metrics")
+
+
+@pytest.fixture(scope="module")
+def hp():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--seed", "9") as server:
+        yield server
+        server.stop()
+
+
+def test_counts_are_exact(hp, tmp_path):
+    before = served(hp)
+    summary, text = load_summary(tmp_path, f"{hp.url}/health", "-n", 1000, "-c", 10)
+    assert summary["requests"] == 1000
+    assert summary["statuses"] == {"200": 1000}
+    assert summary["errors"] == {}
+    assert served(hp) - before == 1000
+    assert "requests   1000 in" in text and "p99" in text
+    latency = summary["latency_ms"]
+    assert 0 < latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p99.9"] <= latency["max"]
+
+
+def test_statuses_match_the_servers_seeded_choices(tmp_path):
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--seed", "21") as server:
+        summary, _ = load_summary(tmp_path, f"{server.url}/status/200:0.7,500:0.3", "-n", 2000, "-c", 1)
+    rng = Random(21)
+    expected = {"200": 0, "500": 0}
+    for _ in range(2000):
+        expected["200" if rng.random() * 1.0 < 0.7 else "500"] += 1
+    assert summary["statuses"] == expected
+
+
+def test_retries_back_off_doubling(hp, tmp_path):
+    started = time.monotonic()
+    summary, _ = load_summary(tmp_path, f"{hp.url}/status/503", "-n", 1, "--retries", 3, "--retry-backoff-ms", 100)
+    elapsed = time.monotonic() - started
+    assert summary["retries"] == 3
+    assert summary["statuses"] == {"503": 1}
+    assert elapsed >= 0.7  # 100 + 200 + 400 ms
+    assert summary["latency_ms"]["max"] >= 700  # the request's latency includes its retries
+
+
+def test_connection_errors_are_retried_and_counted(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    summary, text = load_summary(tmp_path, f"http://127.0.0.1:{port}/", "-n", 3, "--retries", 1,
+                                 "--retry-backoff-ms", 10)
+    assert summary["errors"] == {"refused": 3}
+    assert summary["retries"] == 3
+    assert "refused 3" in text
+
+
+def test_timeouts_and_no_keepalive(hp, tmp_path):
+    summary, _ = load_summary(tmp_path, f"{hp.url}/delay/2000", "-n", 2, "-c", 2, "--timeout", "200ms")
+    assert summary["errors"] == {"timeout": 2}
+    before = served(hp, "fastmock_connections_total")
+    summary, _ = load_summary(tmp_path, f"{hp.url}/health", "-n", 50, "-c", 5, "--no-keepalive")
+    assert summary["statuses"] == {"200": 50}
+    assert served(hp, "fastmock_connections_total") - before >= 50
+
+
+class TraceRecorder:
+    """A minimal real HTTP server that keeps the X-Trace-Id of every request it answers."""
+
+    def __init__(self):
+        self.traces = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn):
+        data = b""
+        with conn:
+            while chunk := conn.recv(65536):
+                data += chunk
+                while b"\r\n\r\n" in data:
+                    head, data = data.split(b"\r\n\r\n", 1)
+                    for line in head.split(b"\r\n"):
+                        if line.lower().startswith(b"x-trace-id:"):
+                            self.traces.append(line.split(b":", 1)[1].strip().decode())
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_client_trace_ids_reach_the_server_and_the_records(tmp_path):
+    recorder = TraceRecorder()
+    output = tmp_path / "records.jsonl"
+    summary, _ = load_summary(tmp_path, f"http://127.0.0.1:{recorder.port}/x", "-n", 20, "-c", 2, "--client-trace",
+                              "--output", output)
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert summary["requests"] == 20 and len(records) == 20
+    assert sorted(recorder.traces) == sorted(record["trace_id"] for record in records)
+    assert len(set(recorder.traces)) == 20
+
+
+@pytest.mark.parametrize("output_format", ["json", "csv"])
+def test_outputs_parse_and_match_the_summary(hp, tmp_path, output_format):
+    output = tmp_path / f"records.{output_format}"
+    summary, _ = load_summary(tmp_path, f"{hp.url}/status/200:0.5,404:0.5", "-n", 300, "-c", 4, "--output", output,
+                              "--format", output_format)
+    if output_format == "csv":
+        with open(output, newline="") as file:
+            records = list(csv.DictReader(file))
+    else:
+        records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [int(record["index"]) for record in records] == list(range(300))
+    counts = {}
+    for record in records:
+        counts[str(record["status"])] = counts.get(str(record["status"]), 0) + 1
+    assert counts == summary["statuses"]
+    latencies = sorted(float(record["latency_ms"]) for record in records)
+    assert abs(latencies[-1] - summary["latency_ms"]["max"]) <= max(0.01, latencies[-1] * 0.002)
+    assert all(float(record["start_s"]) >= float(record["scheduled_s"]) for record in records)
+
+
+def test_workers_split_and_merge_exactly(hp, tmp_path):
+    output = tmp_path / "records.jsonl"
+    summary, _ = load_summary(tmp_path, f"{hp.url}/health", "-n", 1001, "-c", 4, "--workers", 2, "--output", output)
+    assert summary["requests"] == 1001 and summary["workers"] == 2
+    indexes = [json.loads(line)["index"] for line in output.read_text().splitlines()]
+    assert sorted(indexes) == list(range(1001))
+
+
+def test_open_loop_measures_from_the_scheduled_time(hp, tmp_path):
+    # one connection, a request every 10 ms, each taking 50 ms: a queue builds, and the open loop shows it
+    summary, _ = load_summary(tmp_path, f"{hp.url}/delay/50", "--rate", 100, "-d", 2, "-c", 1)
+    assert summary["mode"] == "open"
+    assert summary["requests"] == 200
+    assert summary["latency_ms"]["min"] >= 50
+    assert summary["latency_ms"]["p99"] > 1000  # a closed loop would say 50 ms
+
+
+def test_open_loop_holds_its_rate(hp, tmp_path):
+    summary, _ = load_summary(tmp_path, f"{hp.url}/health", "--rate", 1000, "-d", 5)
+    assert abs(summary["requests"] - 5000) <= 100
+    assert abs(summary["rps"] - 1000) <= 20
+
+
+def test_body_and_method(hp, tmp_path):
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"x" * 5000)
+    summary, _ = load_summary(tmp_path, f"{hp.url}/upload", "-n", 5, "-m", "put", "--body-file", body)
+    assert summary["statuses"] == {"200": 5}
+    assert summary["bytes"] > 0
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["http://127.0.0.1:1/"], "-n/--requests or -d/--duration"),
+    (["https://example.com/", "-n", "1"], "URL"),
+    (["ftp://x/", "-n", "1"], "URL"),
+    (["http://127.0.0.1:1/", "-n", "0"], "--requests"),
+    (["http://127.0.0.1:1/", "-n", "1", "--rate", "0"], "--rate"),
+    (["http://127.0.0.1:1/", "-n", "1", "-H", "nocolon"], "--header"),
+    (["http://127.0.0.1:1/", "-n", "1", "--body", "a", "--body-file", "/etc/hostname"], "--body-file"),
+])
+def test_bad_flags_are_usage_errors(args, named):
+    result = load(*args)
+    assert result.returncode == 2
+    assert named in result.stderr
