@@ -196,3 +196,15 @@ def test_bad_flags_are_usage_errors(args, named):
     result = load(*args)
     assert result.returncode == 2
     assert named in result.stderr
+
+
+def test_live_progress_only_on_a_terminal(hp):
+    import pexpect
+
+    session = pexpect.spawn(sys.executable, ["-m", "fastmock", "load", f"{hp.url}/health", "-d", "1.2", "-c", "2"],
+                            encoding="utf-8", timeout=30)
+    session.expect(r"\r  \d+ requests  [\d,]+/s  0 errors  p99 [\d.]+ms")
+    session.expect(pexpect.EOF)
+    assert "statuses   200:" in session.before
+    piped = load(f"{hp.url}/health", "-d", "1", "-c", "2")
+    assert "\r" not in piped.stdout + piped.stderr

@@ -145,6 +145,8 @@ cdef class LoadEngine:
     def _connected(self, future):
         cdef LoadConnection conn
         self.connecting -= 1
+        if future.cancelled():  # the run is over
+            return
         exc = future.exception()
         if exc is not None:
             # the connection was for a request: it fails as refused (or timeout), like any other error
