@@ -304,7 +304,7 @@ def test_a_killed_worker_is_restarted_and_rebinds_its_alive_ports():
         wait_until(lambda: not refused(base + 120))
         assert httpx.get(f"http://127.0.0.1:{base + 199}/health").json()["port"] == base + 199
         assert refused(base + 150)  # killed before: stays killed
-        assert api.get("/stats").json()["current_alive"] == 199
+        assert api.get("/stats").json()["current_alive"] == 199, server.log()
         assert second not in _worker_pids(server.proc.pid)
         assert "fleet worker 1" in server.log() and "restarted" in server.log()
         assert server.stop() == 0

@@ -176,8 +176,10 @@ class Supervisor:
             result = await self._spawn(index, alive, revive=False)
         except WorkerGone:
             return  # it died again; its own reader restarts it
+        failed = ", ".join(f"{self.config.base_port + int(slot)} ({reason})"
+                           for slot, reason in list(result["failed"].items())[:10])
         log(f"fleet worker {index} restarted (pid {self.workers[index].pid}): "
-             f"{len(result['started'])} ports re-bound, {len(result['failed'])} failed")
+            f"{len(result['started'])} ports re-bound, {len(result['failed'])} failed{': ' + failed if failed else ''}")
 
     # --- what the API and the CLI call --------------------------------------------------------------
 

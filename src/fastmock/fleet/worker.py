@@ -25,8 +25,8 @@ from fastmock.fleet.state import ABSENT, ALIVE, FAILED, KILLED, FleetState
 __all__ = ["WorkerConfig", "run_worker"]
 
 BACKLOG = 1024
-BIND_ATTEMPTS = 3
-BIND_RETRY_DELAY_S = 0.1
+BIND_ATTEMPTS = 5
+BIND_RETRY_DELAY_S = 0.05  # doubling: 50, 100, 200, 400 ms between the attempts
 CHANNEL_LIMIT = 16 << 20  # longest command line (a start of 12,500 slots is ~90 KB)
 
 
@@ -77,7 +77,7 @@ class PortWorker:
             pending = retry
             if not pending or attempt == BIND_ATTEMPTS - 1:
                 break
-            await asyncio.sleep(BIND_RETRY_DELAY_S)
+            await asyncio.sleep(BIND_RETRY_DELAY_S * 2 ** attempt)
         for slot, sock in bound.items():
             port = self.group.port(self.state.base_port + slot, slot)
             port.listener = await loop.create_server(port, sock=sock, backlog=BACKLOG)
