@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastmock._core import Random
 from fastmock.faults import FaultSpecError, parse_fault_spec
-from helpers import recv_until_closed, start_server
+from helpers import start_server
 
 # chi-square critical values at p = 0.001, by degrees of freedom: a correct engine fails 1 run in 1,000
 CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27}

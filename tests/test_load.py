@@ -1,6 +1,5 @@
 """``fastmock load`` against real servers: exact counts, seeded statuses, retries, traces, outputs, open loop."""
 
-import asyncio
 import csv
 import json
 import socket

@@ -361,7 +361,7 @@ class LoadUrl(click.ParamType):
         if parts.scheme != "http" or not parts.hostname:
             self.fail(f"{value!r} is not an http://HOST[:PORT]/PATH URL (https is not supported)", param, ctx)
         try:
-            parts.port
+            parts.port  # noqa: B018 (reading it checks it: a port out of range raises)
         except ValueError as exc:
             self.fail(f"{value!r}: {exc}", param, ctx)
         return value
