@@ -23,6 +23,7 @@ from fastmock.hp import HpApp, HpConfig
 from fastmock.load import LoadConfig, Progress, run_load, summary_dict, summary_text, write_records
 from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
+from fastmock.scenario import RunSettings, ScenarioError, load_scenario, run_scenario
 from fastmock.shell import run_shell
 from fastmock.serve import ServeConfig, serve
 from fastmock.units import Duration, Size
@@ -425,6 +426,59 @@ def load(url, requests, duration, concurrency, rate, method, headers, body, body
     if summary_json is not None:
         with open(summary_json, "w") as file:
             json.dump(summary, file, indent=2)
+
+
+class Shard(click.ParamType):
+    """``I/N`` (this is shard I of N), or ``N`` with I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)."""
+
+    name = "I/N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        index_text, slash, count_text = str(value).rpartition("/")
+        if not slash:
+            index_text = os.environ.get("JOB_COMPLETION_INDEX")
+            if index_text is None:
+                self.fail(f"{value!r} has no index: give I/N, or set JOB_COMPLETION_INDEX", param, ctx)
+        if not (index_text.isdigit() and count_text.isdigit()) or not int(index_text) < int(count_text):
+            self.fail(f"{value!r} is not I/N with 0 <= I < N", param, ctx)
+        return int(index_text), int(count_text)
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
+@click.option("--task", envvar="TASK", default=None, help="Run only this task (env TASK); default: all at once.")
+@click.option("--duration", type=Duration(minimum=0.001), envvar="DURATION_SECONDS", default=None,
+              help="Override every repeating load's length (env DURATION_SECONDS; bare number: seconds).")
+@click.option("--base-url", envvar="BASE_URL", default=None, help="Override base_url (env BASE_URL).")
+@click.option("--api-token", envvar="API_TOKEN", default=None,
+              help="Send 'Authorization: Bearer TOKEN' (env API_TOKEN).")
+@click.option("--connect-timeout", type=Duration(minimum=0.001), envvar="CONNECT_TIMEOUT", default=None,
+              help="Override timeouts.connect (env CONNECT_TIMEOUT; bare number: seconds).")
+@click.option("--read-timeout", type=Duration(minimum=0.001), envvar="READ_TIMEOUT", default=None,
+              help="Override timeouts.read (env READ_TIMEOUT; bare number: seconds).")
+@click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              help="info: a JSON line per request; warning: failures only (env LOG_LEVEL).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve Prometheus metrics on 127.0.0.1:PORT while running.")
+@click.option("--shard", type=Shard(), default="0/1", show_default=True,
+              help="Take shard I of N of the rates and iterations (N alone: I from JOB_COMPLETION_INDEX).")
+def run(scenario, task, duration, base_url, api_token, connect_timeout, read_timeout, log_level, metrics_port,
+        shard):
+    """Run the tasks of a scenario file: JSON lines per request on stdout, exit 1 if a check failed."""
+    try:
+        loaded = load_scenario(scenario)
+    except ScenarioError as exc:
+        raise click.BadParameter(str(exc), param_hint="'SCENARIO'") from None
+    settings = RunSettings(task=task, duration_s=duration, base_url=base_url, api_token=api_token,
+                           connect_timeout_s=connect_timeout, read_timeout_s=read_timeout, log_level=log_level,
+                           shard=shard[0], shards=shard[1], metrics_port=metrics_port)
+    try:
+        sys.exit(run_scenario(loaded, settings))
+    except ScenarioError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--task'") from None
 
 
 # --- ctl and shell: clients of a fleet's management API ---------------------------------------------

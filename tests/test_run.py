@@ -1,0 +1,252 @@
+"""``fastmock run SCENARIO``: real scenarios against real servers, read back from the JSON log lines."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from helpers import start_server
+from test_faults import CHI2_999, chi_square
+
+
+@pytest.fixture(scope="module")
+def hp():
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
+        yield server
+        server.stop()
+
+
+def run(tmp_path, text, *args, env=None, timeout=60):
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("BASE_URL", "TASK", "DURATION_SECONDS", "API_TOKEN", "LOG_LEVEL", "JOB_COMPLETION_INDEX")}
+    result = subprocess.run([sys.executable, "-m", "fastmock", "run", str(path), *args], capture_output=True,
+                            text=True, env={**environment, **(env or {})}, timeout=timeout)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    return result, [line for line in lines if "check" not in line], [line for line in lines if "check" in line]
+
+
+class Capture:
+    """A real HTTP server (threads) that keeps each request's head and body."""
+
+    def __init__(self):
+        self.requests = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn):
+        data = b""
+        with conn:
+            while chunk := conn.recv(65536):
+                data += chunk
+                while b"\r\n\r\n" in data:
+                    head, rest = data.split(b"\r\n\r\n", 1)
+                    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length:")), 0)
+                    if len(rest) < length:
+                        break
+                    self.requests.append((head.decode(), rest[:length]))
+                    data = rest[length:]
+                    conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
+
+
+MIX = """\
+base_url: {url}
+seed: 7
+tasks:
+  mix:
+    requests:
+      - {{name: a, path: /health, weight: 3}}
+      - {{name: b, path: /status/204, weight: 1}}
+    load: {{every: 5ms, for: 2s}}
+"""
+
+
+def test_weighted_mix_is_seeded_and_in_proportion(hp, tmp_path):
+    result, lines, _ = run(tmp_path, MIX.format(url=hp.url))
+    assert result.returncode == 0, result.stderr
+    steps = [line["step"] for line in lines]
+    assert len(steps) == 400
+    assert chi_square(Counter(steps), {"a": 3, "b": 1}) < CHI2_999[1]
+    _, again, _ = run(tmp_path, MIX.format(url=hp.url))
+    assert Counter(line["step"] for line in again) == Counter(steps)  # the same seed, the same draws
+    assert "mix/a:" in result.stderr and "ok: 0 failed" in result.stderr
+
+
+def test_a_flow_carries_values_between_steps(hp, tmp_path):
+    result, lines, failed = run(tmp_path, f"""\
+base_url: {hp.url}
+tasks:
+  reserve:
+    steps:
+      - name: prices
+        path: /status/201?item=42
+        check: {{status: 201}}
+        extract: {{code: json.status_code, item: json.query.item.0}}
+      - name: book
+        method: POST
+        path: /book/{{{{ code }}}}
+        json: {{item: "{{{{ item }}}}", code: "{{{{ code }}}}"}}
+        check: {{status: 200, json: {{path: /book/201, method: POST}}}}
+""")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line["step"] for line in lines] == ["prices", "book"]
+    assert lines[1]["url"].endswith("/book/201")
+    assert failed == []
+
+
+def test_faker_templates_are_filled_and_seeded(tmp_path):
+    capture = Capture()
+    scenario = f"""\
+base_url: {capture.url}
+seed: 3
+tasks:
+  people:
+    requests:
+      - {{name: add, method: POST, path: /people, json: {{name: "{{{{ faker.name }}}}", greeting: "hi {{{{ faker.first_name }}}}", born: "{{{{ faker.date }}}}"}}}}
+    load: {{every: 10ms, for: 100ms}}
+"""
+    result, _, _ = run(tmp_path, scenario)
+    assert result.returncode == 0, result.stderr
+    bodies = [json.loads(body) for _, body in capture.requests]
+    assert len(bodies) == 10
+    assert all(body["name"] and body["greeting"].startswith("hi ") and len(body["born"]) == 10 for body in bodies)
+    assert len({body["name"] for body in bodies}) > 5
+    capture.requests.clear()
+    run(tmp_path, scenario)
+    assert [json.loads(body) for _, body in capture.requests] == bodies
+
+
+def test_failed_checks_exit_1(hp, tmp_path):
+    result, lines, failed = run(tmp_path, f"""\
+base_url: {hp.url}
+tasks:
+  bad:
+    requests:
+      - {{name: wrong, path: /status/503, check: {{status: 200}}}}
+      - {{name: shape, path: /health, check: {{json: {{status: degraded}}, headers: {{X-Nope: yes}}}}}}
+    load: {{every: 50ms, for: 500ms}}
+""")
+    assert result.returncode == 1
+    assert {line["check"] for line in failed} >= {"status"}
+    assert all(line["ok"] is False for line in failed)
+    assert "FAILED" in result.stderr
+
+
+def test_a_connection_error_is_a_failure(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result, lines, _ = run(tmp_path, f"base_url: http://127.0.0.1:{port}\ntasks:\n  t:\n    requests:\n"
+                                     f"      - {{path: /}}\n")
+    assert result.returncode == 1
+    assert lines[0]["ok"] is False and lines[0]["status"] is None and lines[0]["error"]
+
+
+def test_environment_overrides(hp, tmp_path):
+    capture = Capture()
+    scenario = """\
+base_url: http://127.0.0.1:1
+timeouts: {connect: 1s, read: 1s}
+tasks:
+  one:
+    requests: [{path: /one}]
+    load: {every: 100ms, for: 10s}
+  two:
+    requests: [{path: /two}]
+"""
+    started = time.monotonic()
+    result, lines, _ = run(tmp_path, scenario, env={"BASE_URL": capture.url, "TASK": "one", "DURATION_SECONDS": "0.5",
+                                                    "API_TOKEN": "tok", "LOG_LEVEL": "warning"})
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 8  # DURATION_SECONDS, not the file's 10 s
+    assert lines == []  # LOG_LEVEL=warning: failures only
+    heads = [head for head, _ in capture.requests]
+    assert len(heads) == 5
+    assert all(head.startswith("GET /one ") and "authorization: Bearer tok" in head.lower().replace("bearer", "Bearer")
+               for head in heads)
+
+
+def test_shards_split_the_iterations(hp, tmp_path):
+    scenario = MIX.format(url=hp.url).replace("for: 2s", "for: 500ms")
+    counts = [len(run(tmp_path, scenario, "--shard", f"{i}/2")[1]) for i in range(2)]
+    assert counts == [50, 50]
+    _, from_env, _ = run(tmp_path, scenario, "--shard", "2", env={"JOB_COMPLETION_INDEX": "1"})
+    assert len(from_env) == 50
+
+
+def test_stages_of_rate_and_concurrency(hp, tmp_path):
+    result, lines, _ = run(tmp_path, f"""\
+base_url: {hp.url}
+tasks:
+  ramp:
+    requests: [{{path: /health}}]
+    load:
+      stages:
+        - {{rate: 40, duration: 1s}}
+        - {{concurrency: 2, duration: 300ms}}
+""")
+    assert result.returncode == 0
+    assert len(lines) >= 40 + 2
+
+
+def test_metrics_while_running(hp, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = tmp_path / "scenario.yaml"
+    path.write_text(MIX.format(url=hp.url).replace("for: 2s", "for: 3s"))
+    process = subprocess.Popen([sys.executable, "-m", "fastmock", "run", str(path), "--metrics-port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        text = ""
+        for _ in range(50):
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+                if 'fastmock_run_requests_total{status="200",step="a",task="mix"}' in text:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        assert 'fastmock_run_requests_total{status="200",step="a",task="mix"}' in text
+        assert "fastmock_run_latency_seconds_bucket" in text
+    finally:
+        process.wait(30)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("base_url: http://x\ntasks:\n  t:\n    requests: [{path: /}]\n    lod: once\n", ":5: lod: unknown key in task 't'"),
+    ("base_url: http://x\ntasks:\n  t:\n    requests:\n      - {path: /, wieght: 2}\n", ":5: wieght: unknown key"),
+    ("base_url: http://x\ntasks:\n  t:\n    requests: [{method: GET}]\n", "needs a 'path'"),
+    ("base_url: http://x\ntasks:\n  t:\n    requests: [{path: /}]\n    load: {every: soon, for: 1s}\n",
+     "every: 'soon' is not a duration"),
+    ("base_url: http://x\ntasks:\n  t:\n    steps: [{path: /}]\n    requests: [{path: /}]\n", "either 'requests'"),
+    ("tasks: {}\n", "missing required key 'base_url'"),
+    ("base_url: http://x\ntasks:\n  t:\n    requests: [{path: /, method: FETCH}]\n", "'FETCH' is not one of"),
+    ("base_url: [oops\ntasks: {}\n", ":2:6: expected"),
+])
+def test_schema_errors_name_file_line_and_key(tmp_path, text, message):
+    result, _, _ = run(tmp_path, text)
+    assert result.returncode == 2
+    assert "scenario.yaml" in result.stderr and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_task_is_a_usage_error(hp, tmp_path):
+    result, _, _ = run(tmp_path, MIX.format(url=hp.url), "--task", "nope")
+    assert result.returncode == 2
+    assert "no task 'nope'" in result.stderr
