@@ -142,6 +142,17 @@ cdef class PatternStream:
         double frame_delay_s
 
 
+cdef class EventStream:
+    cdef:
+        readonly long long count
+        readonly double interval_s
+        readonly Py_ssize_t size
+        readonly double heartbeat_s
+        readonly long long sent
+        double next_at
+    cdef bytes next_event(self)
+
+
 cdef class Response:
     cdef:
         public int status
@@ -150,6 +161,7 @@ cdef class Response:
         public list headers
         public double delay_s
         public PatternStream stream
+        public EventStream events
 
 
 # --- core/random.pyx -------------------------------------------------------------------------------
@@ -312,6 +324,9 @@ cdef class ServerProtocol(ParserHandler):
         PatternStream stream
         Route stream_route
         object frame_handle
+        EventStream events      # Server-Sent Events being sent (the parser waits)
+        bint events_chunked
+        object event_handle
         double read_pause_s
         size_t read_since_pause
         # the fault drawn for the current request (NULL: none); fault_plan keeps it alive

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from fastmock._core import (PatternStream, Random, RequestLog, Response, Route, Server, StaticResponse,
-                            status_phrase)
+from fastmock._core import (EventStream, PatternStream, Random, RequestLog, Response, Route, Server,
+                            StaticResponse, status_phrase)
 from fastmock.faults import PlanCache, parse_fault_spec
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import metrics_text
@@ -40,6 +40,8 @@ GET /health                      200 {"status":"ok"}; 503 {"status":"draining"} 
                                                                             curl localhost:8080/unreliable?503=1&ok=1
 /getbalance                      the same mix; 200 is a fake account JSON   curl localhost:8080/getbalance
 /getlogs?limit=N                 the last requests: time, client, method, path, outcome, status, latency
+/sse?count=N&interval=MS&size=B  Server-Sent Events (count=0: until the client leaves)
+                                                                            curl -N 'localhost:8080/sse?count=3&interval=500'
 Any request with X-Fastmock-Fault: SPEC gets that fault (fault language, see --fault)
                                                   curl -H 'X-Fastmock-Fault: 503:1,ok:1' localhost:8080/health
 /metrics                         Prometheus metrics
@@ -59,6 +61,7 @@ class HpConfig:
     max_hang_s: float = 300.0
     request_log_size: int = 10000  # /getlogs keeps this many requests; 0: no request log
     request_log_path: str | None = None  # also append each request there as a JSON line
+    sse_heartbeat_s: float = 15.0
 
 
 # The old unreliable server's outcomes: a timeout 20 %, 403 20 %, 500 10 %, else its normal answer.
@@ -140,6 +143,7 @@ class HpApp:
             Route("getbalance", b"/getbalance", handler=self._getbalance, on_head=self._getbalance_head,
                   body_limit=limit),
             Route("getlogs", b"/getlogs", handler=self._getlogs),
+            Route("sse", b"/sse", handler=self._sse),
         ]
         self.default_route = Route("echo", handler=self._echo, body_limit=limit)
         self.unreliable_default = parse_fault_spec(UNRELIABLE_DEFAULT)
@@ -301,6 +305,21 @@ class HpApp:
         if not text.isdigit():
             return _error("limit must be a whole number", example)
         return Response(200, orjson.dumps(self.server.request_log.last(int(text))))
+
+    def _sse(self, req) -> Response:
+        example = "/sse?count=10&interval=1000&size=64"
+        query = parse_qs(req.query_string, keep_blank_values=True)
+        values = {}
+        for name, default, limit in (("count", "10", None), ("interval", "1000", int(self.config.max_delay_s * 1000)),
+                                     ("size", "0", 1 << 20)):
+            text = query.get(name, [default])[-1]
+            if not text.isdigit() or (limit is not None and int(text) > limit):
+                bound = f" up to {limit}" if limit is not None else ""
+                return _error(f"{name} must be a whole number{bound}", example)
+            values[name] = int(text)
+        events = EventStream(values["count"], values["interval"] / 1000, values["size"], self.config.sse_heartbeat_s)
+        return Response(200, content_type=b"text/event-stream", headers=[(b"Cache-Control", b"no-cache")],
+                        events=events)
 
     def _upload(self, req) -> Response:
         duration_s = max(time.monotonic() - req.started_s, 1e-9)

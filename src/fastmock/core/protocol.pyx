@@ -473,9 +473,19 @@ cdef class ServerProtocol(ParserHandler):
         cdef PatternStream stream = response.stream
         cdef int kind = self.fault.kind if self.fault != NULL else F_NONE
         cdef Py_ssize_t body_len
+        events = response.events is not None and not self.head_only and _has_body(response.status)
+        if events and self.parser.http_minor == 0:
+            self.closing = True  # an HTTP/1.0 client reads the events to the close
+            conn = CONN_CLOSE
         data = _render(response.status, response.body, response.content_type, response.headers, conn,
-                       self.head_only, stream)
+                       self.head_only, stream,
+                       FRAMING_AUTO if not events else FRAMING_CHUNKED if self.parser.http_minor else FRAMING_CLOSE)
         streaming = stream is not None and not self.head_only and _has_body(response.status)
+        if events:
+            self.events = response.events
+            self.events_chunked = self.parser.http_minor == 1
+            self.phase = 1
+            self.event_handle = self.server.loop.call_soon(self._next_event)
         if kind == F_TRUNCATE:  # the head announces the whole body; half of it comes, then the close
             self.closing = True
             if streaming:
@@ -682,6 +692,10 @@ cdef class ServerProtocol(ParserHandler):
         if self.frame_handle is not None:
             self.frame_handle.cancel()
             self.frame_handle = None
+        if self.event_handle is not None:
+            self.event_handle.cancel()
+            self.event_handle = None
+        self.events = None
         self.stream = None  # a client that leaves stops its stream at once
         self.transport = None
         self.parser.release()
@@ -720,6 +734,35 @@ cdef class ServerProtocol(ParserHandler):
         self.resume_handle = None
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
+
+    def _next_event(self):
+        """Send the event that is due (or a heartbeat comment), then wait for the next."""
+        cdef EventStream events = self.events
+        cdef double now = _now()
+        cdef double wait_s
+        self.event_handle = None
+        if self.transport is None or events is None:
+            return
+        if not self.writing_paused:  # a client that does not read gets its events late, not piled up
+            if now >= events.next_at:
+                self._write_event(events.next_event())
+                events.next_at = now + events.interval_s
+                if events.count and events.sent >= events.count:
+                    if self.events_chunked:
+                        self.transport.write(b"0\r\n\r\n")
+                    self.events = None
+                    self._continue()
+                    return
+            else:
+                self._write_event(b": heartbeat\n\n")
+        wait_s = max(0.0, events.next_at - _now())
+        self.event_handle = self.server.loop.call_later(min(wait_s, events.heartbeat_s), self._next_event)
+
+    def _write_event(self, bytes event):
+        if self.events_chunked:
+            event = b"%x\r\n%b\r\n" % (len(event), event)
+        self.server.bytes_out += len(event)
+        self.transport.write(event)
 
     def _fault_after_delay(self):
         self.delay_handle = None

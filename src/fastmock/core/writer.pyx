@@ -43,18 +43,24 @@ cdef inline bint _has_body(int status):
     return status >= 200 and status != 204 and status != 304
 
 
+cdef enum Framing:
+    FRAMING_AUTO        # Content-Length of the body or stream, or chunked for a framed stream
+    FRAMING_CHUNKED     # the protocol sends chunks of its own
+    FRAMING_CLOSE       # no length: the body runs to the close (HTTP/1.0 clients of an open-ended body)
+
+
 cdef bytes _render(int status, bytes body, bytes content_type, list headers, int conn, bint head_only,
-                  PatternStream stream=None):
-    """The response's bytes; with a stream, only the head (its body is pumped by the protocol)."""
+                  PatternStream stream=None, int framing=FRAMING_AUTO):
+    """The response's bytes; with a stream or a framing of its own, only the head: the protocol sends the body."""
     parts = [STATUS_LINES[status], SERVER_HEADER, g_date_header]
     if content_type:
         parts.append(b"Content-Type: " + content_type + b"\r\n")
     if headers:
         for name, value in headers:
             parts.append(name + b": " + value + b"\r\n")
-    if stream is not None and stream.frame_size:
+    if framing == FRAMING_CHUNKED or framing == FRAMING_AUTO and stream is not None and stream.frame_size:
         parts.append(b"Transfer-Encoding: chunked\r\n")
-    elif _has_body(status):
+    elif _has_body(status) and framing == FRAMING_AUTO:
         parts.append(b"Content-Length: %d\r\n" % (len(body) if stream is None else stream.remaining))
     parts.append(CONNECTION_HEADERS[conn])
     parts.append(b"\r\n")
@@ -111,7 +117,7 @@ cdef class Response:
     """What a Python route handler returns; the protocol renders it (after ``delay_s``, if set)."""
 
     def __cinit__(self, int status=200, bytes body=b"", bytes content_type=b"application/json",
-                  list headers=None, double delay_s=0.0, PatternStream stream=None):
+                  list headers=None, double delay_s=0.0, PatternStream stream=None, EventStream events=None):
         if not 100 <= status <= 599:
             raise LocalProtocolError(f"status {status} out of range", 500)
         self.status = status
@@ -120,6 +126,31 @@ cdef class Response:
         self.headers = headers
         self.delay_s = delay_s
         self.stream = stream
+        self.events = events
+
+
+cdef class EventStream:
+    """Server-Sent Events: ``count`` events (0: until the client leaves), ``interval_s`` apart, the first at
+    once; each has an ``id:`` and a ``data:`` line of ``size`` pattern bytes (0: a small JSON object). While
+    waiting longer than ``heartbeat_s`` for the next one, a comment line keeps proxies from timing out."""
+
+    def __cinit__(self, long long count=10, double interval_s=1.0, Py_ssize_t size=0, double heartbeat_s=15.0):
+        if count < 0 or interval_s < 0 or size < 0 or heartbeat_s <= 0:
+            raise ValueError("count, interval and size must not be negative; the heartbeat must be positive")
+        self.count = count
+        self.interval_s = interval_s
+        self.size = size
+        self.heartbeat_s = heartbeat_s
+        self.sent = 0
+        self.next_at = 0.0
+
+    cdef bytes next_event(self):
+        self.sent += 1
+        if self.size:
+            data = (PATTERN * (self.size // PATTERN_LEN + 1))[:self.size]
+        else:
+            data = b'{"id":%d,"time":%.3f}' % (self.sent, time.time())
+        return b"id: %d\ndata: %b\n\n" % (self.sent, data)
 
 
 # The streamed body pattern: byte i of a body is PATTERN[i % 36].
