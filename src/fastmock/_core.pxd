@@ -162,6 +162,7 @@ cdef class Response:
         public double delay_s
         public PatternStream stream
         public EventStream events
+        public object websocket     # a WebSocket to switch to after this (101) response
 
 
 # --- core/random.pyx -------------------------------------------------------------------------------
@@ -325,6 +326,7 @@ cdef class ServerProtocol(ParserHandler):
         Route stream_route
         object frame_handle
         EventStream events      # Server-Sent Events being sent (the parser waits)
+        WebSocket ws            # after a 101: the connection speaks WebSocket
         bint events_chunked
         object event_handle
         double read_pause_s
@@ -539,3 +541,22 @@ cdef class LoadEngine:
                       long long nbytes, int error, bytes trace_id, str message)
     cdef void _check_done(self)
     cdef void _feed(self)
+
+
+# --- core/websocket.pyx ----------------------------------------------------------------------------
+
+cdef class WebSocket:
+    cdef:
+        int mode
+        long long max_message
+        bytearray buf           # bytes of an incomplete frame
+        bytearray message       # a fragmented message so far
+        int message_opcode      # -1: no message in progress
+        bint closing
+        bint sent_shutdown
+    cdef int feed(self, ServerProtocol proto, const char* data, size_t length) except -1
+    cdef int frame(self, ServerProtocol proto, int opcode, bint fin, bytes payload) except -1
+    cdef int deliver(self, ServerProtocol proto) except -1
+    cdef int fail(self, ServerProtocol proto, int code, str reason) except -1
+    cdef int close(self, ServerProtocol proto, bytes payload) except -1
+    cdef int shutdown(self, ServerProtocol proto) except -1

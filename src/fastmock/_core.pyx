@@ -5,6 +5,7 @@
 cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Realloc
 from libc.math cimport ceil
 from libc.string cimport memchr, memcmp, memcpy, memmove, memset
@@ -32,3 +33,4 @@ include "core/fleet.pyx"
 include "core/proxy.pyx"
 include "core/histogram.pyx"
 include "core/client.pyx"
+include "core/websocket.pyx"

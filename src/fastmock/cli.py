@@ -120,6 +120,8 @@ def cli(ctx):
               help="Honour an X-Fastmock-Fault: SPEC request header.")
 @click.option("--max-hang", type=Duration(), default="5m", show_default=True,
               help="Longest a 'timeout' fault (or a fault's delay) holds a connection (bare number: seconds).")
+@click.option("--ws-max-message", type=Size(1, 1 << 30), default="16M", show_default=True,
+              help="Largest WebSocket message; larger closes the connection with 1009.")
 @click.option("--sse-heartbeat", type=Duration(minimum=0.01), default="15s", show_default=True,
               help="A comment line on an idle /sse stream this often (bare number: seconds).")
 @click.option("--request-log-size", type=click.IntRange(0), default=10000, show_default=True,
@@ -132,7 +134,7 @@ def cli(ctx):
               help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
 def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_connections, shutdown_timeout,
        max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults, header_faults, max_hang,
-       sse_heartbeat, request_log_size, request_log_path, quiet, mem_interval):
+       ws_max_message, sse_heartbeat, request_log_size, request_log_path, quiet, mem_interval):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
     Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
@@ -149,7 +151,7 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_conne
         status = serve(config, lambda worker: HpApp(HpConfig(
             max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
             faults=faults, header_faults=header_faults, max_hang_s=max_hang, request_log_size=request_log_size,
-            request_log_path=request_log_path, sse_heartbeat_s=sse_heartbeat)))
+            request_log_path=request_log_path, sse_heartbeat_s=sse_heartbeat, ws_max_message=ws_max_message)))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
     sys.exit(status)

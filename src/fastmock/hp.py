@@ -1,5 +1,8 @@
 """``fastmock hp``: the route table of the single-port server (its handlers build JSON with orjson)."""
 
+import base64
+import binascii
+import hashlib
 import re
 import socket
 import time
@@ -8,8 +11,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from fastmock._core import (EventStream, PatternStream, Random, RequestLog, Response, Route, Server,
-                            StaticResponse, status_phrase)
+from fastmock._core import (WS_ANSWER_ONCE, WS_ECHO, EventStream, PatternStream, Random, RequestLog, Response,
+                            Route, Server, StaticResponse, WebSocket, status_phrase)
 from fastmock.faults import PlanCache, parse_fault_spec
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import metrics_text
@@ -41,6 +44,8 @@ GET /health                      200 {"status":"ok"}; 503 {"status":"draining"} 
 /getbalance                      the same mix; 200 is a fake account JSON   curl localhost:8080/getbalance
 /getlogs?limit=N                 the last requests: time, client, method, path, outcome, status, latency
 /sse?count=N&interval=MS&size=B  Server-Sent Events (count=0: until the client leaves)
+GET /ws                          WebSocket echo (text and binary)    websocat ws://localhost:8080/ws
+GET /ws/close                    WebSocket: one message answered "Server received: ...", then close 1000
                                                                             curl -N 'localhost:8080/sse?count=3&interval=500'
 Any request with X-Fastmock-Fault: SPEC gets that fault (fault language, see --fault)
                                                   curl -H 'X-Fastmock-Fault: 503:1,ok:1' localhost:8080/health
@@ -62,6 +67,7 @@ class HpConfig:
     request_log_size: int = 10000  # /getlogs keeps this many requests; 0: no request log
     request_log_path: str | None = None  # also append each request there as a JSON line
     sse_heartbeat_s: float = 15.0
+    ws_max_message: int = 16 << 20
 
 
 # The old unreliable server's outcomes: a timeout 20 %, 403 20 %, 500 10 %, else its normal answer.
@@ -144,6 +150,8 @@ class HpApp:
                   body_limit=limit),
             Route("getlogs", b"/getlogs", handler=self._getlogs),
             Route("sse", b"/sse", handler=self._sse),
+            Route("ws", b"/ws", handler=self._websocket),
+            Route("ws_close", b"/ws/close", handler=self._websocket),
         ]
         self.default_route = Route("echo", handler=self._echo, body_limit=limit)
         self.unreliable_default = parse_fault_spec(UNRELIABLE_DEFAULT)
@@ -321,6 +329,35 @@ class HpApp:
         return Response(200, content_type=b"text/event-stream", headers=[(b"Cache-Control", b"no-cache")],
                         events=events)
 
+    def _websocket(self, req) -> Response:
+        """RFC 6455 §4.2: the opening handshake; then the core speaks WebSocket on this connection."""
+        example = "GET /ws with Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Version: 13, Sec-WebSocket-Key"
+        if req.method != "GET":
+            return Response(405, orjson.dumps({"error": "a WebSocket handshake is a GET", "example": example}),
+                            headers=[(b"Allow", b"GET")])
+        headers = {}
+        for name, value in req.headers:
+            headers.setdefault(name.lower(), []).append(value)
+        tokens = {token.strip().lower() for value in headers.get("connection", []) for token in value.split(",")}
+        key = headers.get("sec-websocket-key", [""])[-1].strip()
+        if "websocket" not in (value.strip().lower() for value in headers.get("upgrade", [])):
+            reason = "missing 'Upgrade: websocket'"
+        elif "upgrade" not in tokens:
+            reason = "missing 'Connection: Upgrade'"
+        elif headers.get("sec-websocket-version", [""])[-1].strip() != "13":
+            return Response(400, orjson.dumps({"error": "unsupported Sec-WebSocket-Version (13 only)",
+                                               "example": example}), headers=[(b"Sec-WebSocket-Version", b"13")])
+        elif not _valid_websocket_key(key):
+            reason = "Sec-WebSocket-Key must be 16 bytes in base64"
+        else:
+            accept = base64.b64encode(hashlib.sha1(key.encode() + WEBSOCKET_GUID).digest())
+            mode = WS_ANSWER_ONCE if req.path == "/ws/close" else WS_ECHO
+            # no Sec-WebSocket-Extensions in the answer: permessage-deflate is declined
+            return Response(101, content_type=b"", headers=[
+                (b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"), (b"Sec-WebSocket-Accept", accept)],
+                websocket=WebSocket(mode, self.config.ws_max_message))
+        return _error(f"not a WebSocket handshake: {reason}", example)
+
     def _upload(self, req) -> Response:
         duration_s = max(time.monotonic() - req.started_s, 1e-9)
         body = _echo(req)
@@ -331,6 +368,14 @@ class HpApp:
 
 
 _SIZE_TEXT = re.compile(r"[0-9]+[kmgtKMGT]?")
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _valid_websocket_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except (ValueError, binascii.Error):
+        return False
 
 _FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Radia", "Linus")
 _LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Perlman")

@@ -499,6 +499,17 @@ cdef class ServerProtocol(ParserHandler):
             self.stream = stream
             self.stream_route = self.route
             self.phase = 1
+        if response.websocket is not None and response.status == 101:
+            # the connection speaks WebSocket from here on; bytes that came after the handshake are frames
+            self.out.append(data)
+            self._done(101, len(data), _now() - self.started)
+            self.ws = <WebSocket?>response.websocket
+            self.phase = 2  # no HTTP timeouts, no more requests
+            self._flush()
+            if self.parser.buf_len:
+                self.ws.feed(self, self.parser.buf, self.parser.buf_len)
+                self.parser.buf_len = 0
+            return 0
         if kind == F_DRIP:
             self.drip_rate = self.fault.arg
             self.drip_data = data
@@ -640,6 +651,8 @@ cdef class ServerProtocol(ParserHandler):
         return 0
 
     cdef int _drain(self) except -1:
+        if self.ws is not None:
+            return self.ws.shutdown(self)
         if self.phase == 0 and not self.parser.in_body() and not self.parser.has_partial_head() \
                 and not self.out:
             self.closing = True
@@ -648,10 +661,16 @@ cdef class ServerProtocol(ParserHandler):
 
     cdef int _feed(self, const char* data, size_t length) except -1:
         cdef bint was_partial = self.parser.has_partial_head()
+        if self.ws is not None:
+            return self.ws.feed(self, data, length)
         try:
             self.parser.feed_ptr(data, length)
         except RemoteProtocolError as exc:
             self._protocol_error(exc.status, exc.msg)
+            return 0
+        if self.ws is not None and self.parser.buf_len:  # frames that came with the upgrade request
+            self.ws.feed(self, self.parser.buf, self.parser.buf_len)
+            self.parser.buf_len = 0
             return 0
         if not was_partial and self.parser.has_partial_head():
             self.head_started = self.last_active

@@ -117,7 +117,8 @@ cdef class Response:
     """What a Python route handler returns; the protocol renders it (after ``delay_s``, if set)."""
 
     def __cinit__(self, int status=200, bytes body=b"", bytes content_type=b"application/json",
-                  list headers=None, double delay_s=0.0, PatternStream stream=None, EventStream events=None):
+                  list headers=None, double delay_s=0.0, PatternStream stream=None, EventStream events=None,
+                  object websocket=None):
         if not 100 <= status <= 599:
             raise LocalProtocolError(f"status {status} out of range", 500)
         self.status = status
@@ -127,6 +128,7 @@ cdef class Response:
         self.delay_s = delay_s
         self.stream = stream
         self.events = events
+        self.websocket = websocket
 
 
 cdef class EventStream:

@@ -1,0 +1,166 @@
+"""WebSocket on ``fastmock hp``: the ``websockets`` client library, and raw frames for the error cases."""
+
+import asyncio
+import base64
+import os
+import signal
+import struct
+
+import httpx
+import pytest
+import websockets
+
+from helpers import recv_until_closed, start_server
+
+
+@pytest.fixture(scope="module")
+def hp():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--ws-max-message", "2M") as server:
+        yield server
+        server.stop()
+
+
+def ws_url(server, path="/ws"):
+    return server.url.replace("http://", "ws://") + path
+
+
+def test_echo_text_binary_large_fragmented_and_ping(hp):
+    async def session():
+        async with websockets.connect(ws_url(hp), max_size=None) as ws:
+            await ws.send("héllo")
+            assert await ws.recv() == "héllo"
+            await ws.send(b"\x00\xffbinary")
+            assert await ws.recv() == b"\x00\xffbinary"
+            big = os.urandom(1 << 20)
+            await ws.send(big)
+            assert await ws.recv() == big
+            await ws.send(["frag", "men", "ted"])
+            assert await ws.recv() == "fragmented"
+            latency = await (await ws.ping(b"are you there"))
+            assert latency >= 0
+            await ws.close(4000, "bye")
+            return ws.close_code, ws.close_reason
+
+    assert asyncio.run(session()) == (4000, "")  # the server completes the handshake with the client's code
+
+
+def test_ws_close_answers_once_then_closes(hp):
+    async def session():
+        async with websockets.connect(ws_url(hp, "/ws/close")) as ws:
+            await ws.send("ping me")
+            reply = await ws.recv()
+            with pytest.raises(websockets.ConnectionClosedOK) as closed:
+                await ws.recv()
+            return reply, closed.value.rcvd.code, closed.value.rcvd.reason
+
+    assert asyncio.run(session()) == ("Server received: ping me", 1000, "server done")
+
+
+def handshake(server, path="/ws"):
+    sock = server.connect()
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    return sock
+
+
+def frame(opcode, payload, fin=True, masked=True, rsv=0, length=None):
+    n = len(payload) if length is None else length
+    first = (0x80 if fin else 0) | rsv | opcode
+    if n < 126:
+        head = struct.pack("!BB", first, (0x80 if masked else 0) | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", first, (0x80 if masked else 0) | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, (0x80 if masked else 0) | 127, n)
+    if not masked:
+        return head + payload
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def close_code_after(server, *frames):
+    with handshake(server) as sock:
+        for data in frames:
+            sock.sendall(data)
+        data = recv_until_closed(sock)
+    assert data[0] == 0x88, data[:10]  # a final close frame
+    return struct.unpack("!H", data[2:4])[0], data[4:2 + data[1]].decode()
+
+
+@pytest.mark.parametrize(("frames", "code"), [
+    ([frame(1, b"\xff\xfe not utf-8")], 1007),
+    ([frame(1, b"\xe2\x82", fin=False), frame(0, b"\xac!")], None),  # a code point split across frames is fine
+    ([frame(1, b"hi", masked=False)], 1002),
+    ([frame(1, b"hi", rsv=0x40)], 1002),
+    ([frame(9, b"x" * 126)], 1002),
+    ([frame(9, b"x", fin=False)], 1002),
+    ([frame(0, b"orphan continuation")], 1002),
+    ([frame(1, b"a", fin=False), frame(1, b"b")], 1002),
+    ([frame(3, b"")], 1002),
+    ([frame(8, b"\x03")], 1002),
+    ([frame(8, struct.pack("!H", 1005))], 1002),
+    ([frame(2, b"", length=3 << 20)], 1009),
+])
+def test_protocol_errors_close_with_the_right_code(hp, frames, code):
+    if code is None:
+        with handshake(hp) as sock:
+            for data in frames:
+                sock.sendall(data)
+            reply = sock.recv(100)
+        assert reply == b"\x81\x04\xe2\x82\xac!"
+        return
+    assert close_code_after(hp, *frames)[0] == code
+
+
+def test_bad_handshakes(hp):
+    assert httpx.post(f"{hp.url}/ws").status_code == 405
+    plain = httpx.get(f"{hp.url}/ws")
+    assert plain.status_code == 400 and "Upgrade: websocket" in plain.json()["error"]
+    bad_key = httpx.get(f"{hp.url}/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                                 "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "short"})
+    assert bad_key.status_code == 400 and "Sec-WebSocket-Key" in bad_key.json()["error"]
+    version = httpx.get(f"{hp.url}/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                                 "Sec-WebSocket-Version": "8",
+                                                 "Sec-WebSocket-Key": base64.b64encode(b"k" * 16).decode()})
+    assert version.status_code == 400 and version.headers["sec-websocket-version"] == "13"
+
+
+def test_permessage_deflate_is_declined(hp):
+    async def session():
+        async with websockets.connect(ws_url(hp)) as ws:  # offers permessage-deflate by default
+            await ws.send("x" * 1000)
+            return await ws.recv(), ws.response.headers.get("Sec-WebSocket-Extensions")
+
+    assert asyncio.run(session()) == ("x" * 1000, None)
+
+
+def test_a_thousand_sockets_echo_at_once(hp):
+    async def one(i):
+        async with websockets.connect(ws_url(hp), compression=None) as ws:
+            await ws.send(f"message {i}")
+            return await ws.recv() == f"message {i}"
+
+    async def all_of_them():
+        return await asyncio.gather(*(one(i) for i in range(1000)))
+
+    assert all(asyncio.run(all_of_them()))
+
+
+def test_graceful_shutdown_sends_1001():
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
+        async def session():
+            async with websockets.connect(ws_url(server)) as ws:
+                await ws.send("before")
+                assert await ws.recv() == "before"
+                server.proc.send_signal(signal.SIGTERM)
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await ws.recv()
+                return closed.value.rcvd.code, closed.value.rcvd.reason
+
+        assert asyncio.run(session()) == (1001, "server shutting down")
+        assert server.proc.wait(10) == 0
