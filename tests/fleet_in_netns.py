@@ -5,13 +5,14 @@ Prints one JSON line with what it saw; exits non-zero (with the fleet's log) if 
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import httpx
+
+from helpers import refused
 
 RESERVED = "/proc/sys/net/ipv4/ip_local_reserved_ports"
 
@@ -37,7 +38,7 @@ def main(count: int) -> int:
         last = 10000 + count - 1
         health = httpx.get(f"http://127.0.0.1:{last}/health").json()
         killed = api.post(f"/kill?port={last}").json()
-        refused = _refused(last)
+        refused_after_kill = refused(last)
         revived = api.post(f"/revive?port={last}").json()
         alive_again = httpx.get(f"http://127.0.0.1:{last}/health").status_code == 200
         fleet.terminate()
@@ -50,7 +51,7 @@ def main(count: int) -> int:
     print(json.dumps({
         "ready_s": ready_s, "ready_line": re.search(rb"fleet ready: [^\n]*", _read(log)).group().decode(),
         "alive": stats["current_alive"], "workers": stats["workers"], "last_health": health,
-        "killed": killed, "refused": refused, "revived": revived, "alive_again": alive_again,
+        "killed": killed, "refused": refused_after_kill, "revived": revived, "alive_again": alive_again,
         "exit_code": exit_code, "reserved_during": reserved_during,
         "reserved_restored": reserved_after == reserved_before,
     }))
@@ -60,14 +61,6 @@ def main(count: int) -> int:
 def _read(log) -> bytes:
     log.seek(0)
     return log.read()
-
-
-def _refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 if __name__ == "__main__":

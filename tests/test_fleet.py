@@ -10,14 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import h11
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import exited, recv_until_closed, start_server
+from helpers import exited, recv_until_closed, refused, start_server, wait_for
 
 READY = re.compile(rb"fleet ready: .* management API http://(\[[^\]]+\]|[^:]+):(\d+)")
 TOKEN = "s3cret"
@@ -55,22 +54,6 @@ class Fleet:
 
     def health(self, port):
         return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
-
-
-def refused(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
-def wait_until(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 async def _fetch_all(ports, path="/health", concurrency=200):
@@ -300,8 +283,8 @@ def test_a_killed_worker_is_restarted_and_rebinds_its_alive_ports():
         assert api.post(f"/kill?port={base + 150}").status_code == 200
         second = max(_worker_pids(server.proc.pid))  # forked last: slots 100-199
         os.kill(second, signal.SIGKILL)
-        wait_until(lambda: refused(base + 120))
-        wait_until(lambda: not refused(base + 120))
+        wait_for(lambda: refused(base + 120))
+        wait_for(lambda: not refused(base + 120))
         assert httpx.get(f"http://127.0.0.1:{base + 199}/health").json()["port"] == base + 199
         assert refused(base + 150)  # killed before: stays killed
         assert api.get("/stats").json()["current_alive"] == 199, server.log()

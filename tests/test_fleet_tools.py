@@ -10,8 +10,8 @@ import httpx
 import pexpect
 import pytest
 
-from helpers import exited
-from test_fleet import free_base, refused, start_fleet
+from helpers import exited, refused
+from test_fleet import free_base, start_fleet
 
 
 def free_port():

@@ -5,7 +5,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastmock._core import Random
-from helpers import start_server
+from helpers import RecordingServer, start_server
 
 
 def load(*args, timeout=120):
@@ -93,42 +92,16 @@ def test_timeouts_and_no_keepalive(hp, tmp_path):
     assert served(hp, "fastmock_connections_total") - before >= 50
 
 
-class TraceRecorder:
-    """A minimal real HTTP server that keeps the X-Trace-Id of every request it answers."""
-
-    def __init__(self):
-        self.traces = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            conn, _ = self.sock.accept()
-            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
-
-    def _connection(self, conn):
-        data = b""
-        with conn:
-            while chunk := conn.recv(65536):
-                data += chunk
-                while b"\r\n\r\n" in data:
-                    head, data = data.split(b"\r\n\r\n", 1)
-                    for line in head.split(b"\r\n"):
-                        if line.lower().startswith(b"x-trace-id:"):
-                            self.traces.append(line.split(b":", 1)[1].strip().decode())
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-
 def test_client_trace_ids_reach_the_server_and_the_records(tmp_path):
-    recorder = TraceRecorder()
+    recorder = RecordingServer()
     output = tmp_path / "records.jsonl"
-    summary, _ = load_summary(tmp_path, f"http://127.0.0.1:{recorder.port}/x", "-n", 20, "-c", 2, "--client-trace",
-                              "--output", output)
+    summary, _ = load_summary(tmp_path, f"{recorder.url}/x", "-n", 20, "-c", 2, "--client-trace", "--output", output)
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert summary["requests"] == 20 and len(records) == 20
-    assert sorted(recorder.traces) == sorted(record["trace_id"] for record in records)
-    assert len(set(recorder.traces)) == 20
+    traces = [line.split(":", 1)[1].strip() for head, _ in recorder.requests for line in head.split("\r\n")
+              if line.lower().startswith("x-trace-id:")]
+    assert sorted(traces) == sorted(record["trace_id"] for record in records)
+    assert len(set(traces)) == 20
 
 
 @pytest.mark.parametrize("output_format", ["json", "csv"])

@@ -5,14 +5,13 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 
 import httpx
 import pytest
 
-from helpers import start_server
+from helpers import RecordingServer, start_server
 from test_faults import CHI2_999, chi_square
 
 
@@ -32,36 +31,6 @@ def run(tmp_path, text, *args, env=None, timeout=60):
                             text=True, env={**environment, **(env or {})}, timeout=timeout)
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     return result, [line for line in lines if "check" not in line], [line for line in lines if "check" in line]
-
-
-class Capture:
-    """A real HTTP server (threads) that keeps each request's head and body."""
-
-    def __init__(self):
-        self.requests = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            conn, _ = self.sock.accept()
-            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
-
-    def _connection(self, conn):
-        data = b""
-        with conn:
-            while chunk := conn.recv(65536):
-                data += chunk
-                while b"\r\n\r\n" in data:
-                    head, rest = data.split(b"\r\n\r\n", 1)
-                    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length:")), 0)
-                    if len(rest) < length:
-                        break
-                    self.requests.append((head.decode(), rest[:length]))
-                    data = rest[length:]
-                    conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
 
 
 MIX = """\
@@ -110,7 +79,7 @@ tasks:
 
 
 def test_faker_templates_are_filled_and_seeded(tmp_path):
-    capture = Capture()
+    capture = RecordingServer()
     scenario = f"""\
 base_url: {capture.url}
 seed: 3
@@ -158,7 +127,7 @@ def test_a_connection_error_is_a_failure(tmp_path):
 
 
 def test_environment_overrides(hp, tmp_path):
-    capture = Capture()
+    capture = RecordingServer()
     scenario = """\
 base_url: http://127.0.0.1:1
 timeouts: {connect: 1s, read: 1s}

@@ -11,24 +11,9 @@ import time
 import httpx
 import pytest
 
-from helpers import header, recv_responses, recv_until_closed, start_server
+from helpers import header, recv_responses, recv_until_closed, refused, start_server, wait_for
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-def refused(server):
-    try:
-        socket.create_connection((server.host.strip("[]"), server.port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def in_flight(server, target):
@@ -51,7 +36,7 @@ def test_graceful_shutdown_finishes_in_flight_delay_then_refuses():
         server.proc.send_signal(signal.SIGTERM)
         assert recv_until_closed(idle, timeout=5) == b""  # idle keep-alive: closed at once
         assert time.monotonic() - start < 0.5
-        wait_for(lambda: refused(server), timeout=5)  # no longer accepting
+        wait_for(lambda: refused(server.port, server.host), timeout=5)  # no longer accepting
         (response, body), = recv_responses(busy, 1, method="POST")
         assert response.status_code == 200 and b'"duration_ms":700' in body
         assert header(response, "connection") == "close"
@@ -63,7 +48,7 @@ def test_health_is_503_draining_for_requests_in_flight_at_shutdown():
     with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
         sock = in_flight(server, b"/health")
         server.proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: refused(server), timeout=5)
+        wait_for(lambda: refused(server.port, server.host), timeout=5)
         sock.sendall(b"x")
         reply = recv_until_closed(sock)
         assert reply.startswith(b"HTTP/1.1 503 ") and reply.endswith(b'{"status":"draining"}')
