@@ -25,7 +25,7 @@ from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.scenario import RunSettings, ScenarioError, load_scenario, run_scenario
 from fastmock.shell import run_shell
-from fastmock.serve import ServeConfig, serve
+from fastmock.serve import ServeConfig, raise_open_files_limit, serve
 from fastmock.units import Duration, Size
 
 __all__ = ["cli", "main"]
@@ -51,15 +51,18 @@ class FaultRule(click.ParamType):
 
 
 class Workers(click.ParamType):
-    """``N`` (at least 1) or ``auto`` (one per available CPU)."""
+    """``N`` (at least 1) or ``auto``: one per available CPU, or (``per_cpu=False``) None: the mode decides."""
 
     name = "N|auto"
 
+    def __init__(self, per_cpu: bool = True) -> None:
+        self.per_cpu = per_cpu
+
     def convert(self, value, param, ctx):
-        if isinstance(value, int):
+        if isinstance(value, int) or value is None:
             return value
         if str(value).lower() == "auto":
-            return len(os.sched_getaffinity(0))
+            return len(os.sched_getaffinity(0)) if self.per_cpu else None
         try:
             workers = int(value)
         except ValueError:
@@ -147,31 +150,20 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_conne
         max_header_size=max_header_size, max_headers=max_headers, access_log=not quiet,
         mem_interval_s=mem_interval,
     )
+    _serve_until_stopped(config, lambda worker: HpApp(HpConfig(
+        max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
+        faults=faults, header_faults=header_faults, max_hang_s=max_hang, request_log_size=request_log_size,
+        request_log_path=request_log_path, sse_heartbeat_s=sse_heartbeat, ws_max_message=ws_max_message)))
+
+
+def _serve_until_stopped(config: ServeConfig, make_app) -> None:
+    """Serve a one-port mode and exit with its status; a port that cannot be bound is one clear line."""
     try:
-        status = serve(config, lambda worker: HpApp(HpConfig(
-            max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
-            faults=faults, header_faults=header_faults, max_hang_s=max_hang, request_log_size=request_log_size,
-            request_log_path=request_log_path, sse_heartbeat_s=sse_heartbeat, ws_max_message=ws_max_message)))
+        status = serve(config, make_app)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
+        raise click.ClickException(f"cannot listen on {config.host} port {config.port}: "
+                                   f"{exc.strerror or exc}") from exc
     sys.exit(status)
-
-
-class AutoOrCount(click.ParamType):
-    """``N`` (at least 1) or ``auto`` (None: decided from the open-files limit)."""
-
-    name = "N|auto"
-
-    def convert(self, value, param, ctx):
-        if value is None or str(value).lower() == "auto":
-            return None
-        try:
-            number = int(value)
-        except ValueError:
-            self.fail(f"{value!r} is not a number or 'auto'", param, ctx)
-        if number < 1:
-            self.fail(f"{value!r} is out of range (>= 1, or 'auto')", param, ctx)
-        return number
 
 
 @cli.command()
@@ -185,7 +177,7 @@ class AutoOrCount(click.ParamType):
               help="Host named in /endpoints URLs  [default: --host, or localhost for 0.0.0.0]")
 @click.option("--mgmt-port", type=click.IntRange(0, 65535), default=9999, show_default=True,
               help="Port of the management API (on --host; 0 picks a free one).")
-@click.option("--workers", type=AutoOrCount(), default="auto", show_default=True,
+@click.option("--workers", type=Workers(per_cpu=False), default="auto", show_default=True,
               help="Port worker processes; 'auto': one per 12,500 ports (fewer ports each under a low "
                    "open-files limit).")
 @click.option("--token", default=None, help="Require 'Authorization: Bearer TOKEN' on changing API calls.")
@@ -223,8 +215,6 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
     if base_port <= mgmt_port < base_port + count:
         raise click.BadParameter(f"{mgmt_port} is one of the fleet's ports {base_port}-{base_port + count - 1}",
                                  param_hint="'--mgmt-port'")
-    from fastmock.serve import raise_open_files_limit
-
     try:
         ports_per_worker(count, workers, raise_open_files_limit())
     except ValueError as exc:
@@ -347,15 +337,11 @@ def proxy(upstream, host, port, workers, delay_ms, drop_rate, headers, faults, h
     config = ServeConfig(name="proxy", host=host, port=port, workers=workers, idle_timeout_s=idle_timeout,
                          shutdown_timeout_s=shutdown_timeout, mem_interval_s=0)
     upstream_host, upstream_port = upstream
-    try:
-        status = serve(config, lambda worker: ProxyApp(ProxyConfig(
-            upstream_host=upstream_host, upstream_port=upstream_port, headers=headers, drop_rate=drop_rate,
-            delay_s=delay_ms / 1000, upstream_timeout_s=upstream_timeout, faults=faults,
-            header_faults=header_faults, max_hang_s=max_hang, seed=seed + worker, metrics_path=metrics_path,
-            worker=worker)))
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
-    sys.exit(status)
+    _serve_until_stopped(config, lambda worker: ProxyApp(ProxyConfig(
+        upstream_host=upstream_host, upstream_port=upstream_port, headers=headers, drop_rate=drop_rate,
+        delay_s=delay_ms / 1000, upstream_timeout_s=upstream_timeout, faults=faults,
+        header_faults=header_faults, max_hang_s=max_hang, seed=seed + worker, metrics_path=metrics_path,
+        worker=worker)))
 
 
 class LoadUrl(click.ParamType):
