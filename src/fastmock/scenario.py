@@ -97,10 +97,11 @@ class _Reader:
         where = f"{self.path}:{line}" if line else self.path
         return ScenarioError(f"{where}: {key}: {message}" if key is not None else f"{where}: {message}")
 
-    def mapping(self, node, key, allowed: dict, context: str) -> dict:
+    def mapping(self, node, key, allowed: tuple | None, context: str) -> dict:
+        """``node`` as a mapping whose keys are all ``allowed`` (None: any key)."""
         if not isinstance(node, dict):
             raise self.fail(node, key, f"{context} must be a mapping")
-        for name in node:
+        for name in node if allowed is not None else ():
             if name not in allowed:
                 raise self.fail(node, name, f"unknown key in {context} (allowed: {', '.join(allowed)})")
         return node
@@ -124,11 +125,10 @@ class _Reader:
         return value
 
 
-_TOP = {"base_url": str, "headers": dict, "timeouts": dict, "seed": int, "tasks": dict}
-_REQUEST = {"name": str, "method": str, "path": str, "headers": dict, "json": object, "body": str, "weight": float,
-            "extract": dict, "check": dict}
-_TASK = {"requests": list, "steps": list, "load": object}
-_CHECK = {"status": object, "json": object, "headers": dict}
+_TOP = ("base_url", "headers", "timeouts", "seed", "tasks")
+_REQUEST = ("name", "method", "path", "headers", "json", "body", "weight", "extract", "check")
+_TASK = ("requests", "steps", "load")
+_CHECK = ("status", "json", "headers")
 
 
 def load_scenario(path: str) -> Scenario:
@@ -145,8 +145,8 @@ def load_scenario(path: str) -> Scenario:
     for key in ("base_url", "tasks"):
         if key not in top:
             raise reader.fail(top, None, f"missing required key {key!r}")
-    timeouts = reader.mapping(top.get("timeouts", {}), "timeouts", {"connect": 0, "read": 0}, "timeouts")
-    tasks = reader.mapping(top["tasks"], "tasks", {name: 0 for name in top["tasks"]}, "tasks")
+    timeouts = reader.mapping(top.get("timeouts", {}), "timeouts", ("connect", "read"), "timeouts")
+    tasks = reader.mapping(top["tasks"], "tasks", None, "tasks")
     if not tasks:
         raise reader.fail(top, "tasks", "at least one task is needed")
     return Scenario(
@@ -187,7 +187,7 @@ def _request(reader: _Reader, items, index: int, context: str) -> Request:
     statuses = statuses if isinstance(statuses, list) else [statuses]
     if not all(isinstance(s, int) and 100 <= s <= 599 for s in statuses):
         raise reader.fail(check_node, "status", "must be a status code or a list of them (100-599)")
-    extract = reader.mapping(node.get("extract", {}), "extract", {k: 0 for k in node.get("extract", {})}, "extract")
+    extract = reader.mapping(node.get("extract", {}), "extract", None, "extract")
     for key, value in extract.items():
         if not isinstance(value, str) or not (value.startswith("json.") or value.startswith("header.")):
             raise reader.fail(extract, key, "extract from 'json.a.b.0' or 'header.Name'")
@@ -204,7 +204,7 @@ def _shape(reader: _Reader, node, task: Task) -> None:
     shape = node.get("load", "once")
     if shape == "once":
         return
-    load = reader.mapping(shape, "load", {"every": 0, "for": 0, "stages": 0}, f"the load of task {task.name!r}")
+    load = reader.mapping(shape, "load", ("every", "for", "stages"), f"the load of task {task.name!r}")
     if "stages" in load:
         if "every" in load or "for" in load:
             raise reader.fail(load, "stages", "give 'stages' or 'every'/'for', not both")
@@ -213,7 +213,7 @@ def _shape(reader: _Reader, node, task: Task) -> None:
             raise reader.fail(load, "stages", "must be a non-empty list")
         task.shape = "stages"
         for i, stage in enumerate(stages):
-            stage = reader.mapping(stage, i, {"rate": 0, "concurrency": 0, "duration": 0}, f"stage {i}")
+            stage = reader.mapping(stage, i, ("rate", "concurrency", "duration"), f"stage {i}")
             if "duration" not in stage or ("rate" in stage) == ("concurrency" in stage):
                 raise reader.fail(stage, None, f"stage {i} needs a duration and either a rate or a concurrency")
             task.stages.append(Stage(

@@ -34,6 +34,13 @@ cdef inline double _now():
 cdef double g_now = _now()
 
 
+cdef inline object _cancel(object handle):
+    """Cancel a pending timer or task, if any; returns None to store in its place."""
+    if handle is not None:
+        handle.cancel()
+    return None
+
+
 cdef str _header_value(RequestParser parser, bytes lower_name):
     """The value of the first header named ``lower_name`` in the head being parsed, or None."""
     cdef unsigned int i
@@ -702,18 +709,10 @@ cdef class ServerProtocol(ParserHandler):
         if self.transport is None:  # refused in connection_made
             return
         self.server.connections.discard(self)
-        if self.delay_handle is not None:
-            self.delay_handle.cancel()
-            self.delay_handle = None
-        if self.resume_handle is not None:
-            self.resume_handle.cancel()
-            self.resume_handle = None
-        if self.frame_handle is not None:
-            self.frame_handle.cancel()
-            self.frame_handle = None
-        if self.event_handle is not None:
-            self.event_handle.cancel()
-            self.event_handle = None
+        self.delay_handle = _cancel(self.delay_handle)
+        self.resume_handle = _cancel(self.resume_handle)
+        self.frame_handle = _cancel(self.frame_handle)
+        self.event_handle = _cancel(self.event_handle)
         self.events = None
         self.stream = None  # a client that leaves stops its stream at once
         self.transport = None

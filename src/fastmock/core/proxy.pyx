@@ -530,12 +530,8 @@ cdef class ProxyProtocol(ServerProtocol):
     def connection_lost(self, exc):
         cdef UpstreamConnection conn = self.upstream
         self.deadline = 0
-        if self.pace_handle is not None:
-            self.pace_handle.cancel()
-            self.pace_handle = None
-        if self.connecting is not None:
-            self.connecting.cancel()
-            self.connecting = None
+        self.pace_handle = _cancel(self.pace_handle)
+        self.connecting = _cancel(self.connecting)
         if conn is not None:  # the client left in the middle: the upstream connection is not reusable
             self.upstream = None
             conn.downstream = None
