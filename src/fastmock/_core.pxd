@@ -349,6 +349,9 @@ cdef class ServerProtocol(ParserHandler):
 
     cdef int _conn_mode(self)
     cdef int _answer(self) except -1
+    cdef StaticResponse _static(self, Route route)
+    cdef int _respond_later(self, Response response) except -1
+    cdef int _hand_over_leftovers(self) except -1
     cdef object _call_handler(self)
     cdef int _answer_early(self, Response response) except -1
     cdef int _answer_fault(self) except -1

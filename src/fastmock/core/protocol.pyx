@@ -372,7 +372,7 @@ cdef class ServerProtocol(ParserHandler):
         if self.fault != NULL:
             return self._answer_fault()
         if route.static is not None:
-            static = route.static_draining if self.server.draining and route.static_draining else route.static
+            static = self._static(route)
             conn = self._conn_mode()
             data = static.get(conn, self.head_only)
             self.out.append(data)
@@ -389,12 +389,19 @@ cdef class ServerProtocol(ParserHandler):
             self.delay_handle.add_done_callback(self._finish_awaited)
             return 1
         if (<Response>response).delay_s > 0:
-            self.phase = 1
-            self.delay_handle = self.server.loop.call_later((<Response>response).delay_s,
-                                                            self._finish_delayed, response)
-            return 1
+            return self._respond_later(response)
         self._respond(response)
         return 1 if self.closing or self.phase else 0
+
+    cdef StaticResponse _static(self, Route route):
+        """The route's static response as it stands (its draining variant during a graceful shutdown)."""
+        return route.static_draining if self.server.draining and route.static_draining else route.static
+
+    cdef int _respond_later(self, Response response) except -1:
+        """The response asks for a delay: the parser waits until _finish_delayed sends it."""
+        self.phase = 1
+        self.delay_handle = self.server.loop.call_later(response.delay_s, self._finish_delayed, response)
+        return 1
 
     cdef object _call_handler(self):
         """The route handler's answer to the request whose body is in: a Response, or an awaitable."""
@@ -444,7 +451,7 @@ cdef class ServerProtocol(ParserHandler):
             self.fault = NULL
             return 0
         if route.static is not None:
-            static = route.static_draining if self.server.draining and route.static_draining else route.static
+            static = self._static(route)
             response = Response(static.status, static.body, static.content_type, static.extra_headers)
         else:
             response = self._call_handler()
@@ -455,9 +462,7 @@ cdef class ServerProtocol(ParserHandler):
         if kind == F_STATUS:
             (<Response>response).status = self.fault.status
         if (<Response>response).delay_s > 0:  # the route's own delay comes after the fault's
-            self.phase = 1
-            self.delay_handle = self.server.loop.call_later((<Response>response).delay_s,
-                                                            self._finish_delayed, response)
+            self._respond_later(response)
             return 0
         return self._respond(response)
 
@@ -471,6 +476,13 @@ cdef class ServerProtocol(ParserHandler):
         if data[0] == 72:  # "H", as in "HTTP/1.1"
             data[0] = 0
         return bytes(data)
+
+    cdef int _hand_over_leftovers(self) except -1:
+        """Bytes the HTTP parser holds after the upgrade request are the first WebSocket frames."""
+        if self.parser.buf_len:
+            self.ws.feed(self, self.parser.buf, self.parser.buf_len)
+            self.parser.buf_len = 0
+        return 0
 
     cdef Py_ssize_t _drip_piece(self):
         return max(1, <Py_ssize_t>(self.drip_rate * DRIP_INTERVAL_S))
@@ -513,10 +525,7 @@ cdef class ServerProtocol(ParserHandler):
             self.ws = <WebSocket?>response.websocket
             self.phase = 2  # no HTTP timeouts, no more requests
             self._flush()
-            if self.parser.buf_len:
-                self.ws.feed(self, self.parser.buf, self.parser.buf_len)
-                self.parser.buf_len = 0
-            return 0
+            return self._hand_over_leftovers()
         if kind == F_DRIP:
             self.drip_rate = self.fault.arg
             self.drip_data = data
@@ -675,10 +684,8 @@ cdef class ServerProtocol(ParserHandler):
         except RemoteProtocolError as exc:
             self._protocol_error(exc.status, exc.msg)
             return 0
-        if self.ws is not None and self.parser.buf_len:  # frames that came with the upgrade request
-            self.ws.feed(self, self.parser.buf, self.parser.buf_len)
-            self.parser.buf_len = 0
-            return 0
+        if self.ws is not None:  # the upgrade was answered in this read
+            return self._hand_over_leftovers()
         if not was_partial and self.parser.has_partial_head():
             self.head_started = self.last_active
         self._flush()
