@@ -198,6 +198,11 @@ cdef class Request:
         return f"<Request {self.method} {self.target} {self.http_version}>"
 
 
+cdef inline bytes _value_of(RequestParser parser, unsigned int i):
+    """The value of header ``i`` of the head being parsed (valid during _on_head only)."""
+    return parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
+
+
 cdef class RequestParser:
     """Incremental HTTP/1.1 request parser; see the module comment.
 
@@ -251,7 +256,7 @@ cdef class RequestParser:
         head.content_length = self.content_length
         head.headers = [
             (self.head[g_headers[i].name_start:g_headers[i].name_start + g_headers[i].name_len].decode("latin-1"),
-             self.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len].decode("latin-1"))
+             _value_of(self, i).decode("latin-1"))
             for i in range(self.header_count)
         ]
         return head

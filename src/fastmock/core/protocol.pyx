@@ -45,11 +45,9 @@ cdef str _header_value(RequestParser parser, bytes lower_name):
     """The value of the first header named ``lower_name`` in the head being parsed, or None."""
     cdef unsigned int i
     cdef size_t n = len(lower_name)
-    cdef HeaderSpan* span
     for i in range(parser.header_count):
-        span = &g_headers[i]
-        if span.name_len == n and strncasecmp(parser.head + span.name_start, lower_name, n) == 0:
-            return parser.head[span.value_start:span.value_start + span.value_len].decode("latin-1")
+        if g_headers[i].name_len == n and strncasecmp(parser.head + g_headers[i].name_start, lower_name, n) == 0:
+            return _value_of(parser, i).decode("latin-1")
     return None
 
 

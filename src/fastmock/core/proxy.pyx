@@ -45,7 +45,7 @@ cdef set _connection_tokens(RequestParser parser):
     cdef set names = None
     for i in range(parser.header_count):
         if g_headers[i].name_len == 10 and _ieq(parser.head + g_headers[i].name_start, b"connection", 10):
-            value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len].lower()
+            value = _value_of(parser, i).lower()
             for token in value.split(b","):
                 token = token.strip()
                 if token and token != b"keep-alive" and token != b"close":
@@ -235,10 +235,9 @@ cdef class ProxyProtocol(ServerProtocol):
         self.request_chunked = parser.chunked
         self.phase = 1
         self.transport.pause_reading()  # the body waits until the upstream connection is there
-        if self.wait_s > 0:
-            proxy.delayed += 1
         # never from inside the parser's callback: _forward resumes the parser, which must be paused first
         if self.wait_s > 0:
+            proxy.delayed += 1
             self.delay_handle = proxy.loop.call_later(self.wait_s, self._connect)
         else:
             self.delay_handle = proxy.loop.call_soon(self._connect)
@@ -262,17 +261,17 @@ cdef class ProxyProtocol(ServerProtocol):
             if n == 16 and _ieq(name, FAULT_HEADER, 16) and self.server.header_faults is not None:
                 continue  # a fault header is for us (it would strike twice if an upstream fastmock saw it too)
             if n == 15 and _ieq(name, b"x-forwarded-for", 15):
-                value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
+                value = _value_of(parser, i)
                 forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
                 continue
             if n == 3 and _ieq(name, b"via", 3):
-                value = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
+                value = _value_of(parser, i)
                 via = value if via is None else via + b", " + value
                 continue
             if n == 10 and _ieq(name, b"x-trace-id", 10):
-                trace_id = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
+                trace_id = _value_of(parser, i)
             elif n == 12 and _ieq(name, b"x-request-id", 12):
-                request_id = parser.head[g_headers[i].value_start:g_headers[i].value_start + g_headers[i].value_len]
+                request_id = _value_of(parser, i)
             parts += [parser.head[g_headers[i].name_start:g_headers[i].value_start + g_headers[i].value_len],
                       b"\r\n"]
         if self.client_ip is None:
