@@ -462,6 +462,7 @@ cdef class ProxyProtocol(ServerProtocol):
     cdef int _upstream_head(self, RequestParser parser) except -1
     cdef int _upstream_body(self, const char* data, size_t length) except -1
     cdef int _upstream_done(self) except -1
+    cdef void _drop_upstream(self)
     cdef int _cut(self) except -1
     cdef void _start_pacing(self)
     cdef int _upstream_failed(self, int kind, str message) except -1

@@ -34,6 +34,14 @@ cdef inline double _now():
 cdef double g_now = _now()
 
 
+cdef inline int _duration_bucket(double seconds):
+    """The DURATION_BOUNDS bucket of a duration (the last one: above every bound)."""
+    cdef int i = 0
+    while i < N_BOUNDS and seconds > C_BOUNDS[i]:
+        i += 1
+    return i
+
+
 cdef inline object _cancel(object handle):
     """Cancel a pending timer or task, if any; returns None to store in its place."""
     if handle is not None:
@@ -169,13 +177,10 @@ cdef class Server:
         return None
 
     cdef void count(self, Route route, int status, Py_ssize_t nbytes, double duration_s):
-        cdef int i = 0
         self.requests_total += 1
         self.status_counts[route.index * STATUS_SLOTS + status - 100] += 1
         self.route_bytes_out[route.index] += nbytes
-        while i < N_BOUNDS and duration_s > C_BOUNDS[i]:
-            i += 1
-        self.duration_counts[i] += 1
+        self.duration_counts[_duration_bucket(duration_s)] += 1
         self.duration_sum_s += duration_s
 
     def _tick(self):

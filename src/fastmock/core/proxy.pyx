@@ -378,11 +378,8 @@ cdef class ProxyProtocol(ServerProtocol):
         cdef unsigned int i
         cdef set dropped = _connection_tokens(parser)
         cdef double waited = _now() - self.upstream_started
-        cdef int b = 0
         self.deadline = 0
-        while b < N_BOUNDS and waited > C_BOUNDS[b]:
-            b += 1
-        proxy.upstream_durations[b] += 1
+        proxy.upstream_durations[_duration_bucket(waited)] += 1
         proxy.upstream_duration_sum_s += waited
         self.response_status = parser.status
         self.response_chunked = False
@@ -445,14 +442,20 @@ cdef class ProxyProtocol(ServerProtocol):
             self._cut()
         return 0
 
-    cdef int _cut(self) except -1:
-        """The truncate fault: what was forwarded goes out, then both connections end mid-body."""
+    cdef void _drop_upstream(self):
+        """Let go of the upstream connection mid-exchange: it is aborted, never reused."""
         cdef UpstreamConnection conn = self.upstream
         self.upstream = None
-        self.forwarding = False
         self.deadline = 0
-        conn.downstream = None
-        conn.transport.abort()  # never reusable: the rest of its response is unread
+        if conn is not None:
+            conn.downstream = None
+            if conn.transport is not None:
+                conn.transport.abort()
+
+    cdef int _cut(self) except -1:
+        """The truncate fault: what was forwarded goes out, then both connections end mid-body."""
+        self._drop_upstream()  # the rest of its response is unread
+        self.forwarding = False
         self._done(self.response_status, self.response_bytes, _now() - self.upstream_started)
         self.phase = 0
         self._flush()  # closing is set: the client sees a body shorter than announced
@@ -499,15 +502,8 @@ cdef class ProxyProtocol(ServerProtocol):
 
     cdef int _upstream_failed(self, int kind, str message) except -1:
         """No usable answer from the upstream: 502 or 504 if the client has no head yet, else cut it off."""
-        cdef Proxy proxy = self.proxy
-        cdef UpstreamConnection conn = self.upstream
-        proxy.errors[kind] += 1
-        self.upstream = None
-        if conn is not None:
-            conn.downstream = None
-            if conn.transport is not None:
-                conn.transport.abort()
-        self.deadline = 0
+        self.proxy.errors[kind] += 1
+        self._drop_upstream()
         if self.transport is None or not self.forwarding:
             return 0
         self.forwarding = False
@@ -527,15 +523,9 @@ cdef class ProxyProtocol(ServerProtocol):
     # === Public API (asyncio protocol) ===
 
     def connection_lost(self, exc):
-        cdef UpstreamConnection conn = self.upstream
-        self.deadline = 0
         self.pace_handle = _cancel(self.pace_handle)
         self.connecting = _cancel(self.connecting)
-        if conn is not None:  # the client left in the middle: the upstream connection is not reusable
-            self.upstream = None
-            conn.downstream = None
-            if conn.transport is not None:
-                conn.transport.abort()
+        self._drop_upstream()  # the client left in the middle: the upstream connection is not reusable
         ServerProtocol.connection_lost(self, exc)
 
     def pause_writing(self):
