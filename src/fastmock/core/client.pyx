@@ -130,7 +130,7 @@ cdef class LoadEngine:
         conn.parser.no_body = self.head_request
         self.in_flight += 1
         if self.trace:
-            conn.trace_id = b"%016x%016x" % (self.rng.next_u64(), self.rng.next_u64())
+            conn.trace_id = _hex_id(self.rng, 32)
             conn.transport.write(self.head + b"X-Trace-Id: " + conn.trace_id + b"\r\n\r\n" + self.body)
         else:
             conn.transport.write(self.request)

@@ -34,10 +34,6 @@ cdef bint _is_hop_by_hop(const char* name, size_t n):
     return False
 
 
-cdef bytes _hex_id(Random rng, int digits):
-    return (b"%016x%016x" % (rng.next_u64(), rng.next_u64()))[:digits]
-
-
 cdef set _connection_tokens(RequestParser parser):
     """The field names listed in Connection headers (hop-by-hop too, RFC 9110 §7.6.1), lower-cased;
     None when there are none beyond the usual keep-alive/close."""

@@ -39,3 +39,8 @@ cdef class Random:
     def random(self):
         """A float in [0, 1)."""
         return self.next_double()
+
+
+cdef bytes _hex_id(Random rng, int digits):
+    """A random id of ``digits`` hex digits (at most 32), for trace and request ids."""
+    return (b"%016x%016x" % (rng.next_u64(), rng.next_u64()))[:digits]
