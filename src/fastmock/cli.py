@@ -95,7 +95,7 @@ def cli(ctx):
               help="Port to listen on (0 picks a free one).")
 @click.option("--workers", type=Workers(), default="1", show_default=True,
               help="Processes sharing the port (SO_REUSEPORT), or 'auto' for one per CPU.")
-@click.option("--buffer-size", type=click.IntRange(64, 4096), default=256, show_default=True,
+@click.option("--buffer-size", type=click.IntRange(64, 4096), default=1024, show_default=True,
               help="Read/write buffer size in KB (also the streaming pattern buffer).")
 @click.option("--idle-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
               help="Close a keep-alive connection idle this long (bare number: seconds).")
