@@ -1,6 +1,11 @@
+import os
+
 import pytest
 
 from helpers import start_server
+
+# Every `fastmock hp` a test starts would otherwise take the default gRPC port 50051; gRPC tests name a port.
+os.environ["FASTMOCK_HP_GRPC_PORT"] = "0"
 
 
 @pytest.fixture(scope="module")

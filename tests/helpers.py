@@ -150,6 +150,13 @@ def exited(pid):
         return True
 
 
+def free_port():
+    """A port nothing listens on now (the kernel's pick); a test hands it to a server that needs a fixed one."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def refused(port, host="127.0.0.1"):
     """Whether a connection to ``host:port`` is refused (nothing listens there)."""
     try:

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,14 +9,8 @@ import httpx
 import pexpect
 import pytest
 
-from helpers import exited, refused
+from helpers import exited, free_port, refused
 from test_fleet import free_base, start_fleet
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

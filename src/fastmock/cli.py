@@ -2,6 +2,7 @@
 
 import difflib
 import functools
+import importlib.util
 import json
 import os
 import secrets
@@ -11,6 +12,7 @@ import urllib.parse
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 import dotenv
 
 from fastmock import __version__
@@ -25,7 +27,7 @@ from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.scenario import RunSettings, ScenarioError, load_scenario, run_scenario
 from fastmock.shell import run_shell
-from fastmock.serve import ServeConfig, raise_open_files_limit, serve
+from fastmock.serve import ServeConfig, StartError, raise_open_files_limit, serve
 from fastmock.units import Duration, Size
 
 __all__ = ["cli", "main"]
@@ -127,6 +129,11 @@ def cli(ctx):
               help="Largest WebSocket message; larger closes the connection with 1009.")
 @click.option("--sse-heartbeat", type=Duration(minimum=0.01), default="15s", show_default=True,
               help="A comment line on an idle /sse stream this often (bare number: seconds).")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=50051, show_default=True,
+              help="Port of the gRPC echo service (EchoService, health, reflection; needs fastmock[grpc]); "
+                   "0 turns it off. At the default, a missing extra or a busy port is only logged.")
+@click.option("--grpc-threads", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Threads serving gRPC calls per worker (each open StreamEcho holds one).")
 @click.option("--request-log-size", type=click.IntRange(0), default=10000, show_default=True,
               help="Requests kept for /getlogs (per worker); 0 turns the request log off.")
 @click.option("--request-log", "request_log_path", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -137,12 +144,17 @@ def cli(ctx):
               help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
 def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_connections, shutdown_timeout,
        max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults, header_faults, max_hang,
-       ws_max_message, sse_heartbeat, request_log_size, request_log_path, quiet, mem_interval):
+       ws_max_message, sse_heartbeat, grpc_port, grpc_threads, request_log_size, request_log_path, quiet,
+       mem_interval):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
     Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
     """
     seed = secrets.randbits(32) if seed is None else seed
+    grpc_required = click.get_current_context().get_parameter_source("grpc_port") != ParameterSource.DEFAULT
+    if grpc_port and grpc_required and importlib.util.find_spec("grpc") is None:  # find_spec: no import before fork
+        raise click.BadParameter("the gRPC service needs the grpc extra: pip install 'fastmock[grpc]' "
+                                 "(or --grpc-port 0)", param_hint="'--grpc-port'")
     config = ServeConfig(
         name="hp", host=host, port=port, workers=workers, buffer_size=buffer_size * 1024,
         idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
@@ -153,13 +165,17 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_conne
     _serve_until_stopped(config, lambda worker: HpApp(HpConfig(
         max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
         faults=faults, header_faults=header_faults, max_hang_s=max_hang, request_log_size=request_log_size,
-        request_log_path=request_log_path, sse_heartbeat_s=sse_heartbeat, ws_max_message=ws_max_message)))
+        request_log_path=request_log_path, sse_heartbeat_s=sse_heartbeat, ws_max_message=ws_max_message,
+        grpc_host=host, grpc_port=grpc_port, grpc_required=grpc_required, grpc_threads=grpc_threads,
+        grpc_reuse_port=workers > 1)))
 
 
 def _serve_until_stopped(config: ServeConfig, make_app) -> None:
     """Serve a one-port mode and exit with its status; a port that cannot be bound is one clear line."""
     try:
         status = serve(config, make_app)
+    except StartError as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {config.host} port {config.port}: "
                                    f"{exc.strerror or exc}") from exc

@@ -16,12 +16,14 @@ from fastmock._core import (WS_ANSWER_ONCE, WS_ECHO, EventStream, PatternStream,
 from fastmock.faults import PlanCache, parse_fault_spec
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import metrics_text
+from fastmock.serve import StartError, log
 from fastmock.units import parse_size
 
 __all__ = ["HpConfig", "HpApp"]
 
 JSON = b"application/json"
 HOSTNAME = socket.gethostname()
+GRPC_SERVICES = "echo.EchoService, grpc.health.v1.Health, reflection"
 
 HELP_TEXT = """\
 fastmock hp endpoints (any method unless stated)
@@ -68,6 +70,11 @@ class HpConfig:
     request_log_path: str | None = None  # also append each request there as a JSON line
     sse_heartbeat_s: float = 15.0
     ws_max_message: int = 16 << 20
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 0             # 0: no gRPC service
+    grpc_required: bool = False    # False: the port was the default, so a failure is logged and HTTP goes on
+    grpc_threads: int = 16
+    grpc_reuse_port: bool = False  # True when several workers share the port
 
 
 # The old unreliable server's outcomes: a timeout 20 %, 403 20 %, 500 10 %, else its normal answer.
@@ -131,6 +138,7 @@ class HpApp:
         self.config = config
         self.rng = Random(config.seed)
         self.server = None
+        self.grpc = None
         health = StaticResponse(200, b'{"status":"ok"}', JSON)
         draining = StaticResponse(503, b'{"status":"draining"}', JSON)
         limit = config.body_limit
@@ -167,7 +175,28 @@ class HpApp:
     def build(self, loop, **server_options):
         """The core Server of this worker and its protocol factory (see serve.py)."""
         self.server = Server(loop, self.routes, self.default_route, **server_options, **self.server_options)
+        if self.config.grpc_port:
+            self._start_grpc()
         return self.server, self.server.make_protocol
+
+    def _start_grpc(self) -> None:
+        config = self.config
+        try:
+            from fastmock.grpc_echo import GrpcEcho
+            self.grpc = GrpcEcho(config.grpc_host, config.grpc_port, threads=config.grpc_threads,
+                                 reuse_port=config.grpc_reuse_port, hostname=HOSTNAME)
+        except (ImportError, OSError) as exc:
+            reason = "the grpc extra is not installed (pip install 'fastmock[grpc]')" \
+                if isinstance(exc, ImportError) else str(exc)
+            if config.grpc_required:
+                raise StartError(f"--grpc-port {config.grpc_port}: {reason}") from None
+            log(f"worker {config.worker}: gRPC not started: {reason}; --grpc-port 0 turns it off")
+            return
+        log(f"worker {config.worker}: gRPC ({GRPC_SERVICES}) listening on {config.grpc_host} port {self.grpc.port}")
+
+    def drain(self, grace_s: float):
+        """Graceful shutdown of what runs beside the HTTP server: an Event set once it stopped, or None."""
+        return self.grpc.drain(grace_s) if self.grpc else None
 
     def _request_log(self) -> RequestLog | None:
         config = self.config

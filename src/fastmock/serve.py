@@ -19,10 +19,14 @@ from dataclasses import dataclass
 import orjson
 import uvloop
 
-__all__ = ["ServeConfig", "serve", "make_listener", "raise_open_files_limit", "url", "log"]
+__all__ = ["ServeConfig", "StartError", "serve", "make_listener", "raise_open_files_limit", "url", "log"]
 
 BACKLOG = 4096
 TCP_FASTOPEN_QUEUE = 16384
+
+
+class StartError(Exception):
+    """Something the user asked for explicitly (e.g. a gRPC port) cannot start; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,6 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     )
     listener = await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG)
     server.start()
-    host, port = sock.getsockname()[:2]
-    log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port)}")
 
     stopping = loop.create_future()
     signals_seen = 0
@@ -155,6 +157,9 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    host, port = sock.getsockname()[:2]
+    # the ready line comes after the handlers: a SIGTERM sent on seeing it is a graceful stop
+    log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port)}")
 
     reporter = _MemoryReporter(server, worker) if config.mem_interval_s > 0 else None
     while not stopping.done():
@@ -165,11 +170,13 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     # graceful shutdown: stop accepting, close idle connections, let in-flight responses finish
     listener.close()
     server.drain()
+    # an app may run more beside the HTTP server (hp's gRPC service): its drain returns an Event or None
+    side_stopped = app.drain(config.shutdown_timeout_s) if hasattr(app, "drain") else None
     await asyncio.sleep(0)  # let the idle connections just closed go
     log(f"worker {worker}: draining {server.open_connections} connection(s), "
          f"up to {config.shutdown_timeout_s:g}s")
     deadline = loop.time() + config.shutdown_timeout_s
-    while server.open_connections and loop.time() < deadline:
+    while (server.open_connections or (side_stopped and not side_stopped.is_set())) and loop.time() < deadline:
         await asyncio.sleep(0.05)
     if server.open_connections:
         log(f"worker {worker}: shutdown timeout, aborting {server.open_connections} connection(s)")
