@@ -22,7 +22,7 @@ SERVER_CPU, CLIENT_CPU = 0, 1
 def start_server(port, buffer_kb):
     server = subprocess.Popen(
         ["taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "fastmock", "hp", "--port", str(port),
-         "--workers", "1", "--quiet", "--buffer-size", str(buffer_kb)],
+         "--workers", "1", "--quiet", "--buffer-size", str(buffer_kb), "--grpc-port", "0"],
         stderr=subprocess.PIPE, text=True)
     for line in server.stderr:
         if "listening on" in line:
