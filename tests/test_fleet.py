@@ -215,7 +215,8 @@ def test_endpoints_text_and_json(fleet):
     assert entries[0]["url"] == f"http://127.0.0.1:{fleet.base}/health"
     assert entries[0]["state"] == "alive"
     assert entries[0]["requests"] >= 1
-    assert set(entries[1]) == {"port", "url", "state", "requests"}
+    assert set(entries[1]) == {"port", "url", "state", "fault", "requests"}
+    assert entries[1]["fault"] is None
     assert fleet.api.get("/endpoints?state=failed&format=json").json() == []
     for query in ("state=dead", "format=xml", "limit=-1", "offset=x"):
         response = fleet.api.get(f"/endpoints?{query}")
@@ -264,7 +265,7 @@ def test_metrics(fleet):
     assert response.status_code == 200
     families = {family.name: family for family in text_string_to_metric_families(response.text)}
     ports = {sample.labels["state"]: sample.value for sample in families["fastmock_fleet_ports"].samples}
-    assert ports == {"alive": 2000, "killed": 0, "failed": 0}
+    assert ports == {"alive": 2000, "killed": 0, "failed": 0, "degraded": 0, "slow": 0, "flaky": 0}
     workers = {sample.labels["worker"] for sample in families["fastmock_fleet_requests"].samples}
     assert workers == {"0", "1"}
     assert "fastmock_fleet_killed" in families

@@ -150,7 +150,7 @@ cdef class EventStream:
         readonly double heartbeat_s
         readonly long long sent
         double next_at
-    cdef bytes next_event(self)
+    cpdef bytes next_event(self)
 
 
 cdef class Response:
@@ -390,10 +390,12 @@ cdef class FleetPort:
         readonly int port
         readonly Py_ssize_t slot
         public object listener
+        public FaultPlan plan         # the port's fault spec (None: it answers normally)
 
 
 cdef class PortProtocol(ServerProtocol):
     cdef FleetPort port
+    cdef int _answer_port(self, int status) except -1
 
 
 # --- core/proxy.pyx --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from fastmock import __version__
 from fastmock.client import DEFAULT_URL, FleetClient, FleetError
 from fastmock.ctl import Console
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
+from fastmock.fleet.chaos import ChaosError, parse_schedule
 from fastmock.fleet.detach import DetachError, default_paths, start_detached
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
@@ -207,6 +208,8 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
               help="Answer 408 and close if a request head takes longer (bare number: seconds).")
 @click.option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
               help="Open connections per worker; beyond it new ones are closed at once.")
+@click.option("--chaos", "chaos_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Run this chaos schedule (YAML) from the start; see POST /chaos.")
 @click.option("--detach", is_flag=True,
               help="Run in the background (own session); return once every port accepts.")
 @click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -216,7 +219,7 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
               help="With --detach: where the fleet's output goes  [default: "
                    "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
 def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, token, seed, reserve_ports,
-          idle_timeout, header_timeout, max_connections, detach, pid_file, log_file):
+          idle_timeout, header_timeout, max_connections, chaos_file, detach, pid_file, log_file):
     """COUNT mock servers, one per port from --base-port, with a management API.
 
     Each port answers GET /health and GET /kill (which closes that port). The management API
@@ -235,11 +238,20 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
         ports_per_worker(count, workers, raise_open_files_limit())
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--workers'") from None
+    chaos = None
+    if chaos_file is not None:
+        try:
+            with open(chaos_file) as file:
+                chaos = parse_schedule(file.read(), base_port, max_port)
+        except ChaosError as exc:
+            where = f"{chaos_file}:{exc.line}:{exc.column or 1}" if exc.line else chaos_file
+            raise click.BadParameter(f"{where}: {exc}", param_hint="'--chaos'") from None
     config = FleetConfig(
         count=count, base_port=base_port, max_port=max_port, host=host, advertise_host=advertise_host,
         mgmt_port=mgmt_port, workers=workers, token=token,
         seed=secrets.randbits(32) if seed is None else seed, reserve_ports=reserve_ports,
         idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
+        chaos=chaos,
     )
     if detach:
         _detach(config, pid_file, log_file)

@@ -18,7 +18,7 @@ import orjson
 from fastmock._core import FaultPlan, Response
 from fastmock.units import parse_duration, parse_size
 
-__all__ = ["FaultSpecError", "parse_fault_spec", "FAULT_EXAMPLE", "PlanCache"]
+__all__ = ["FaultSpecError", "parse_fault_spec", "fault_category", "FAULT_EXAMPLE", "PlanCache"]
 
 FAULT_EXAMPLE = "timeout:20,403:20,500:10,ok:50;delay=lognormal(20ms,300ms)"
 _SIMPLE = ("ok", "reset", "close", "garbage", "truncate")
@@ -139,6 +139,24 @@ def _distribution(scanner: _Scanner) -> tuple[str, float, float]:
 
 def parse_fault_spec(spec: str) -> FaultPlan:
     """Compile ``spec``; raises FaultSpecError with the position of the first problem."""
+    return FaultPlan(spec, *_parse(spec))
+
+
+def fault_category(spec: str) -> str:
+    """How a port with this spec looks to a monitor: 'degraded' (it never answers well), 'flaky' (it
+    sometimes does), 'slow' (it always does, late or dripping) or 'alive' (no visible effect)."""
+    outcomes, delay = _parse(spec)
+    good = [kind in ("ok", "drip") or (kind == "status" and status < 400)
+            for kind, status, _, weight in outcomes if weight > 0]
+    if not any(good):
+        return "degraded"
+    if not all(good):
+        return "flaky"
+    slow = delay[0] != "none" or any(kind == "drip" for kind, *_ in outcomes)
+    return "slow" if slow else "alive"
+
+
+def _parse(spec: str) -> tuple[list, tuple]:
     scanner = _Scanner(spec)
     outcomes = []
     while True:
@@ -164,7 +182,7 @@ def parse_fault_spec(spec: str) -> FaultPlan:
         raise scanner.error(f"expected ',' or ';delay=', found {scanner.found()}")
     if not sum(weight for *_, weight in outcomes) > 0 or any(math.isinf(weight) for *_, weight in outcomes):
         raise FaultSpecError(spec, 0, "the weights must add up to a positive, finite number")
-    return FaultPlan(spec, outcomes, delay)
+    return outcomes, delay
 
 
 class PlanCache:

@@ -57,26 +57,56 @@ cdef class FleetPort:
 
 
 cdef class PortProtocol(ServerProtocol):
-    """A connection to a fleet port: /health and /kill are answered with the port in the body."""
+    """A connection to a fleet port: /health and /kill are answered with the port in the body.
+
+    A port with a fault plan draws from it for every request but /kill (which stays the way to stop it).
+    """
 
     cdef int _answer(self) except -1:
         cdef FleetPort port = self.port
         cdef PortGroup group = port.group
+        cdef Server server = self.server
         cdef Route route = self.route
-        cdef int conn
         group.requests[port.slot] += 1
-        if route is not group.health_route and route is not group.kill_route:
-            return ServerProtocol._answer(self)
         if route is group.kill_route:
             self.closing = True
-        conn = self._conn_mode()
-        if conn == CONN_CLOSE:
-            self.closing = True
-        body = (b'{"status":"ok","port":%d}' if route is group.health_route
-                else b'{"status":"killed","port":%d}') % port.port
-        data = _render(200, body, b"application/json", None, conn, self.head_only)
-        self.out.append(data)
-        self._done(200, len(data), 0.0)
-        if route is group.kill_route:
+            self._answer_port(200)
             group.on_kill(port, self)
-        return 1 if self.closing else 0
+            return 1
+        if port.plan is not None:
+            self.started = _now()
+            self.fault = port.plan.draw(server.fault_rng, &self.fault_delay_s)
+            server.fault_counts[self.fault.kind] += 1
+            if self.fault.kind == F_OK and self.fault_delay_s <= 0:
+                self.fault = NULL
+            else:
+                return self._answer_fault()
+        if route is not group.health_route:
+            return ServerProtocol._answer(self)
+        return self._answer_port(200)
+
+    cdef int _apply_fault(self) except -1:
+        cdef int kind = self.fault.kind
+        if self.route is not self.port.group.health_route or kind not in (F_OK, F_STATUS, F_TRUNCATE, F_DRIP):
+            return ServerProtocol._apply_fault(self)
+        return self._answer_port(self.fault.status if kind == F_STATUS else 200)
+
+    cdef int _answer_port(self, int status) except -1:
+        """/health or /kill of this port with ``status``; a drawn truncate or drip applies to it."""
+        cdef int port = self.port.port
+        if self.route is self.port.group.kill_route:
+            body = b'{"status":"killed","port":%d}' % port
+        elif status < 400:
+            body = b'{"status":"ok","port":%d}' % port
+        else:
+            body = b'{"status":"error","code":%d,"port":%d}' % (status, port)
+        if self.fault != NULL:  # truncate and drip are applied by _respond
+            self._respond(Response(status, body, b"application/json"))
+        else:
+            conn = self._conn_mode()
+            if conn == CONN_CLOSE:
+                self.closing = True
+            data = _render(status, body, b"application/json", None, conn, self.head_only)
+            self.out.append(data)
+            self._done(status, len(data), 0.0)
+        return 1 if self.closing or self.phase else 0

@@ -773,7 +773,9 @@ cdef class ServerProtocol(ParserHandler):
             return
         if not self.writing_paused:  # a client that does not read gets its events late, not piled up
             if now >= events.next_at:
-                self._write_event(events.next_event())
+                event = events.next_event()
+                if event:
+                    self._write_event(event)
                 events.next_at = now + events.interval_s
                 if events.count and events.sent >= events.count:
                     if self.events_chunked:

@@ -134,9 +134,14 @@ cdef class Response:
 cdef class EventStream:
     """Server-Sent Events: ``count`` events (0: until the client leaves), ``interval_s`` apart, the first at
     once; each has an ``id:`` and a ``data:`` line of ``size`` pattern bytes (0: a small JSON object). While
-    waiting longer than ``heartbeat_s`` for the next one, a comment line keeps proxies from timing out."""
+    waiting longer than ``heartbeat_s`` for the next one, a comment line keeps proxies from timing out.
 
-    def __cinit__(self, long long count=10, double interval_s=1.0, Py_ssize_t size=0, double heartbeat_s=15.0):
+    A Python subclass may override ``next_event`` to send its own events (an empty result sends nothing
+    that time); its own constructor arguments must be keywords, which ``__cinit__`` ignores.
+    """
+
+    def __cinit__(self, long long count=10, double interval_s=1.0, Py_ssize_t size=0, double heartbeat_s=15.0,
+                  **subclass_options):
         if count < 0 or interval_s < 0 or size < 0 or heartbeat_s <= 0:
             raise ValueError("count, interval and size must not be negative; the heartbeat must be positive")
         self.count = count
@@ -146,7 +151,7 @@ cdef class EventStream:
         self.sent = 0
         self.next_at = 0.0
 
-    cdef bytes next_event(self):
+    cpdef bytes next_event(self):
         self.sent += 1
         if self.size:
             data = (PATTERN * (self.size // PATTERN_LEN + 1))[:self.size]

@@ -94,10 +94,15 @@ async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started
     server = Server(loop, api.routes, api.default_route, buffer_size=65536)
     listener = await loop.create_server(server.make_protocol, sock=mgmt_sock)
     server.start()
+    if config.chaos is not None:
+        async with supervisor.lock:
+            await api.start_schedule(config.chaos)
 
     reason = await asyncio.wait([stop, api.stopped], return_when=asyncio.FIRST_COMPLETED)
     reason = (stop if stop.done() else api.stopped).result()
     log(f"fleet stopping ({reason})")
+    if api.chaos is not None:
+        api.chaos.task.cancel()  # no reverts: every port goes away now
     listener.close()
     await asyncio.sleep(0.05)  # lets the answer to POST /shutdown go out
     server.drain()

@@ -2,6 +2,7 @@
 
 import asyncio
 import hmac
+import importlib.resources
 import os
 import random
 import time
@@ -11,15 +12,20 @@ import orjson
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from fastmock._core import Response, Route
+from fastmock._core import EventStream, Response, Route
+from fastmock.faults import FAULT_EXAMPLE, FaultSpecError
+from fastmock.fleet.chaos import ChaosError, ChaosRun, parse_schedule
 from fastmock.fleet.state import ALIVE, FAILED, KILLED, STATE_NAMES, STATES_BY_NAME
-from fastmock.fleet.supervisor import Supervisor, WorkerGone
+from fastmock.fleet.supervisor import FaultTableFull, Supervisor, WorkerGone
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.serve import log, recent_log_lines
 
 __all__ = ["ManagementApi"]
 
-ENDPOINTS = ["/health", "/stats", "/endpoints", "/scale", "/kill", "/revive", "/metrics", "/logs", "/shutdown"]
+ENDPOINTS = ["/", "/health", "/stats", "/endpoints", "/scale", "/kill", "/revive", "/fault", "/chaos", "/events",
+             "/stream", "/metrics", "/logs", "/shutdown"]
+DASHBOARD = (importlib.resources.files("fastmock.fleet") / "dashboard.html").read_bytes()
+TRUE = ("1", "true", "yes", "on")
 
 
 class ApiError(Exception):
@@ -51,47 +57,59 @@ def _int_param(query: dict, name: str, example: str, default: int | None = None,
 class ManagementApi:
     """``routes``/``default_route`` for the core Server; ``stopped`` is set by POST /shutdown."""
 
-    def __init__(self, supervisor: Supervisor, token: str | None, seed: int, advertise_host: str) -> None:
+    def __init__(self, supervisor: Supervisor, token: str | None, seed: int, advertise_host: str,
+                 chaos_interval_s: float = 0.25) -> None:
         self.supervisor = supervisor
         self.state = supervisor.state
         self.config = supervisor.config
         self.token = token
+        self.seed = seed
         self.rng = random.Random(seed)
         self.url_host = f"[{advertise_host}]" if ":" in advertise_host else advertise_host
-        self.lock = asyncio.Lock()  # one change at a time: the fleet's size and states stay consistent
+        self.stream_interval_s = chaos_interval_s
+        self.chaos: ChaosRun | None = None
         self.stopped = asyncio.get_running_loop().create_future()
+        # path -> method -> (changes the fleet: needs the token, handler(query, req))
         self.handlers = {
-            "/health": (("GET", "HEAD"), False, self.health),
-            "/stats": (("GET", "HEAD"), False, self.stats),
-            "/endpoints": (("GET", "HEAD"), False, self.endpoints),
-            "/metrics": (("GET", "HEAD"), False, self.metrics),
-            "/logs": (("GET", "HEAD"), False, self.logs),
-            "/scale": (("GET", "POST"), True, self.scale),
-            "/kill": (("GET", "POST"), True, self.kill),
-            "/revive": (("GET", "POST"), True, self.revive),
-            "/shutdown": (("POST",), True, self.shutdown),
+            "/": {"GET": (False, self.dashboard)},
+            "/health": {"GET": (False, self.health)},
+            "/stats": {"GET": (False, self.stats)},
+            "/endpoints": {"GET": (False, self.endpoints)},
+            "/metrics": {"GET": (False, self.metrics)},
+            "/logs": {"GET": (False, self.logs)},
+            "/events": {"GET": (False, self.events)},
+            "/stream": {"GET": (False, self.stream)},
+            "/scale": {"GET": (True, self.scale), "POST": (True, self.scale)},
+            "/kill": {"GET": (True, self.kill), "POST": (True, self.kill)},
+            "/revive": {"GET": (True, self.revive), "POST": (True, self.revive)},
+            "/fault": {"POST": (True, self.fault), "DELETE": (True, self.clear_fault)},
+            "/chaos": {"GET": (False, self.chaos_status), "POST": (True, self.start_chaos),
+                       "DELETE": (True, self.stop_chaos)},
+            "/shutdown": {"POST": (True, self.shutdown)},
         }
         self.routes = []
-        self.default_route = Route("mgmt", handler=self.dispatch, body_limit=65536)
+        self.default_route = Route("mgmt", handler=self.dispatch, body_limit=1 << 20)
 
     def dispatch(self, req):
-        entry = self.handlers.get(req.path)
-        if entry is None:
+        methods = self.handlers.get(req.path)
+        if methods is None:
             return _json({"error": f"no such endpoint: {req.path}", "example": "/stats", "endpoints": ENDPOINTS}, 404)
-        methods, changes, handler = entry
-        if req.method not in methods:
+        entry = methods.get("GET" if req.method == "HEAD" else req.method)
+        if entry is None:
+            allowed = ", ".join(methods)
             return Response(405, orjson.dumps({"error": f"{req.method} not allowed on {req.path}",
-                                               "example": f"{methods[0]} {req.path}"}),
-                            headers=[(b"Allow", ", ".join(methods).encode())])
+                                               "example": f"{next(iter(methods))} {req.path}"}),
+                            headers=[(b"Allow", allowed.encode())])
+        changes, handler = entry
         if changes and self.token is not None and not self._authorized(req):
             return Response(401, orjson.dumps({"error": "missing or wrong bearer token",
                                                "example": "Authorization: Bearer TOKEN"}),
                             headers=[(b"WWW-Authenticate", b'Bearer realm="fastmock fleet"')])
         query = parse_qs(req.query_string, keep_blank_values=True)
         if changes:
-            return self._change(handler, query)
+            return self._change(handler, query, req)
         try:
-            return handler(query)
+            return handler(query, req)
         except ApiError as exc:
             return _json(exc.body, exc.status)
 
@@ -103,10 +121,10 @@ class ManagementApi:
                                                                           self.token.encode())
         return False
 
-    async def _change(self, handler, query) -> Response:
-        async with self.lock:
+    async def _change(self, handler, query, req) -> Response:
+        async with self.supervisor.lock:
             try:
-                return await handler(query)
+                return await handler(query, req)
             except ApiError as exc:
                 return _json(exc.body, exc.status)
             except WorkerGone as exc:
@@ -114,15 +132,20 @@ class ManagementApi:
 
     # --- reading --------------------------------------------------------------------------------------
 
-    def health(self, query) -> Response:
+    def dashboard(self, query, req) -> Response:
+        return Response(200, DASHBOARD, b"text/html; charset=utf-8")
+
+    def health(self, query, req) -> Response:
         return _json({"status": "ok"})
 
-    def stats(self, query) -> Response:
+    def stats(self, query, req) -> Response:
         supervisor, state, config = self.supervisor, self.state, self.config
+        display = supervisor.display_states()
         return _json({
             "current_alive": state.count(ALIVE, supervisor.count),
             "killed": state.count(KILLED, supervisor.count),
             "ports": supervisor.count,
+            "states": {name: display.count(code) for code, name in STATE_NAMES.items()},
             "total_started": state.worker_total("started"),
             "total_killed": state.worker_total("killed"),
             "total_revived": state.worker_total("revived"),
@@ -131,45 +154,60 @@ class ManagementApi:
             "base_port": config.base_port,
             "max_port": config.max_port,
             "workers": len(supervisor.workers),
+            "chaos": self.chaos is not None and self.chaos.describe()["active"],
             "pid": os.getpid(),
             "uptime_s": round(time.time() - supervisor.started_at, 3),
         })
 
-    def endpoints(self, query) -> Response:
+    def endpoints(self, query, req) -> Response:
         example = "/endpoints?limit=1000&offset=0&state=alive&format=text"
         limit = _int_param(query, "limit", example, default=1000, minimum=0)
         offset = _int_param(query, "offset", example, default=0, minimum=0)
         state_name = query.get("state", ["alive"])[-1]
         output = query.get("format", ["text"])[-1]
         if state_name != "all" and state_name not in STATES_BY_NAME:
-            raise ApiError(400, f"state must be alive, killed, failed or all, not {state_name!r}", example)
+            raise ApiError(400, f"state must be {', '.join(STATES_BY_NAME)} or all, not {state_name!r}", example)
         if output not in ("text", "json"):
             raise ApiError(400, f"format must be text or json, not {output!r}", example)
-        states = self.state.states[:self.supervisor.count].tobytes()
+        display = self.supervisor.display_states()
         if state_name == "all":
-            slots = range(len(states))
+            slots = range(len(display))
         else:
             wanted = STATES_BY_NAME[state_name]
-            slots = [slot for slot, value in enumerate(states) if value == wanted]
+            slots = [slot for slot, value in enumerate(display) if value == wanted]
         slots = slots[offset:offset + limit]
         base = self.config.base_port
         if output == "text":
             text = "".join(f"http://{self.url_host}:{base + slot}/health\n" for slot in slots)
             return Response(200, text.encode(), b"text/plain; charset=utf-8")
-        requests = self.state.requests
+        requests, faults, specs = self.state.requests, self.state.faults, self.supervisor.fault_specs
         return _json([{"port": base + slot, "url": f"http://{self.url_host}:{base + slot}/health",
-                       "state": STATE_NAMES[states[slot]], "requests": requests[slot]} for slot in slots])
+                       "state": STATE_NAMES[display[slot]], "fault": specs.get(faults[slot]),
+                       "requests": requests[slot]} for slot in slots])
 
-    def metrics(self, query) -> Response:
+    def metrics(self, query, req) -> Response:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_FleetCollector(self.supervisor))
         ProcessCollector(registry=registry)
         return Response(200, generate_latest(registry), METRICS_CONTENT_TYPE)
 
-    def logs(self, query) -> Response:
+    def logs(self, query, req) -> Response:
         tail = _int_param(query, "tail", "/logs?tail=100", default=100, minimum=0)
         lines = list(recent_log_lines)[-tail:] if tail else []
         return Response(200, "".join(line + "\n" for line in lines).encode(), b"text/plain; charset=utf-8")
+
+    def events(self, query, req) -> Response:
+        """The event log after ``since`` (a seq), as JSON lines, oldest first."""
+        example = "/events?since=0&limit=1000"
+        since = _int_param(query, "since", example, default=0, minimum=0)
+        limit = _int_param(query, "limit", example, default=10000, minimum=1)
+        chosen = [event for event in self.supervisor.events if event["seq"] > since][:limit]
+        return Response(200, b"".join(orjson.dumps(event) + b"\n" for event in chosen), b"application/x-ndjson")
+
+    def stream(self, query, req) -> Response:
+        """Server-Sent Events for the dashboard: a snapshot, then deltas of changed ports and new events."""
+        return Response(200, b"", b"text/event-stream", headers=[(b"Cache-Control", b"no-cache")],
+                        events=DashboardStream(count=0, interval_s=self.stream_interval_s, api=self))
 
     # --- changing -------------------------------------------------------------------------------------
 
@@ -180,11 +218,34 @@ class ManagementApi:
             raise ApiError(404, f"port {port} is not in the fleet (ports {self._range()})", example)
         return port, slot
 
+    def _targets(self, query, example: str) -> list[int]:
+        """The slots named by port=P, ports=A-B, count=K (random, seeded) or all=1."""
+        count = self.supervisor.count
+        if "ports" in query:
+            first, dash, last = query["ports"][-1].partition("-")
+            try:
+                low, high = int(first), int(last if dash else first)
+            except ValueError:
+                raise ApiError(400, f"ports must be a range like 10000-10099, not {query['ports'][-1]!r}",
+                               example) from None
+            base = self.config.base_port
+            if low > high or low < base or high >= base + count:
+                raise ApiError(404, f"ports {low}-{high} are not all in the fleet (ports {self._range()})", example)
+            return list(range(low - base, high - base + 1))
+        if "count" in query:
+            wanted = _int_param(query, "count", example, minimum=1)
+            if wanted > count:
+                raise ApiError(409, f"the fleet has only {count} ports", example, available=count)
+            return sorted(self.rng.sample(range(count), wanted))
+        if query.get("all", [""])[-1].lower() in TRUE:
+            return list(range(count))
+        return [self._slot(query, example)[1]]
+
     def _range(self) -> str:
         base = self.config.base_port
         return f"{base}-{base + self.supervisor.count - 1}" if self.supervisor.count else "none"
 
-    async def scale(self, query) -> Response:
+    async def scale(self, query, req) -> Response:
         example = "/scale?count=100 (or count=-100 to stop the highest 100)"
         count = _int_param(query, "count", example)
         supervisor = self.supervisor
@@ -208,55 +269,156 @@ class ManagementApi:
     def _failed(self, failed: dict[int, str]) -> dict[str, str]:
         return {str(self.config.base_port + slot): reason for slot, reason in failed.items()}
 
-    async def kill(self, query) -> Response:
+    async def kill(self, query, req) -> Response:
         example = "/kill?port=10000 or /kill?count=10"
+        supervisor = self.supervisor
         if "count" in query:
             count = _int_param(query, "count", example, minimum=1)
-            alive = self.state.slots_in(ALIVE, 0, self.supervisor.count)
+            alive = self.state.slots_in(ALIVE, 0, supervisor.count)
             if count > len(alive):
                 raise ApiError(409, f"only {len(alive)} ports are alive", example, available=len(alive))
-            killed = await self._each_worker("kill", sorted(self.rng.sample(alive, count)), "killed")
-            log(f"API: killed {len(killed)} random ports")
+            killed = await supervisor.kill(sorted(self.rng.sample(alive, count)))
+            supervisor.record("api", "kill", killed)
             return _json({"killed": [self.config.base_port + slot for slot in killed]})
         port, slot = self._slot(query, example)
         current = self.state.states[slot]
         if current != ALIVE:
             raise ApiError(409, f"port {port} is {STATE_NAMES[current]}, not alive", example, state=STATE_NAMES[current])
-        reply = await self.supervisor.worker(slot // self.supervisor.per_worker).call("kill", slots=[slot])
-        if slot not in reply["killed"]:  # killed by its own /kill meanwhile
+        if not await supervisor.kill([slot]):  # killed by its own /kill meanwhile
             raise ApiError(409, f"port {port} is already killed", example, state="killed")
-        log(f"API: killed port {port}")
+        supervisor.record("api", "kill", [slot])
         return _json({"port": port, "state": "killed"})
 
-    async def revive(self, query) -> Response:
+    async def revive(self, query, req) -> Response:
         example = "/revive?port=10000 or /revive?all=1"
-        if query.get("all", [""])[-1].lower() in ("1", "true", "yes", "on"):
-            killed = self.state.slots_in(KILLED, 0, self.supervisor.count)
-            revived = await self._each_worker("start", killed, "started", revive=True)
-            failed = sorted(set(killed) - set(revived))
-            log(f"API: revived {len(revived)} ports, {len(failed)} failed to bind")
-            return _json({"revived": len(revived), "failed": [self.config.base_port + slot for slot in failed]})
+        supervisor = self.supervisor
+        if query.get("all", [""])[-1].lower() in TRUE:
+            revived, failed = await supervisor.revive(self.state.slots_in(KILLED, 0, supervisor.count))
+            supervisor.record("api", "revive", revived)
+            return _json({"revived": len(revived), "failed": [self.config.base_port + slot for slot in sorted(failed)]})
         port, slot = self._slot(query, example)
         if self.state.states[slot] == ALIVE:
             raise ApiError(409, f"port {port} is already alive", example, state="alive")
-        reply = await self.supervisor.worker(slot // self.supervisor.per_worker).call("start", slots=[slot],
-                                                                                       revive=True)
-        if reply["failed"]:
-            raise ApiError(503, f"port {port} could not be bound: {reply['failed'][str(slot)]}", example,
-                           state="failed")
-        log(f"API: revived port {port}")
+        revived, failed = await supervisor.revive([slot])
+        if failed:
+            raise ApiError(503, f"port {port} could not be bound: {failed[slot]}", example, state="failed")
+        supervisor.record("api", "revive", revived)
         return _json({"port": port, "state": "alive"})
 
-    async def _each_worker(self, op: str, slots: list[int], key: str, **args) -> list[int]:
-        """Send ``op`` for ``slots`` to their workers at once; the slots their replies list under ``key``."""
-        groups = self.supervisor.by_worker(slots)
-        calls = [self.supervisor.worker(index).call(op, slots=group, **args) for index, group in groups.items()]
-        return [slot for reply in await asyncio.gather(*calls) for slot in reply[key]]
+    async def fault(self, query, req) -> Response:
+        example = f"POST /fault?port=10000&spec=503 (or ports=10000-10099, count=10; spec: {FAULT_EXAMPLE})"
+        spec = query.get("spec", [""])[-1].strip()
+        if not spec:
+            raise ApiError(400, "missing parameter 'spec'", example)
+        slots = self._targets(query, example)
+        try:
+            faulted = await self.supervisor.set_fault(slots, spec)
+        except FaultSpecError as exc:
+            raise ApiError(400, str(exc), example, position=exc.position) from None
+        except FaultTableFull as exc:
+            raise ApiError(409, f"{exc}; clear some (DELETE /fault) before adding new specs", example) from None
+        self.supervisor.record("api", "fault", faulted, spec=spec)
+        display = self.supervisor.display_states()
+        return _json({"ports": [self.config.base_port + slot for slot in faulted], "spec": spec,
+                      "states": sorted({STATE_NAMES.get(display[slot], "alive") for slot in faulted})})
 
-    async def shutdown(self, query) -> Response:
+    async def clear_fault(self, query, req) -> Response:
+        slots = self._targets(query, "DELETE /fault?port=10000 (or ports=10000-10099, all=1)")
+        faults = self.state.faults
+        cleared = await self.supervisor.set_fault([slot for slot in slots if faults[slot]], None)
+        self.supervisor.record("api", "clear", cleared)
+        return _json({"cleared": [self.config.base_port + slot for slot in cleared]})
+
+    def chaos_status(self, query, req) -> Response:
+        return _json(self.chaos.describe() if self.chaos is not None else {"active": False})
+
+    async def start_chaos(self, query, req) -> Response:
+        try:
+            schedule = parse_schedule(req.body.decode("utf-8", "replace"), self.config.base_port,
+                                      self.config.max_port)
+        except ChaosError as exc:
+            raise ApiError(400, str(exc), "rules: [{every: 30s, target: {percent: 1}, action: kill, for: 60s}]",
+                           rule=exc.rule, line=exc.line) from None
+        for rule in schedule.rules:  # every fault spec gets its index now: no half-applied schedule later
+            if rule.spec is not None:
+                try:
+                    self.supervisor.fault_index(rule.spec)
+                except FaultTableFull as exc:
+                    raise ApiError(409, str(exc), "DELETE /fault?all=1") from None
+        await self.start_schedule(schedule)
+        return _json(self.chaos.describe())
+
+    async def start_schedule(self, schedule) -> None:
+        """Replace the running schedule (its pending reverts apply now); the caller holds the lock."""
+        if self.chaos is not None:
+            await self.chaos.stop()
+        self.chaos = ChaosRun(self.supervisor, schedule, self.seed)
+        self.chaos.start()
+        log(f"chaos: schedule of {len(schedule.rules)} rule(s) started (seed {self.chaos.seed})")
+
+    async def stop_chaos(self, query, req) -> Response:
+        if self.chaos is None:
+            raise ApiError(409, "no chaos schedule is running", "POST /chaos")
+        await self.chaos.stop()
+        self.chaos = None
+        log("chaos: schedule stopped")
+        return _json({"active": False})
+
+    async def shutdown(self, query, req) -> Response:
         if not self.stopped.done():
             self.stopped.set_result("POST /shutdown")
         return _json({"status": "stopping", "pid": os.getpid()})
+
+
+class DashboardStream(EventStream):
+    """One dashboard's live view: a ``snapshot`` event, then at each tick a ``delta`` of the ports whose
+    display state changed since (flat [port, code, ...]) with the counts, and the new ``events``."""
+
+    def __init__(self, *, api: ManagementApi, **stream_options) -> None:
+        self.api = api
+        self.shown = None  # the display states this client has
+        self.base = None
+        self.event_seq = api.supervisor.event_seq
+        self.quiet_ticks = 0
+
+    def next_event(self) -> bytes:
+        supervisor = self.api.supervisor
+        display = supervisor.display_states()
+        counts = {name: display.count(code) for code, name in STATE_NAMES.items()}
+        out = []
+        if self.shown is None or len(display) != len(self.shown):
+            out.append(_sse("snapshot", {"base_port": supervisor.config.base_port, "ports": len(display),
+                                         "states": display.decode("latin-1").translate(_DIGITS), "counts": counts,
+                                         "token_required": self.api.token is not None}))
+        elif display != self.shown:
+            changes = []
+            for block in range(0, len(display), 64):  # whole blocks compare at C speed; most are unchanged
+                new = display[block:block + 64]
+                if new != self.shown[block:block + 64]:
+                    old = self.shown[block:block + 64]
+                    changes += [value for i, code in enumerate(new) if code != old[i]
+                                for value in (supervisor.config.base_port + block + i, code)]
+            out.append(_sse("delta", {"changes": changes, "counts": counts}))
+        self.shown = display
+        fresh = [event for event in supervisor.events if event["seq"] > self.event_seq][-50:]
+        if fresh:
+            self.event_seq = fresh[-1]["seq"]
+            out.append(_sse("events", fresh))
+        if out:
+            self.quiet_ticks = 0
+            return b"".join(out)
+        self.quiet_ticks += 1
+        if self.quiet_ticks * self.interval_s >= self.heartbeat_s:
+            self.quiet_ticks = 0
+            return b": heartbeat\n\n"
+        return b""
+
+
+_DIGITS = {code: str(code) for code in range(10)}
+
+
+def _sse(name: str, data) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 class _FleetCollector:
@@ -265,9 +427,11 @@ class _FleetCollector:
 
     def collect(self):
         supervisor, state = self.supervisor, self.supervisor.state
-        ports = GaugeMetricFamily("fastmock_fleet_ports", "Fleet ports by state", labels=["state"])
+        ports = GaugeMetricFamily("fastmock_fleet_ports", "Fleet ports by state (an alive port with a fault: "
+                                  "its category)", labels=["state"])
+        display = supervisor.display_states()
         for value, name in STATE_NAMES.items():
-            ports.add_metric([name], state.count(value, supervisor.count))
+            ports.add_metric([name], display.count(value))
         yield ports
         yield GaugeMetricFamily("fastmock_fleet_workers", "Port worker processes running",
                                 value=len(supervisor.workers))

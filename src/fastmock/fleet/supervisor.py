@@ -7,6 +7,7 @@ process that changes the fleet's size; the workers are the only writers of their
 import asyncio
 import gc
 import os
+import re
 import signal
 import socket
 import sys
@@ -16,13 +17,16 @@ from dataclasses import dataclass
 
 import orjson
 
-from fastmock.fleet.state import ALIVE, FleetState
+from fastmock.faults import fault_category, parse_fault_spec
+from fastmock.fleet.state import ALIVE, DISPLAY_CODES, FleetState
 from fastmock.serve import log
 from fastmock.fleet.worker import CHANNEL_LIMIT, WorkerConfig, run_worker
 
-__all__ = ["FleetConfig", "WorkerGone", "Supervisor"]
+__all__ = ["FleetConfig", "WorkerGone", "Supervisor", "FaultTableFull"]
 
 MAX_PORTS_PER_WORKER = 12500
+MAX_FAULT_SPECS = 255  # distinct specs: a port's fault is one byte
+EVENT_LOG_SIZE = 100000
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class FleetConfig:
     idle_timeout_s: float = 10.0
     header_timeout_s: float = 10.0
     max_connections: int = 262144
+    chaos: object = None  # a chaos.Schedule to run from the start (--chaos FILE)
 
     @property
     def slots(self) -> int:
@@ -60,6 +65,10 @@ def ports_per_worker(count: int, workers: int | None, open_files: int) -> int:
 
 class WorkerGone(Exception):
     """The worker died before it answered; it is being restarted."""
+
+
+class FaultTableFull(Exception):
+    """Every fault index is taken by a distinct spec."""
 
 
 class _Worker:
@@ -91,8 +100,14 @@ class Supervisor:
         self.per_worker = ports_per_worker(config.count, config.workers, open_files)
         self.max_workers = -(-config.slots // self.per_worker)
         self.state = FleetState(config.base_port, config.slots, self.max_workers)
+        self.fault_specs: dict[int, str] = {}  # fault index (the ports' fault byte) -> spec
+        self.fault_indexes: dict[str, int] = {}
+        self.fault_codes = bytearray(256)  # fault index -> display code of its category (DISPLAY_CODES)
+        self.lock = asyncio.Lock()  # one change at a time (API and chaos): sizes and states stay consistent
+        self.events: deque[dict] = deque(maxlen=EVENT_LOG_SIZE)
+        self.event_seq = 0
         self.worker_config = WorkerConfig(config.host, config.idle_timeout_s, config.header_timeout_s,
-                                          config.max_connections)
+                                          config.max_connections, config.seed, self.fault_specs)
         self.count = 0  # slots [0, count) are in the fleet
         self.workers: dict[int, _Worker] = {}
         self.quick_deaths: dict[int, int] = {}
@@ -183,6 +198,70 @@ class Supervisor:
 
     # --- what the API and the CLI call --------------------------------------------------------------
 
+    def record(self, source: str, action: str, slots, **details) -> dict:
+        """Append an applied change to the event log (GET /events) and to the log lines (GET /logs)."""
+        self.event_seq += 1
+        ports = [self.config.base_port + slot for slot in slots]
+        event = {"seq": self.event_seq, "time": round(time.time(), 6), "source": source, "action": action,
+                 **details, "ports": ports}
+        self.events.append(event)
+        shown = ", ".join(map(str, ports[:5])) + (f" and {len(ports) - 5} more" if len(ports) > 5 else "")
+        extra = "".join(f" {key}={value}" for key, value in details.items())
+        log(f"event {self.event_seq}: {source} {action}{extra}: {len(ports)} port(s) {shown}")
+        return event
+
+    def display_states(self) -> bytes:
+        """Per slot in the fleet its display code: absent, alive, killed, failed or its fault's category."""
+        count = self.count
+        states = bytearray(self.state.states[:count])
+        faults = self.state.faults[:count].tobytes()
+        if faults.count(0) != count:
+            codes = self.fault_codes
+            for match in _NONZERO.finditer(faults):
+                slot = match.start()
+                if states[slot] == ALIVE:
+                    states[slot] = codes[faults[slot]]
+        return bytes(states)
+
+    def fault_index(self, spec: str) -> int:
+        """The index of ``spec`` in the fault table (added if new); raises FaultSpecError, FaultTableFull."""
+        index = self.fault_indexes.get(spec)
+        if index is None:
+            parse_fault_spec(spec)
+            if len(self.fault_specs) >= MAX_FAULT_SPECS:
+                raise FaultTableFull(f"{MAX_FAULT_SPECS} distinct fault specs are in use")
+            index = len(self.fault_specs) + 1
+            self.fault_specs[index] = spec
+            self.fault_indexes[spec] = index
+            self.fault_codes[index] = DISPLAY_CODES[fault_category(spec)]
+        return index
+
+    async def _each_worker(self, op: str, slots, key: str, **args) -> list[int]:
+        """Send ``op`` for ``slots`` to their workers at once; the slots their replies list under ``key``."""
+        calls = [self.worker(index).call(op, slots=group, **args) for index, group in self.by_worker(slots).items()]
+        return [slot for reply in await asyncio.gather(*calls) for slot in reply[key]]
+
+    async def kill(self, slots) -> list[int]:
+        """Kill those of ``slots`` that are alive; returns the ones killed."""
+        return await self._each_worker("kill", [slot for slot in slots if self.state.states[slot] == ALIVE],
+                                       "killed")
+
+    async def revive(self, slots) -> tuple[list[int], dict[int, str]]:
+        """Revive those of ``slots`` that are not alive: (revived, {slot: why it failed to bind})."""
+        wanted = [slot for slot in slots if self.state.states[slot] != ALIVE]
+        calls = [self.worker(index).call("start", slots=group, revive=True)
+                 for index, group in self.by_worker(wanted).items()]
+        revived, failed = [], {}
+        for reply in await asyncio.gather(*calls):
+            revived += reply["started"]
+            failed.update({int(slot): reason for slot, reason in reply["failed"].items()})
+        return revived, failed
+
+    async def set_fault(self, slots, spec: str | None) -> list[int]:
+        """Give ``slots`` the fault ``spec`` (None clears it)."""
+        index = self.fault_index(spec) if spec is not None else 0
+        return await self._each_worker("fault", slots, "faulted", index=index, spec=spec)
+
     async def start(self, count: int) -> dict:
         """Add ``count`` ports after the last one; returns the started and failed slots."""
         first = self.count
@@ -229,6 +308,9 @@ class Supervisor:
         for worker in workers:
             if worker.writer is not None:
                 _signal(worker.pid, signal.SIGKILL)
+
+
+_NONZERO = re.compile(rb"[^\x00]")
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -7,6 +7,7 @@ per port) and hands them to uvloop with one shared core Server; /health and /kil
     {"op": "start", "slots": [...], "revive": false}  -> {"started": [...], "failed": {"slot": "reason"}}
     {"op": "kill", "slots": [...]}                      -> {"killed": [...]}
     {"op": "stop", "slots": [...]}                      -> {"stopped": [...]}   (scaled down: ABSENT)
+    {"op": "fault", "slots": [...], "index": k, "spec": "503"}  -> {"faulted": [...]}  (index 0: clear)
     {"op": "exit"}                                      -> the process exits
 
 The first reply, sent unasked, is the result of starting the slots it was forked with.
@@ -20,6 +21,7 @@ import orjson
 import uvloop
 
 from fastmock._core import PortGroup
+from fastmock.faults import parse_fault_spec
 from fastmock.fleet.state import ABSENT, ALIVE, FAILED, KILLED, FleetState
 
 __all__ = ["WorkerConfig", "run_worker"]
@@ -33,11 +35,14 @@ CHANNEL_LIMIT = 16 << 20  # longest command line (a start of 12,500 slots is ~90
 class WorkerConfig:
     """What a worker needs from the fleet's configuration (read-only)."""
 
-    def __init__(self, host: str, idle_timeout_s: float, header_timeout_s: float, max_connections: int) -> None:
+    def __init__(self, host: str, idle_timeout_s: float, header_timeout_s: float, max_connections: int,
+                 seed: int, fault_specs: dict[int, str]) -> None:
         self.host = host
         self.idle_timeout_s = idle_timeout_s
         self.header_timeout_s = header_timeout_s
         self.max_connections = max_connections
+        self.seed = seed  # worker k draws faults from seed + k
+        self.fault_specs = fault_specs  # the supervisor's table as it was at the fork; later ones come with "fault"
 
 
 class PortWorker:
@@ -47,7 +52,13 @@ class PortWorker:
         self.index = index
         self.family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         self.ports = {}  # slot -> FleetPort, for the slots alive here
+        self.plans = {0: None}  # fault index -> FaultPlan, compiled on first use
         self.group = None
+
+    def _plan(self, index: int):
+        if index not in self.plans:
+            self.plans[index] = parse_fault_spec(self.config.fault_specs[index])
+        return self.plans[index]
 
     def _listen(self, port: int) -> socket.socket:
         sock = socket.socket(self.family, socket.SOCK_STREAM)
@@ -80,6 +91,7 @@ class PortWorker:
             await asyncio.sleep(BIND_RETRY_DELAY_S * 2 ** attempt)
         for slot, sock in bound.items():
             port = self.group.port(self.state.base_port + slot, slot)
+            port.plan = self._plan(self.state.faults[slot])
             port.listener = await loop.create_server(port, sock=sock, backlog=BACKLOG)
             self.ports[slot] = port
             states[slot] = ALIVE
@@ -107,7 +119,19 @@ class PortWorker:
                 self._close(slot, ABSENT)
             else:
                 self.state.states[slot] = ABSENT
+            self.state.faults[slot] = 0  # a port added again later starts without a fault
         return {"stopped": slots}
+
+    def fault(self, slots: list[int], index: int, spec: str | None) -> dict:
+        """Give ``slots`` (alive or not) the fault spec ``index``; 0 clears it."""
+        if index:
+            self.config.fault_specs[index] = spec
+        plan = self._plan(index)
+        for slot in slots:
+            self.state.faults[slot] = index
+            if slot in self.ports:
+                self.ports[slot].plan = plan
+        return {"faulted": slots}
 
     def _on_kill(self, port, protocol) -> None:
         """GET /kill on a port: its answer is queued on ``protocol``, which closes once it is sent."""
@@ -118,7 +142,7 @@ class PortWorker:
         config = self.config
         self.group = PortGroup(loop, self.state.requests, self._on_kill, idle_timeout_s=config.idle_timeout_s,
                                header_timeout_s=config.header_timeout_s, max_connections=config.max_connections,
-                               buffer_size=16384)
+                               buffer_size=16384, seed=config.seed + self.index)
         self.group.server.start()
         stopping = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, lambda: stopping.done() or stopping.set_result(None))
@@ -144,6 +168,8 @@ class PortWorker:
                 reply = self.kill(command["slots"])
             elif op == "stop":
                 reply = self.stop(command["slots"])
+            elif op == "fault":
+                reply = self.fault(command["slots"], command["index"], command.get("spec"))
             else:
                 reply = {"error": f"unknown op {op!r}"}
             writer.write(orjson.dumps(reply) + b"\n")

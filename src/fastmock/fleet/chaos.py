@@ -1,0 +1,344 @@
+"""Chaos schedules: seeded rules that kill, revive, fault or clear fleet ports on a timeline.
+
+    seed: 7                      # optional; else the fleet's --seed
+    rules:
+      - name: outages            # optional
+        every: 30s               # optional: repeat (else once); `times: N` caps the repeats
+        after: 10s               # optional: the first occurrence (default 0)
+        jitter: 2s               # optional: each occurrence up to this much later (uniform, seeded)
+        target: {percent: 1}     # or {count: 10}; {ports: 10000-10099} alone or with either
+        action: kill             # kill | revive | clear | {fault: SPEC}
+        for: 60s                 # optional: then undo it (revive what it killed, restore the faults it set)
+
+Occurrence k of a rule is due at ``after + k * every + jitter_k`` seconds after the schedule starts; events
+due at the same time apply in rule order, reverts first. Targets are drawn with one seeded generator in
+that order, so the same schedule, seed and fleet give the same event log (its ``t`` field) every run.
+"""
+
+import asyncio
+import heapq
+import io
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from fastmock.faults import FaultSpecError, parse_fault_spec
+from fastmock.fleet.state import ALIVE, KILLED
+from fastmock.units import parse_duration
+
+__all__ = ["ChaosError", "Rule", "Schedule", "parse_schedule", "ChaosRun"]
+
+ACTIONS = ("kill", "revive", "clear", "fault")
+RULE_KEYS = {"name", "target", "action", "after", "every", "for", "jitter", "times"}
+TARGET_KEYS = {"percent", "count", "ports"}
+EXAMPLE = "rules: [{every: 30s, target: {percent: 1}, action: kill, for: 60s}]"
+
+
+class ChaosError(ValueError):
+    """A schedule that cannot run: ``rule`` is its index (None: the top level), ``line`` 1-based or None."""
+
+    def __init__(self, message: str, rule: int | None = None, line: int | None = None, column: int | None = None):
+        where = f"rule {rule}" if rule is not None else "schedule"
+        at = f" (line {line})" if line else ""
+        super().__init__(f"{where}{at}: {message}")
+        self.rule = rule
+        self.line = line
+        self.column = column
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    action: str
+    spec: str | None            # the fault spec of a `fault` action
+    percent: float | None
+    count: int | None
+    ports: tuple[int, int] | None  # inclusive range
+    after_s: float
+    every_s: float | None
+    for_s: float | None
+    jitter_s: float
+    times: int | None
+
+    def describe(self) -> dict:
+        return {"name": self.name, "action": self.action, "spec": self.spec, "percent": self.percent,
+                "count": self.count, "ports": f"{self.ports[0]}-{self.ports[1]}" if self.ports else None,
+                "after_s": self.after_s, "every_s": self.every_s, "for_s": self.for_s, "jitter_s": self.jitter_s,
+                "times": self.times}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    rules: tuple[Rule, ...]
+    seed: int | None = None
+    source: str = field(default="", compare=False)
+
+
+def parse_schedule(text: str, base_port: int | None = None, max_port: int | None = None) -> Schedule:
+    """Parse YAML (or JSON) text; raises ChaosError naming the rule, the line and the reason."""
+    try:
+        data = YAML(typ="rt").load(io.StringIO(text))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ChaosError(f"not valid YAML: {exc.problem}", line=mark.line + 1, column=mark.column + 1) from None
+    if not isinstance(data, dict) or "rules" not in data:
+        raise ChaosError(f"expected a mapping with 'rules', e.g. {EXAMPLE}", line=1)
+    unknown = set(data) - {"rules", "seed"}
+    if unknown:
+        raise ChaosError(f"unknown key {sorted(unknown)[0]!r} (keys: rules, seed)", line=_line(data, sorted(unknown)[0]))
+    seed = data.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ChaosError(f"seed must be a whole number, not {seed!r}", line=_line(data, "seed"))
+    rules = data["rules"]
+    if not isinstance(rules, list) or not rules:
+        raise ChaosError(f"'rules' must be a non-empty list, e.g. {EXAMPLE}", line=_line(data, "rules"))
+    parsed = tuple(_rule(rule, index, base_port, max_port) for index, rule in enumerate(rules))
+    return Schedule(parsed, seed, text)
+
+
+def _line(node, key=None) -> int | None:
+    try:
+        return (node.lc.key(key)[0] if key is not None else node.lc.line) + 1
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule:
+    def fail(message, key=None):
+        return ChaosError(message, index, _line(node, key) if key is not None else _line(node))
+
+    if not isinstance(node, dict):
+        raise fail(f"a rule is a mapping, e.g. {{every: 30s, target: {{percent: 1}}, action: kill}}")
+    unknown = set(node) - RULE_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise fail(f"unknown key {key!r} (keys: {', '.join(sorted(RULE_KEYS))})", key)
+
+    def duration(key, default=None, positive=False):
+        value = node.get(key)
+        if value is None:
+            return default
+        try:
+            seconds = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                else parse_duration(str(value))
+        except ValueError:
+            raise fail(f"{key}: invalid duration {value!r} (examples: 500ms, 30s, 2m)", key) from None
+        if seconds < 0 or (positive and seconds == 0) or math.isinf(seconds):
+            raise fail(f"{key} must be {'positive' if positive else 'zero or more'}, not {value!r}", key)
+        return seconds
+
+    action = node.get("action")
+    spec = None
+    if isinstance(action, dict) and set(action) == {"fault"}:
+        spec = str(action["fault"])
+        try:
+            parse_fault_spec(spec)
+        except FaultSpecError as exc:
+            raise fail(f"action: {exc}", "action") from None
+        action = "fault"
+    elif action not in ("kill", "revive", "clear"):
+        raise fail(f"action must be kill, revive, clear or {{fault: SPEC}}, not {action!r}", "action")
+
+    target = node.get("target", {})
+    if not isinstance(target, dict) or set(target) - TARGET_KEYS:
+        raise fail("target takes percent, count and ports, e.g. {percent: 1} or {ports: 10000-10099, count: 5}",
+                   "target")
+    if "percent" in target and "count" in target:
+        raise fail("target: give percent or count, not both", "target")
+    percent = target.get("percent")
+    if percent is not None and (isinstance(percent, bool) or not isinstance(percent, (int, float))
+                                or not 0 < percent <= 100):
+        raise fail(f"target.percent must be a number in (0, 100], not {percent!r}", "target")
+    count = target.get("count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise fail(f"target.count must be a whole number >= 1, not {count!r}", "target")
+    ports = None
+    if "ports" in target:
+        first, dash, last = str(target["ports"]).partition("-")
+        try:
+            ports = (int(first), int(last if dash else first))
+        except ValueError:
+            raise fail(f"target.ports must be a port or a range like 10000-10099, not {target['ports']!r}",
+                       "target") from None
+        if ports[0] > ports[1] or (base_port is not None and (ports[0] < base_port or ports[1] > max_port)):
+            raise fail(f"target.ports {ports[0]}-{ports[1]} is not a range within the fleet's "
+                       f"{base_port}-{max_port}", "target")
+
+    every_s = duration("every", positive=True)
+    times = node.get("times")
+    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
+        raise fail(f"times must be a whole number >= 1, not {times!r}", "times")
+    if times is not None and every_s is None:
+        raise fail("times needs every", "times")
+    for_s = duration("for", positive=True)
+    return Rule(name=str(node.get("name", f"rule {index}")), action=action, spec=spec, percent=percent, count=count,
+                ports=ports, after_s=duration("after", 0.0), every_s=every_s, for_s=for_s,
+                jitter_s=duration("jitter", 0.0), times=times)
+
+
+REVERT, OCCURRENCE = 0, 1  # at the same time, reverts come first
+
+
+@dataclass(order=True)
+class _Due:
+    t: float
+    kind: int        # REVERT or OCCURRENCE
+    rule: int
+    seq: int
+    occurrence: int = field(compare=False, default=0)
+    undo: object = field(compare=False, default=None)  # for a revert: what to restore
+
+
+class ChaosRun:
+    """A schedule running on a fleet: ``start()``, ``stop()`` (which applies the pending reverts at once)."""
+
+    def __init__(self, supervisor, schedule: Schedule, seed: int) -> None:
+        self.supervisor = supervisor
+        self.schedule = schedule
+        self.seed = schedule.seed if schedule.seed is not None else seed
+        self.rng = random.Random(self.seed)
+        self.queue: list[_Due] = []
+        self.seq = 0
+        self.task = None
+        self.started_at = 0.0
+        self.started_wall = 0.0
+        for index, rule in enumerate(schedule.rules):
+            self._push(rule.after_s + self._jitter(rule), OCCURRENCE, index, 0)
+
+    def _jitter(self, rule: Rule) -> float:
+        return self.rng.uniform(0, rule.jitter_s) if rule.jitter_s else 0.0
+
+    def _push(self, t: float, kind: int, rule: int, occurrence: int, undo=None) -> None:
+        self.seq += 1
+        heapq.heappush(self.queue, _Due(round(t, 6), kind, rule, self.seq, occurrence, undo))
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.started_at = loop.time()
+        self.started_wall = time.time()
+        self.task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        """Stop: nothing more is applied, except the reverts still pending (now, in order).
+
+        The caller holds the supervisor's lock.
+        """
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+        reverts = sorted(due for due in self.queue if due.kind == REVERT)
+        self.queue.clear()
+        for due in reverts:
+            await self._undo(due, stopped=True)
+
+    def describe(self) -> dict:
+        loop = asyncio.get_running_loop()
+        elapsed = loop.time() - self.started_at
+        upcoming = sorted(self.queue)[:10]
+        rules = self.schedule.rules
+        return {
+            "active": self.task is not None and not self.task.done(), "seed": self.seed,
+            "started_at": round(self.started_wall, 3), "elapsed_s": round(elapsed, 3),
+            "rules": [rule.describe() for rule in rules],
+            "next": [{"t": due.t, "in_s": round(max(0.0, due.t - elapsed), 3), "rule": due.rule,
+                      "name": rules[due.rule].name, "revert": due.kind == REVERT,
+                      "action": _REVERSE[rules[due.rule].action] if due.kind == REVERT else rules[due.rule].action}
+                     for due in upcoming],
+        }
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.queue:
+            wait = self.started_at + self.queue[0].t - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue  # look again: a revert pushed meanwhile may come first
+            due = heapq.heappop(self.queue)
+            async with self.supervisor.lock:
+                if due.kind == OCCURRENCE:
+                    await self._apply(due)
+                else:
+                    await self._undo(due)
+
+    def _candidates(self, rule: Rule) -> tuple[list[int], int]:
+        """(slots the action can change, how many slots the target covers)."""
+        supervisor = self.supervisor
+        base = supervisor.config.base_port
+        first, last = (0, supervisor.count - 1) if rule.ports is None else (rule.ports[0] - base, rule.ports[1] - base)
+        last = min(last, supervisor.count - 1)
+        if last < first:
+            return [], 0
+        states = supervisor.state.states[first:last + 1].tobytes()
+        faults = supervisor.state.faults[first:last + 1].tobytes()
+        if rule.action == "kill":
+            wanted = [i for i, value in enumerate(states) if value == ALIVE]
+        elif rule.action == "revive":
+            wanted = [i for i, value in enumerate(states) if value == KILLED]
+        elif rule.action == "clear":
+            wanted = [i for i, value in enumerate(faults) if value]
+        else:
+            wanted = range(len(states))
+        return [first + i for i in wanted], last - first + 1
+
+    async def _apply(self, due: _Due) -> None:
+        rule = self.schedule.rules[due.rule]
+        supervisor = self.supervisor
+        candidates, covered = self._candidates(rule)
+        if rule.count is not None:
+            n = rule.count
+        elif rule.percent is not None:
+            n = math.ceil(covered * rule.percent / 100)
+        else:
+            n = len(candidates)
+        chosen = sorted(self.rng.sample(candidates, min(n, len(candidates))))
+        undo = None
+        if rule.action == "kill":
+            changed = await supervisor.kill(chosen)
+        elif rule.action == "revive":
+            changed, _ = await supervisor.revive(chosen)
+        else:
+            faults = supervisor.state.faults
+            undo = {slot: faults[slot] for slot in chosen}
+            changed = await supervisor.set_fault(chosen, rule.spec if rule.action == "fault" else None)
+        details = {"rule": due.rule, "name": rule.name, "t": due.t}
+        if rule.spec is not None:
+            details["spec"] = rule.spec
+        supervisor.record("chaos", rule.action, changed, **details)
+        if rule.for_s is not None and changed:
+            self._push(due.t + rule.for_s, REVERT, due.rule, due.occurrence,
+                       undo=(changed, undo, supervisor.state.faults[changed[0]] if undo is not None else None))
+        next_occurrence = due.occurrence + 1
+        if rule.every_s is not None and (rule.times is None or next_occurrence < rule.times):
+            self._push(rule.after_s + next_occurrence * rule.every_s + self._jitter(rule), OCCURRENCE, due.rule,
+                       next_occurrence)
+
+    async def _undo(self, due: _Due, stopped: bool = False) -> None:
+        rule = self.schedule.rules[due.rule]
+        supervisor = self.supervisor
+        slots, previous, index_set = due.undo
+        if rule.action == "kill":
+            changed, _ = await supervisor.revive([s for s in slots if supervisor.state.states[s] == KILLED])
+        elif rule.action == "revive":
+            changed = await supervisor.kill(slots)
+        else:
+            faults = supervisor.state.faults
+            untouched = [slot for slot in slots if faults[slot] == index_set]  # later changes win
+            changed = []
+            for index in sorted({previous[slot] for slot in untouched}):
+                group = [slot for slot in untouched if previous[slot] == index]
+                changed += await supervisor.set_fault(group, supervisor.fault_specs.get(index))
+            changed.sort()
+        details = {"rule": due.rule, "name": rule.name, "t": due.t, "revert": True}
+        if stopped:
+            details["stopped"] = True
+        supervisor.record("chaos", _REVERSE[rule.action], changed, **details)
+
+
+_REVERSE = {"kill": "revive", "revive": "kill", "fault": "restore", "clear": "restore"}
