@@ -294,7 +294,8 @@ class ManagementApi:
         supervisor = self.supervisor
         if query.get("all", [""])[-1].lower() in TRUE:
             revived, failed = await supervisor.revive(self.state.slots_in(KILLED, 0, supervisor.count))
-            supervisor.record("api", "revive", revived)
+            if revived:
+                supervisor.record("api", "revive", revived)
             return _json({"revived": len(revived), "failed": [self.config.base_port + slot for slot in sorted(failed)]})
         port, slot = self._slot(query, example)
         if self.state.states[slot] == ALIVE:
@@ -326,7 +327,8 @@ class ManagementApi:
         slots = self._targets(query, "DELETE /fault?port=10000 (or ports=10000-10099, all=1)")
         faults = self.state.faults
         cleared = await self.supervisor.set_fault([slot for slot in slots if faults[slot]], None)
-        self.supervisor.record("api", "clear", cleared)
+        if cleared:
+            self.supervisor.record("api", "clear", cleared)
         return _json({"cleared": [self.config.base_port + slot for slot in cleared]})
 
     def chaos_status(self, query, req) -> Response:
