@@ -1,0 +1,103 @@
+"""The fleet dashboard in a real headless Chromium: grid, counters, token, click-to-kill, a fault on a selection."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpers import refused, wait_for
+from test_fleet import TOKEN, free_base, start_fleet
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+ARTIFACTS = Path(os.environ.get("FASTMOCK_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+COUNT = 5000
+
+
+def find_chromium():
+    return shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by chromedriver; installed from Debian here when missing and we are root."""
+    chromium, driver = find_chromium()
+    if not (chromium and driver) and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], capture_output=True,
+                       timeout=900)
+        chromium, driver = find_chromium()
+    if not (chromium and driver):
+        pytest.skip("no Chromium: Debian's chromium and chromium-driver are not installed and could not be "
+                    "installed here (apt-get needs root and the package registry)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1400,1000"):
+        options.add_argument(argument)
+    session = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+    session.set_script_timeout(10)
+    yield session
+    session.quit()
+
+
+def text_of(browser, selector):
+    return browser.find_element(By.CSS_SELECTOR, selector).text
+
+
+def count_shown(browser, state):
+    """The counter as the page shows it (read in one step: every delta redraws the counters)."""
+    text = browser.execute_script(f'return document.querySelector(\'[data-state="{state}"] b\')?.textContent')
+    return int(text) if text else None
+
+
+def test_the_dashboard_shows_the_fleet_and_drives_it(browser):
+    base = free_base(COUNT)
+    with start_fleet(COUNT, "--workers", "2", "--token", TOKEN, "--max-port", str(base + COUNT + 99),
+                     base=base, timeout=60) as fleet:
+        browser.get(fleet.url + "/")
+        wait_for(lambda: browser.execute_script("return states.length") == COUNT)
+        wait_for(lambda: count_shown(browser, "alive") == COUNT)
+        assert text_of(browser, "#live") == "live"
+        width, height, cell, cols = browser.execute_script(
+            "return [canvas.width, canvas.height, cell, cols]")
+        assert cols * -(-COUNT // cols) >= COUNT and width == cols * cell and height >= -(-COUNT // cols) * cell
+        # the canvas shows every port: sample the colour of a few cells
+        alive_colour = browser.execute_script(
+            "const d = ctx.getImageData(1, 1, 1, 1).data; return [d[0], d[1], d[2]]")
+        assert alive_colour == [0x2e, 0x7d, 0x32]
+
+        # a token is needed to change anything: the page asks once, and keeps it for the session
+        token_box = browser.find_element(By.ID, "token-box")
+        assert token_box.is_displayed()
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+        assert not token_box.is_displayed()
+        assert browser.execute_script("return sessionStorage.getItem('fastmock-token')") == TOKEN
+
+        # a click on a cell kills that port
+        slot = 123
+        canvas = browser.find_element(By.ID, "grid")
+        x = (slot % cols) * cell + cell // 2 - width // 2
+        y = (slot // cols) * cell + cell // 2 - height // 2
+        ActionChains(browser).move_to_element_with_offset(canvas, x, y).click().perform()
+        wait_for(lambda: refused(base + slot))
+        wait_for(lambda: count_shown(browser, "killed") == 1)
+        assert "kill 1 port(s) " + str(base + slot) in text_of(browser, "#events")
+
+        # a selection typed as a range gets a fault spec
+        browser.find_element(By.ID, "range").send_keys(f"{base + 200}-{base + 209}")
+        browser.find_element(By.ID, "spec").send_keys("503")
+        browser.find_element(By.ID, "apply-fault").click()
+        wait_for(lambda: count_shown(browser, "degraded") == 10)
+        assert httpx.get(f"http://127.0.0.1:{base + 205}/health").status_code == 503
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+        assert (ARTIFACTS / "dashboard.png").stat().st_size > 10000
+        fleet.stop()
