@@ -53,6 +53,10 @@ Any request with X-Fastmock-Fault: SPEC gets that fault (fault language, see --f
                                                   curl -H 'X-Fastmock-Fault: 503:1,ok:1' localhost:8080/health
 /metrics                         Prometheus metrics
 /help                            this text
+
+gRPC on --grpc-port (default 50051; needs fastmock[grpc]): echo.EchoService/Echo and /StreamEcho
+(proto/echo.proto in the package), grpc.health.v1.Health, server reflection
+                                                  grpcurl -plaintext localhost:50051 list
 """
 
 

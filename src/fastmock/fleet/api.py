@@ -58,7 +58,7 @@ class ManagementApi:
     """``routes``/``default_route`` for the core Server; ``stopped`` is set by POST /shutdown."""
 
     def __init__(self, supervisor: Supervisor, token: str | None, seed: int, advertise_host: str,
-                 chaos_interval_s: float = 0.25) -> None:
+                 stream_interval_s: float = 0.25) -> None:
         self.supervisor = supervisor
         self.state = supervisor.state
         self.config = supervisor.config
@@ -66,7 +66,7 @@ class ManagementApi:
         self.seed = seed
         self.rng = random.Random(seed)
         self.url_host = f"[{advertise_host}]" if ":" in advertise_host else advertise_host
-        self.stream_interval_s = chaos_interval_s
+        self.stream_interval_s = stream_interval_s
         self.chaos: ChaosRun | None = None
         self.stopped = asyncio.get_running_loop().create_future()
         # path -> method -> (changes the fleet: needs the token, handler(query, req))

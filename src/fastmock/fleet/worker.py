@@ -33,7 +33,7 @@ CHANNEL_LIMIT = 16 << 20  # longest command line (a start of 12,500 slots is ~90
 
 
 class WorkerConfig:
-    """What a worker needs from the fleet's configuration (read-only)."""
+    """What a worker needs from the fleet's configuration (its copy of the fault table grows by commands)."""
 
     def __init__(self, host: str, idle_timeout_s: float, header_timeout_s: float, max_connections: int,
                  seed: int, fault_specs: dict[int, str]) -> None:
@@ -42,7 +42,7 @@ class WorkerConfig:
         self.header_timeout_s = header_timeout_s
         self.max_connections = max_connections
         self.seed = seed  # worker k draws faults from seed + k
-        self.fault_specs = fault_specs  # the supervisor's table as it was at the fork; later ones come with "fault"
+        self.fault_specs = fault_specs  # the supervisor's table as it was at the fork
 
 
 class PortWorker:
