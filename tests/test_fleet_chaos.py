@@ -308,3 +308,21 @@ def test_a_port_given_no_answer_closes_after_reset(fleet):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert sock.recv(100) == b""  # closed without an answer
+
+
+def test_an_undo_after_scaling_down_leaves_the_removed_ports_alone(fleet):
+    top = fleet.base + 499
+    schedule = (f"rules: [{{target: {{ports: {top - 9}-{top}}}, action: kill, for: 300ms}},"
+                f" {{after: 60s, action: kill}}]")
+    assert fleet.api.post("/chaos", content=schedule, headers=AUTH).status_code == 200
+    wait_for(lambda: states(fleet)["killed"] == 10)
+    assert fleet.api.post("/scale?count=-10", headers=AUTH).status_code == 200
+    time.sleep(0.5)  # past the undo
+    try:
+        assert fleet.stats()["ports"] == 490 and states(fleet)["killed"] == 0
+        assert all(refused(port) for port in range(top - 9, top + 1))  # not brought back by the undo
+        undo = events(fleet)[-1]
+        assert (undo["action"], undo["revert"], undo["ports"]) == ("revive", True, [])
+        assert fleet.api.get("/chaos").json()["active"] is True
+    finally:
+        fleet.api.post("/scale?count=10", headers=AUTH)

@@ -28,6 +28,8 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from fastmock.faults import FaultSpecError, parse_fault_spec
 from fastmock.fleet.state import ALIVE, KILLED
+from fastmock.fleet.supervisor import WorkerGone
+from fastmock.serve import log
 from fastmock.units import parse_duration
 
 __all__ = ["ChaosError", "Rule", "Schedule", "parse_schedule", "ChaosRun"]
@@ -262,10 +264,13 @@ class ChaosRun:
                 continue  # look again: a revert pushed meanwhile may come first
             due = heapq.heappop(self.queue)
             async with self.supervisor.lock:
-                if due.kind == OCCURRENCE:
-                    await self._apply(due)
-                else:
-                    await self._undo(due)
+                try:
+                    if due.kind == OCCURRENCE:
+                        await self._apply(due)
+                    else:
+                        await self._undo(due)
+                except WorkerGone as exc:  # a crashed worker is being restarted: this event is lost
+                    log(f"chaos: {self.schedule.rules[due.rule].name} at t={due.t} skipped: {exc}")
 
     def _candidates(self, rule: Rule) -> tuple[list[int], int]:
         """(slots the action can change, how many slots the target covers)."""
@@ -323,6 +328,7 @@ class ChaosRun:
         rule = self.schedule.rules[due.rule]
         supervisor = self.supervisor
         slots, previous, index_set = due.undo
+        slots = [slot for slot in slots if slot < supervisor.count]  # the fleet may have shrunk since
         if rule.action == "kill":
             changed, _ = await supervisor.revive([s for s in slots if supervisor.state.states[s] == KILLED])
         elif rule.action == "revive":
