@@ -100,6 +100,15 @@ def test_the_dashboard_shows_the_fleet_and_drives_it(browser):
         wait_for(lambda: count_shown(browser, "degraded") == 10)
         assert httpx.get(f"http://127.0.0.1:{base + 205}/health").status_code == 503
 
+        # the chaos panel: its example schedule kills 1 % at once (for 5 s); Stop undoes it at once
+        browser.find_element(By.ID, "chaos-start").click()
+        wait_for(lambda: text_of(browser, "#chaos-status").startswith("running: 1 rule(s)"))
+        wait_for(lambda: count_shown(browser, "killed") == 1 + COUNT // 100)
+        browser.find_element(By.ID, "chaos-stop").click()
+        wait_for(lambda: text_of(browser, "#chaos-status") == "no schedule running")
+        wait_for(lambda: count_shown(browser, "killed") == 1)
+        assert "outages (undo): revive" in text_of(browser, "#events")
+
         ARTIFACTS.mkdir(exist_ok=True)
         assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
         assert (ARTIFACTS / "dashboard.png").stat().st_size > 10000

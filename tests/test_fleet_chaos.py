@@ -142,11 +142,12 @@ def test_a_bad_schedule_is_refused_with_its_rule_and_line(fleet, text, rule, lin
 
 
 def test_a_bad_schedule_leaves_the_running_one_alone(fleet):
-    good = "rules: [{after: 60s, action: kill, target: {count: 1}}]"
+    good = "seed: 0x10\nrules: [{after: 60s, action: kill, target: {percent: 0.5}, every: 1m, times: 2}]"
     assert fleet.api.post("/chaos", content=good, headers=AUTH).status_code == 200
     assert fleet.api.post("/chaos", content="rules: [{action: nope}]", headers=AUTH).status_code == 400
     status = fleet.api.get("/chaos").json()
-    assert status["active"] is True
+    assert status["active"] is True and status["seed"] == 16
+    assert (status["rules"][0]["percent"], status["rules"][0]["times"]) == (0.5, 2)
     assert status["next"][0]["t"] == 60.0 and status["next"][0]["action"] == "kill"
 
 

@@ -99,7 +99,7 @@ def parse_schedule(text: str, base_port: int | None = None, max_port: int | None
     if not isinstance(rules, list) or not rules:
         raise ChaosError(f"'rules' must be a non-empty list, e.g. {EXAMPLE}", line=_line(data, "rules"))
     parsed = tuple(_rule(rule, index, base_port, max_port) for index, rule in enumerate(rules))
-    return Schedule(parsed, seed, text)
+    return Schedule(parsed, None if seed is None else int(seed), text)
 
 
 def _line(node, key=None) -> int | None:
@@ -177,9 +177,11 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
     if times is not None and every_s is None:
         raise fail("times needs every", "times")
     for_s = duration("for", positive=True)
-    return Rule(name=str(node.get("name", f"rule {index}")), action=action, spec=spec, percent=percent, count=count,
+    # plain numbers: ruamel's round-trip scalars are subclasses that orjson does not serialise
+    return Rule(name=str(node.get("name", f"rule {index}")), action=action, spec=spec,
+                percent=None if percent is None else float(percent), count=None if count is None else int(count),
                 ports=ports, after_s=duration("after", 0.0), every_s=every_s, for_s=for_s,
-                jitter_s=duration("jitter", 0.0), times=times)
+                jitter_s=duration("jitter", 0.0), times=None if times is None else int(times))
 
 
 REVERT, OCCURRENCE = 0, 1  # at the same time, reverts come first
