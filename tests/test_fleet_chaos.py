@@ -327,3 +327,37 @@ def test_an_undo_after_scaling_down_leaves_the_removed_ports_alone(fleet):
         assert fleet.api.get("/chaos").json()["active"] is True
     finally:
         fleet.api.post("/scale?count=10", headers=AUTH)
+
+
+def test_ctl_drives_faults_chaos_and_events(fleet, tmp_path):
+    base = fleet.base
+
+    def ctl(*args, check=True):
+        result = subprocess.run([sys.executable, "-m", "fastmock", "ctl", "--url", fleet.server.url, "--token", TOKEN,
+                                 *args], capture_output=True, text=True, timeout=30)
+        assert not check or result.returncode == 0, result.stderr
+        return result
+
+    assert ctl("fault", f"{base}-{base + 4}", "503").stdout.strip() == f"5 port(s) {base}-{base + 4}: 503 (degraded)"
+    assert fleet.health(base + 2).status_code == 503
+    assert "5 degraded" in ctl("status").stdout
+    listed = ctl("endpoints", "--state", "degraded").stdout.splitlines()
+    assert [line.split()[:2] for line in listed[1:]] == [[str(port), "degraded"] for port in range(base, base + 5)]
+    assert ctl("clear").stdout.strip() == "cleared the faults of 5 port(s)"
+    bad = ctl("fault", "10-5", "503", check=False)
+    assert bad.returncode == 2 and "'10-5' is not a port or a range" in bad.stderr
+    assert ctl("fault", str(base), "503:x", check=False).stderr.startswith("Error: expected a weight")
+
+    schedule = tmp_path / "chaos.yaml"
+    schedule.write_text("seed: 4\nrules:\n  - name: later\n    after: 60s\n    action: kill\n")
+    assert ctl("chaos", "start", str(schedule)).stdout.strip() == "chaos schedule started: 1 rule(s), seed 4"
+    status = ctl("chaos").stdout
+    assert "later" in status and "kill" in status
+    assert ctl("chaos", "stop").stdout.strip() == "chaos schedule stopped (pending undos applied)"
+    assert ctl("chaos").stdout.strip() == "no chaos schedule is running"
+    assert ctl("chaos", "start", check=False).returncode == 2
+
+    log = json.loads(ctl("events", "--json").stdout)
+    assert [(event["action"], event["ports"][:1]) for event in log[-2:]] == [("fault", [base]), ("clear", [base])]
+    table = ctl("events", "--since", str(log[-2]["seq"])).stdout.splitlines()
+    assert table[0].split() == ["SEQ", "TIME", "BY", "ACTION", "PORTS", "FIRST"] and len(table) == 2

@@ -146,6 +146,10 @@ def test_shell_session(tmp_path, state_home):
             ("scale 3", "started 3 ports; the fleet has 53"),
             ("status", r"53 ports .*: 53 alive, 0 killed, 0 failed"),
             ("logs --tail 2", "API: scaled up by 3"),
+            (f"fault {base + 2} 503", rf"1 port\(s\) {base + 2}: 503 \(degraded\)"),
+            ("status", r"53 ports .*: 52 alive, 0 killed, 0 failed, 1 degraded"),
+            ("events --since 0", rf"fault\s+1\s+{base + 2}"),
+            ("clear", "cleared the faults of 1 port"),
             ("kill", "the following arguments are required: port"),
             ("kill notaport", "invalid int value: 'notaport'"),
             ("stats now", "stats takes no arguments"),
@@ -157,8 +161,8 @@ def test_shell_session(tmp_path, state_home):
         shell.sendline("help")
         shell.expect(prompt)
         listed = shell.before.split("Documented commands")[1].split()
-        assert {"start", "stop_all", "stats", "endpoints", "kill", "revive", "scale", "status", "logs", "help",
-                "quit", "exit"} <= set(listed)
+        assert {"start", "stop_all", "stats", "endpoints", "kill", "revive", "scale", "status", "logs", "fault",
+                "clear", "events", "help", "quit", "exit"} <= set(listed)
         assert "EOF" not in shell.before
         shell.send("stop_\t")  # tab completion
         shell.expect("stop_all")

@@ -21,6 +21,7 @@ from fastmock.ctl import Console
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.chaos import ChaosError, parse_schedule
 from fastmock.fleet.detach import DetachError, default_paths, start_detached
+from fastmock.fleet.state import STATES_BY_NAME
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
 from fastmock.load import LoadConfig, Progress, run_load, summary_dict, summary_text, write_records
@@ -536,7 +537,7 @@ def stats(console, as_json):
 
 @_fleet_command
 @click.argument("limit", type=click.IntRange(0), default=20)
-@click.option("--state", type=click.Choice(["alive", "killed", "failed", "all"]), default="alive", show_default=True)
+@click.option("--state", type=click.Choice([*STATES_BY_NAME, "all"]), default="alive", show_default=True)
 @json_option
 def endpoints(console, limit, state, as_json):
     """The first LIMIT endpoints (default 20) in a state."""
@@ -565,6 +566,61 @@ def revive(console, port, as_json):
 def scale(console, count, as_json):
     """Start COUNT more ports (negative: stop the highest)."""
     console.scale(count, as_json)
+
+
+class PortRange(click.ParamType):
+    """A port or a range of ports: 10005 or 10000-10099 (kept as text for the API)."""
+
+    name = "ports"
+
+    def convert(self, value, param, ctx):
+        first, dash, last = str(value).partition("-")
+        if not (first.isdigit() and (not dash or last.isdigit())) or int(last if dash else first) < int(first):
+            self.fail(f"{value!r} is not a port or a range like 10000-10099", param, ctx)
+        return str(value)
+
+
+@_fleet_command
+@click.argument("ports", type=PortRange())
+@click.argument("spec")
+@json_option
+def fault(console, ports, spec, as_json):
+    """Give PORTS (a port or A-B) the fault SPEC, e.g. 503 or 'timeout:30,ok:70'."""
+    console.fault(ports, spec, as_json)
+
+
+@_fleet_command
+@click.argument("ports", type=PortRange(), required=False)
+@json_option
+def clear(console, ports, as_json):
+    """Clear the faults of PORTS (a port or A-B), or of every port."""
+    console.clear(ports, as_json)
+
+
+@_fleet_command
+@click.argument("action", type=click.Choice(["status", "start", "stop"]), default="status")
+@click.argument("schedule", type=click.File("r"), required=False)
+@json_option
+def chaos(console, action, schedule, as_json):
+    """The chaos schedule: status (default), start SCHEDULE.yaml ('-': stdin), or stop."""
+    if action == "start":
+        if schedule is None:
+            raise click.UsageError("start needs a schedule file (or - for stdin)")
+        console.start_chaos(schedule.read(), as_json)
+    elif schedule is not None:
+        raise click.UsageError(f"{action} takes no schedule file")
+    elif action == "stop":
+        console.stop_chaos(as_json)
+    else:
+        console.chaos(as_json)
+
+
+@_fleet_command
+@click.option("--since", type=click.IntRange(0), default=0, show_default=True, help="Events after this seq.")
+@json_option
+def events(console, since, as_json):
+    """The fleet's event log: what the API and chaos schedules changed."""
+    console.events(since, as_json)
 
 
 @_fleet_command

@@ -33,9 +33,10 @@ class FleetClient:
         self.token = token
         self.timeout_s = timeout_s
 
-    def _call(self, method: str, path: str, **params) -> bytes:
+    def _call(self, method: str, path: str, body: bytes | None = None, **params) -> bytes:
         query = urllib.parse.urlencode({key: value for key, value in params.items() if value is not None})
-        request = urllib.request.Request(f"{self.url}{path}{'?' + query if query else ''}", method=method)
+        request = urllib.request.Request(f"{self.url}{path}{'?' + query if query else ''}", data=body,
+                                         method=method)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -53,8 +54,8 @@ class FleetClient:
             raise Unreachable(f"cannot reach the fleet at {self.url}: {getattr(reason, 'strerror', None) or reason}") \
                 from None
 
-    def _json(self, method: str, path: str, **params):
-        return json.loads(self._call(method, path, **params))
+    def _json(self, method: str, path: str, body: bytes | None = None, **params):
+        return json.loads(self._call(method, path, body, **params))
 
     def stats(self) -> dict:
         return self._json("GET", "/stats")
@@ -73,6 +74,26 @@ class FleetClient:
 
     def scale(self, count: int) -> dict:
         return self._json("POST", "/scale", count=count)
+
+    def fault(self, ports: str, spec: str) -> dict:
+        """``ports``: a port or a range A-B."""
+        return self._json("POST", "/fault", ports=ports, spec=spec)
+
+    def clear(self, ports: str | None) -> dict:
+        """Clear the faults of a port or range A-B; None: of every port."""
+        return self._json("DELETE", "/fault", ports=ports, all=None if ports else 1)
+
+    def chaos(self) -> dict:
+        return self._json("GET", "/chaos")
+
+    def start_chaos(self, schedule: str) -> dict:
+        return self._json("POST", "/chaos", schedule.encode())
+
+    def stop_chaos(self) -> dict:
+        return self._json("DELETE", "/chaos")
+
+    def events(self, since: int = 0) -> list[dict]:
+        return [json.loads(line) for line in self._call("GET", "/events", since=since).splitlines()]
 
     def logs(self, tail: int = 100) -> str:
         return self._call("GET", "/logs", tail=tail).decode("utf-8", "replace")

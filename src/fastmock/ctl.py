@@ -78,10 +78,47 @@ class Console:
         self._show({"up": True, "url": self.client.url, **stats}, as_json,
                    f"fleet at {self.client.url} is up (pid {stats['pid']}, workers: {stats['workers']}, "
                    f"uptime {stats['uptime_s']:.0f}s)\n"
-                   f"{stats['ports']} ports {stats['base_port']}-{last}: {stats['current_alive']} alive, "
-                   f"{stats['killed']} killed, {stats['bind_failures']} failed; "
-                   f"{stats['requests_total']} requests served")
+                   f"{stats['ports']} ports {stats['base_port']}-{last}: "
+                   + ", ".join(f"{count} {state}" for state, count in stats["states"].items()
+                               if count or state in ("alive", "killed", "failed"))
+                   + f"; {stats['requests_total']} requests served"
+                   + ("; a chaos schedule is running" if stats["chaos"] else ""))
         return True
+
+    def fault(self, ports: str, spec: str, as_json: bool = False) -> None:
+        reply = self.client.fault(ports, spec)
+        self._show(reply, as_json, f"{len(reply['ports'])} port(s) {ports}: {spec} ({', '.join(reply['states'])})")
+
+    def clear(self, ports: str | None, as_json: bool = False) -> None:
+        reply = self.client.clear(ports)
+        self._show(reply, as_json, f"cleared the faults of {len(reply['cleared'])} port(s)")
+
+    def chaos(self, as_json: bool = False) -> None:
+        status = self.client.chaos()
+        if not status["active"]:
+            self._show(status, as_json, "no chaos schedule is running")
+            return
+        rows = [[due["in_s"], due["name"], due["action"] + (" (undo)" if due["revert"] else "")]
+                for due in status["next"]]
+        self._show(status, as_json, f"chaos schedule running for {status['elapsed_s']:.0f}s "
+                                    f"({len(status['rules'])} rule(s), seed {status['seed']}); next:\n"
+                                    + table(rows, ["IN_S", "RULE", "ACTION"]))
+
+    def start_chaos(self, schedule: str, as_json: bool = False) -> None:
+        status = self.client.start_chaos(schedule)
+        self._show(status, as_json, f"chaos schedule started: {len(status['rules'])} rule(s), seed {status['seed']}")
+
+    def stop_chaos(self, as_json: bool = False) -> None:
+        self._show(self.client.stop_chaos(), as_json, "chaos schedule stopped (pending undos applied)")
+
+    def events(self, since: int = 0, as_json: bool = False) -> None:
+        events = self.client.events(since)
+        rows = [[event["seq"], time.strftime("%H:%M:%S", time.localtime(event["time"])),
+                 event.get("name", event["source"]), event["action"] + (" (undo)" if event.get("revert") else ""),
+                 len(event["ports"]), " ".join(map(str, event["ports"][:5])) + (" …" if len(event["ports"]) > 5 else "")]
+                for event in events]
+        self._show(events, as_json, table(rows, ["SEQ", "TIME", "BY", "ACTION", "PORTS", "FIRST"]) if rows
+                   else "no events")
 
     def logs(self, tail: int = 100) -> None:
         self.echo(self.client.logs(tail).rstrip("\n"))

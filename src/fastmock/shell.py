@@ -12,6 +12,7 @@ import urllib.parse
 from fastmock.client import FleetClient, FleetError
 from fastmock.ctl import Console
 from fastmock.fleet.detach import DetachError, default_paths, start_detached, state_dir
+from fastmock.fleet.state import STATES_BY_NAME
 
 __all__ = ["FleetShell", "run_shell"]
 
@@ -52,6 +53,9 @@ class FleetShell(cmd.Cmd):
             "revive": _parser("revive", "Bring a killed port back."),
             "scale": _parser("scale", "Start N more ports, or stop the highest -N."),
             "logs": _parser("logs", "The fleet's last log lines."),
+            "fault": _parser("fault", "Give ports (a port or A-B) a fault spec."),
+            "clear": _parser("clear", "Clear the faults of ports (a port or A-B), or of every port."),
+            "events": _parser("events", "The fleet's event log."),
         }
         start = self.parsers["start"]
         start.add_argument("n", type=int, help="how many ports")
@@ -59,11 +63,15 @@ class FleetShell(cmd.Cmd):
         start.add_argument("--max-port", type=int, default=60000)
         endpoints = self.parsers["endpoints"]
         endpoints.add_argument("limit", type=int, nargs="?", default=20)
-        endpoints.add_argument("--state", choices=["alive", "killed", "failed", "all"], default="alive")
+        endpoints.add_argument("--state", choices=[*STATES_BY_NAME, "all"], default="alive")
         self.parsers["kill"].add_argument("port", type=int)
         self.parsers["revive"].add_argument("port", type=int)
         self.parsers["scale"].add_argument("n", type=int, help="ports to add (negative: to stop)")
         self.parsers["logs"].add_argument("--tail", type=int, default=50)
+        self.parsers["fault"].add_argument("ports")
+        self.parsers["fault"].add_argument("spec")
+        self.parsers["clear"].add_argument("ports", nargs="?")
+        self.parsers["events"].add_argument("--since", type=int, default=0)
 
     def _echo(self, text: str) -> None:
         self.stdout.write(text + "\n")
@@ -113,7 +121,7 @@ class FleetShell(cmd.Cmd):
         self._run("stats", line, lambda args: self.console.stats())
 
     def do_endpoints(self, line):
-        """endpoints [limit] [--state alive|killed|failed|all]: list endpoints"""
+        """endpoints [limit] [--state alive|killed|failed|degraded|slow|flaky|all]: list endpoints"""
         self._run("endpoints", line, lambda args: self.console.endpoints(args.limit, args.state))
 
     def do_kill(self, line):
@@ -135,6 +143,18 @@ class FleetShell(cmd.Cmd):
     def do_logs(self, line):
         """logs [--tail N]: the fleet's last log lines"""
         self._run("logs", line, lambda args: self.console.logs(args.tail))
+
+    def do_fault(self, line):
+        """fault <port|A-B> <spec>: give ports a fault spec, e.g. fault 10000-10009 503"""
+        self._run("fault", line, lambda args: self.console.fault(args.ports, args.spec))
+
+    def do_clear(self, line):
+        """clear [port|A-B]: clear the faults of those ports (of every port without one)"""
+        self._run("clear", line, lambda args: self.console.clear(args.ports))
+
+    def do_events(self, line):
+        """events [--since SEQ]: what the API and chaos schedules changed"""
+        self._run("events", line, lambda args: self.console.events(args.since))
 
     def do_quit(self, line):
         """quit: leave the shell (the fleet keeps running)"""
