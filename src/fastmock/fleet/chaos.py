@@ -263,9 +263,11 @@ class ChaosRun:
             wait = self.started_at + self.queue[0].t - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-                continue  # look again: a revert pushed meanwhile may come first
-            due = heapq.heappop(self.queue)
+                continue  # timers have millisecond resolution and may fire a little early: look again
             async with self.supervisor.lock:
+                if not self.queue:
+                    return
+                due = heapq.heappop(self.queue)  # popped under the lock: stop() sees every pending undo
                 try:
                     if due.kind == OCCURRENCE:
                         await self._apply(due)
