@@ -23,7 +23,6 @@ import httpx
 import pytest
 
 from fastmock.cli import cli
-from helpers import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

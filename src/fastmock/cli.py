@@ -21,6 +21,7 @@ from fastmock.ctl import Console
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.chaos import ChaosError, parse_schedule
 from fastmock.fleet.detach import DetachError, default_paths, start_detached
+from fastmock.fleet.ports import parse_port_range
 from fastmock.fleet.state import STATES_BY_NAME
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
@@ -294,33 +295,29 @@ def _detach(config, pid_file, log_file) -> None:
                f"  {ctl} stop")
 
 
-class UpstreamUrl(click.ParamType):
-    name = "URL"
+class Parsed(click.ParamType):
+    """A value that ``parse`` turns into a tuple; its ValueError is the usage error."""
+
+    def __init__(self, name: str, parse, envvar_list_splitter: str | None = None) -> None:
+        self.name = name
+        self.parse = parse
+        self.envvar_list_splitter = envvar_list_splitter
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
         try:
-            return parse_upstream(value)
+            return self.parse(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
-class HeaderLine(click.ParamType):
-    name = "'NAME: VALUE'"
-    envvar_list_splitter = "\n"  # several headers in one variable go on separate lines
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_header(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+UPSTREAM_URL = Parsed("URL", parse_upstream)
+HEADER_LINE = Parsed("'NAME: VALUE'", parse_header, envvar_list_splitter="\n")  # several headers: one per line
 
 
 @cli.command()
-@click.option("--upstream", type=UpstreamUrl(), required=True, envvar=["FASTMOCK_PROXY_UPSTREAM", "UPSTREAM_BASE_URL"],
+@click.option("--upstream", type=UPSTREAM_URL, required=True, envvar=["FASTMOCK_PROXY_UPSTREAM", "UPSTREAM_BASE_URL"],
               help="Where requests go: http://HOST[:PORT] (env UPSTREAM_BASE_URL).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
@@ -333,7 +330,7 @@ class HeaderLine(click.ParamType):
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               envvar=["FASTMOCK_PROXY_DROP_RATE", "PROXY_DROP_RATE"],
               help="Fraction of requests answered 503 without forwarding (env PROXY_DROP_RATE).")
-@click.option("--header", "headers", type=HeaderLine(), multiple=True,
+@click.option("--header", "headers", type=HEADER_LINE, multiple=True,
               envvar=["FASTMOCK_PROXY_HEADER", "PROXY_MOD_HEADER"],
               help="A header added to upstream requests (repeatable; env PROXY_MOD_HEADER).")
 @click.option("--fault", "faults", type=FaultRule(), multiple=True, metavar="PREFIX=SPEC",
@@ -397,7 +394,7 @@ class LoadUrl(click.ParamType):
 @click.option("--rate", type=click.FloatRange(0, min_open=True), default=None,
               help="Open loop: this many requests per second, latency measured from each one's scheduled time.")
 @click.option("-m", "--method", default="GET", show_default=True, help="Request method.")
-@click.option("-H", "--header", "headers", type=HeaderLine(), multiple=True, help="'Name: value' (repeatable).")
+@click.option("-H", "--header", "headers", type=HEADER_LINE, multiple=True, help="'Name: value' (repeatable).")
 @click.option("--body", default=None, help="Request body.")
 @click.option("--body-file", type=click.File("rb"), default=None, help="Request body from a file.")
 @click.option("--timeout", type=Duration(minimum=0.001), default="30s", show_default=True,
@@ -574,9 +571,10 @@ class PortRange(click.ParamType):
     name = "ports"
 
     def convert(self, value, param, ctx):
-        first, dash, last = str(value).partition("-")
-        if not (first.isdigit() and (not dash or last.isdigit())) or int(last if dash else first) < int(first):
-            self.fail(f"{value!r} is not a port or a range like 10000-10099", param, ctx)
+        try:
+            parse_port_range(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
         return str(value)
 
 

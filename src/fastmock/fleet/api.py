@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from fastmock._core import EventStream, Response, Route
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError
 from fastmock.fleet.chaos import ChaosError, ChaosRun, parse_schedule
+from fastmock.fleet.ports import parse_port_range
 from fastmock.fleet.state import ALIVE, FAILED, KILLED, STATE_NAMES, STATES_BY_NAME
 from fastmock.fleet.supervisor import FaultTableFull, Supervisor, WorkerGone
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -222,14 +223,13 @@ class ManagementApi:
         """The slots named by port=P, ports=A-B, count=K (random, seeded) or all=1."""
         count = self.supervisor.count
         if "ports" in query:
-            first, dash, last = query["ports"][-1].partition("-")
             try:
-                low, high = int(first), int(last if dash else first)
+                low, high = parse_port_range(query["ports"][-1])
             except ValueError:
                 raise ApiError(400, f"ports must be a range like 10000-10099, not {query['ports'][-1]!r}",
                                example) from None
             base = self.config.base_port
-            if low > high or low < base or high >= base + count:
+            if low < base or high >= base + count:
                 raise ApiError(404, f"ports {low}-{high} are not all in the fleet (ports {self._range()})", example)
             return list(range(low - base, high - base + 1))
         if "count" in query:

@@ -27,6 +27,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from fastmock.faults import FaultSpecError, parse_fault_spec
+from fastmock.fleet.ports import parse_port_range
 from fastmock.fleet.state import ALIVE, KILLED
 from fastmock.fleet.supervisor import WorkerGone
 from fastmock.serve import log
@@ -114,7 +115,7 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
         return ChaosError(message, index, _line(node, key) if key is not None else _line(node))
 
     if not isinstance(node, dict):
-        raise fail(f"a rule is a mapping, e.g. {{every: 30s, target: {{percent: 1}}, action: kill}}")
+        raise fail("a rule is a mapping, e.g. {every: 30s, target: {percent: 1}, action: kill}")
     unknown = set(node) - RULE_KEYS
     if unknown:
         key = sorted(unknown)[0]
@@ -160,13 +161,11 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
         raise fail(f"target.count must be a whole number >= 1, not {count!r}", "target")
     ports = None
     if "ports" in target:
-        first, dash, last = str(target["ports"]).partition("-")
         try:
-            ports = (int(first), int(last if dash else first))
-        except ValueError:
-            raise fail(f"target.ports must be a port or a range like 10000-10099, not {target['ports']!r}",
-                       "target") from None
-        if ports[0] > ports[1] or (base_port is not None and (ports[0] < base_port or ports[1] > max_port)):
+            ports = parse_port_range(target["ports"])
+        except ValueError as exc:
+            raise fail(f"target.ports: {exc}", "target") from None
+        if base_port is not None and (ports[0] < base_port or ports[1] > max_port):
             raise fail(f"target.ports {ports[0]}-{ports[1]} is not a range within the fleet's "
                        f"{base_port}-{max_port}", "target")
 

@@ -1,9 +1,17 @@
 """The fleet's port range against the kernel's ephemeral range (client sockets take ports from it)."""
 
-__all__ = ["ephemeral_overlap", "fix_command", "PortReservation"]
+__all__ = ["parse_port_range", "ephemeral_overlap", "fix_command", "PortReservation"]
 
 PORT_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 RESERVED_FILE = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """``"10005"`` or ``"10000-10099"`` → (low, high); ValueError unless it is one port or a rising range."""
+    first, dash, last = str(text).strip().partition("-")
+    if not (first.isdigit() and (not dash or last.isdigit())) or int(last if dash else first) < int(first):
+        raise ValueError(f"{text!r} is not a port or a range like 10000-10099")
+    return int(first), int(last if dash else first)
 
 
 def _parse_ranges(text: str) -> list[tuple[int, int]]:
