@@ -376,10 +376,9 @@ class DashboardStream(EventStream):
     """One dashboard's live view: a ``snapshot`` event, then at each tick a ``delta`` of the ports whose
     display state changed since (flat [port, code, ...]) with the counts, and the new ``events``."""
 
-    def __init__(self, *, api: ManagementApi, **stream_options) -> None:
+    def __init__(self, *, api: ManagementApi, **stream_options) -> None:  # the options went to __cinit__
         self.api = api
         self.shown = None  # the display states this client has
-        self.base = None
         self.event_seq = api.supervisor.event_seq
         self.quiet_ticks = 0
 

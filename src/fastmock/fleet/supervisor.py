@@ -251,11 +251,7 @@ class Supervisor:
         wanted = [slot for slot in slots if self.state.states[slot] != ALIVE]
         calls = [self.worker(index).call("start", slots=group, revive=True)
                  for index, group in self.by_worker(wanted).items()]
-        revived, failed = [], {}
-        for reply in await asyncio.gather(*calls):
-            revived += reply["started"]
-            failed.update({int(slot): reason for slot, reason in reply["failed"].items()})
-        return revived, failed
+        return _merge_starts(await asyncio.gather(*calls))
 
     async def set_fault(self, slots, spec: str | None) -> list[int]:
         """Give ``slots`` the fault ``spec`` (None clears it)."""
@@ -272,10 +268,7 @@ class Supervisor:
                 results.append(self.worker(index).call("start", slots=slots))
             else:
                 results.append(self._spawn(index, slots, revive=False))
-        started, failed = [], {}
-        for result in await asyncio.gather(*results):
-            started += result["started"]
-            failed.update({int(slot): reason for slot, reason in result["failed"].items()})
+        started, failed = _merge_starts(await asyncio.gather(*results))
         return {"started": started, "failed": failed}
 
     async def shrink(self, count: int) -> None:
@@ -311,6 +304,15 @@ class Supervisor:
 
 
 _NONZERO = re.compile(rb"[^\x00]")
+
+
+def _merge_starts(replies) -> tuple[list[int], dict[int, str]]:
+    """The workers' replies to "start" as one (started slots, {slot: why it failed to bind})."""
+    started, failed = [], {}
+    for reply in replies:
+        started += reply["started"]
+        failed.update({int(slot): reason for slot, reason in reply["failed"].items()})
+    return started, failed
 
 
 def _signal(pid: int, signum: int) -> None:
