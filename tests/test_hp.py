@@ -119,6 +119,18 @@ def test_delay_waits_then_echoes(hp):
     assert 0.29 < elapsed < 2
 
 
+def test_a_delay_is_never_cut_short(hp):
+    # the event loop's clock has millisecond steps; a promised delay must still be a lower bound (the
+    # server's own request log times it, without the client's overhead that would hide a short delay)
+    with httpx.Client(base_url=hp.url) as client:
+        for _ in range(60):
+            assert client.get("/delay/3?never-cut-short").status_code == 200
+        logged = client.get("/getlogs?limit=1000").json()
+    waited = [entry["latency_ms"] for entry in logged if entry["path"] == "/delay/3?never-cut-short"]
+    assert len(waited) == 60
+    assert min(waited) >= 3
+
+
 def test_delay_reads_the_body_slowly(hp):
     start = time.monotonic()
     response = httpx.post(f"{hp.url}/delay/0/200", content=b"b" * (4 * 65536), timeout=10)

@@ -29,6 +29,16 @@ cdef inline double _now():
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
+def _call_later_at_least(loop, double delay_s, callback, *args):
+    """``loop.call_later`` that never fires before ``delay_s`` has passed on the real clock.
+
+    uvloop's clock is whole milliseconds, read at the start of the loop's iteration, so a plain
+    call_later(0.05) may fire after 49 ms; a promised delay (/delay, a fault's delay, the proxy's
+    --delay-ms) adds that lag and rounds up to the millisecond.
+    """
+    return loop.call_later(ceil((delay_s + _now() - loop.time()) * 1000) / 1000, callback, *args)
+
+
 # The loop-wide coarse clock, advanced by each Server tick: per-read activity stamps use it because
 # clock_gettime costs ~7% of a pipelined /health run on this VM (no vDSO-fast TSC).
 cdef double g_now = _now()
@@ -403,7 +413,7 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _respond_later(self, Response response) except -1:
         """The response asks for a delay: the parser waits until _finish_delayed sends it."""
         self.phase = 1
-        self.delay_handle = self.server.loop.call_later(response.delay_s, self._finish_delayed, response)
+        self.delay_handle = _call_later_at_least(self.server.loop, response.delay_s, self._finish_delayed, response)
         return 1
 
     cdef object _call_handler(self):
@@ -424,8 +434,8 @@ cdef class ServerProtocol(ParserHandler):
         """The request drew a fault: wait its delay, then apply it."""
         if self.fault_delay_s > 0:
             self.phase = 1
-            self.delay_handle = self.server.loop.call_later(min(self.fault_delay_s, self.server.max_hang_s),
-                                                            self._fault_after_delay)
+            self.delay_handle = _call_later_at_least(self.server.loop, min(self.fault_delay_s, self.server.max_hang_s),
+                                                     self._fault_after_delay)
             return 1
         self._apply_fault()
         return 1 if self.closing or self.phase else 0
@@ -450,7 +460,7 @@ cdef class ServerProtocol(ParserHandler):
                 # hold: nothing is sent until the client leaves, the timeout's own duration or --max-hang
                 hold_s = self.fault.arg if 0 < self.fault.arg < self.server.max_hang_s else self.server.max_hang_s
                 self.phase = 1
-                self.delay_handle = self.server.loop.call_later(hold_s, self._end_hold)
+                self.delay_handle = _call_later_at_least(self.server.loop, hold_s, self._end_hold)
             self.fault = NULL
             return 0
         if route.static is not None:

@@ -234,7 +234,7 @@ cdef class ProxyProtocol(ServerProtocol):
         # never from inside the parser's callback: _forward resumes the parser, which must be paused first
         if self.wait_s > 0:
             proxy.delayed += 1
-            self.delay_handle = proxy.loop.call_later(self.wait_s, self._connect)
+            self.delay_handle = _call_later_at_least(proxy.loop, self.wait_s, self._connect)
         else:
             self.delay_handle = proxy.loop.call_soon(self._connect)
         return 1
