@@ -52,6 +52,15 @@ def test_counts_are_exact(hp, tmp_path):
     assert 0 < latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p99.9"] <= latency["max"]
 
 
+def test_closed_loop_keeps_every_connection_busy(hp, tmp_path):
+    # Little's law: requests in flight = rate x mean latency, and -c 10 means 10 outstanding requests
+    summary, text = load_summary(tmp_path, f"{hp.url}/delay/20", "-n", 300, "-c", 10)
+    mean_s = summary["latency_ms"]["mean"] / 1000
+    assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["mean"] * 1.1
+    assert 9 <= summary["rps"] * mean_s <= 10.2
+    assert f"mean {summary['latency_ms']['mean']:.3f}ms" in text
+
+
 def test_statuses_match_the_servers_seeded_choices(tmp_path):
     with start_server("hp", "--port", "0", "--mem-interval", "0", "--seed", "21") as server:
         summary, _ = load_summary(tmp_path, f"{server.url}/status/200:0.7,500:0.3", "-n", 2000, "-c", 1)

@@ -164,7 +164,7 @@ def summary_text(summary: dict) -> str:
         f"  statuses   {statuses}",
         f"  errors     {errors}",
         f"  retries    {summary['retries']}",
-        "  latency    " + "  ".join(f"{key} {value:.3f}ms" for key, value in latency.items() if key != "mean"),
+        "  latency    " + "  ".join(f"{key} {value:.3f}ms" for key, value in latency.items()),
     ])
 
 
