@@ -56,7 +56,6 @@ def test_closed_loop_keeps_every_connection_busy(hp, tmp_path):
     # Little's law: requests in flight = rate x mean latency, and -c 10 means 10 outstanding requests
     summary, text = load_summary(tmp_path, f"{hp.url}/delay/20", "-n", 300, "-c", 10)
     mean_s = summary["latency_ms"]["mean"] / 1000
-    assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["mean"] * 1.1
     assert 9 <= summary["rps"] * mean_s <= 10.2
     assert f"mean {summary['latency_ms']['mean']:.3f}ms" in text
 
