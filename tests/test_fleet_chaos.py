@@ -183,8 +183,10 @@ rules:
     assert log[-1]["stopped"] is True
 
 
-def events(fleet, skip=0):
-    return [json.loads(line) for line in fleet.api.get("/events").text.splitlines()][skip:]
+def events(fleet, skip=0, since=None):
+    """The event log as dicts: all of it, or those after seq ``since``; the first ``skip`` dropped."""
+    query = "" if since is None else f"?since={since}"
+    return [json.loads(line) for line in fleet.api.get(f"/events{query}").text.splitlines()][skip:]
 
 
 def test_the_event_log_has_api_changes_and_filters_by_seq(fleet):
@@ -195,12 +197,8 @@ def test_the_event_log_has_api_changes_and_filters_by_seq(fleet):
     kill, fault = log[-2], log[-1]
     assert (kill["source"], kill["action"], kill["ports"]) == ("api", "kill", [base + 7])
     assert (fault["action"], fault["spec"], fault["ports"]) == ("fault", "500", [base + 8])
-    assert events_after(fleet, kill["seq"]) == [fault]
+    assert events(fleet, since=kill["seq"]) == [fault]
     assert f"event {fault['seq']}: api fault" in fleet.api.get("/logs").text
-
-
-def events_after(fleet, seq):
-    return [json.loads(line) for line in fleet.api.get(f"/events?since={seq}").text.splitlines()]
 
 
 SEEDED = """\
