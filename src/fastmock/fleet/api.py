@@ -141,12 +141,11 @@ class ManagementApi:
 
     def stats(self, query, req) -> Response:
         supervisor, state, config = self.supervisor, self.state, self.config
-        display = supervisor.display_states()
         return _json({
             "current_alive": state.count(ALIVE, supervisor.count),
             "killed": state.count(KILLED, supervisor.count),
             "ports": supervisor.count,
-            "states": {name: display.count(code) for code, name in STATE_NAMES.items()},
+            "states": _state_counts(supervisor.display_states()),
             "total_started": state.worker_total("started"),
             "total_killed": state.worker_total("killed"),
             "total_revived": state.worker_total("revived"),
@@ -385,7 +384,7 @@ class DashboardStream(EventStream):
     def next_event(self) -> bytes:
         supervisor = self.api.supervisor
         display = supervisor.display_states()
-        counts = {name: display.count(code) for code, name in STATE_NAMES.items()}
+        counts = _state_counts(display)
         out = []
         if self.shown is None or len(display) != len(self.shown):
             out.append(_sse("snapshot", {"base_port": supervisor.config.base_port, "ports": len(display),
@@ -418,6 +417,11 @@ class DashboardStream(EventStream):
 _DIGITS = {code: str(code) for code in range(10)}
 
 
+def _state_counts(display: bytes) -> dict[str, int]:
+    """Ports per display state name, from ``Supervisor.display_states()``."""
+    return {name: display.count(code) for code, name in STATE_NAMES.items()}
+
+
 def _sse(name: str, data) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
@@ -430,9 +434,8 @@ class _FleetCollector:
         supervisor, state = self.supervisor, self.supervisor.state
         ports = GaugeMetricFamily("fastmock_fleet_ports", "Fleet ports by state (an alive port with a fault: "
                                   "its category)", labels=["state"])
-        display = supervisor.display_states()
-        for value, name in STATE_NAMES.items():
-            ports.add_metric([name], display.count(value))
+        for name, count in _state_counts(supervisor.display_states()).items():
+            ports.add_metric([name], count)
         yield ports
         yield GaugeMetricFamily("fastmock_fleet_workers", "Port worker processes running",
                                 value=len(supervisor.workers))
