@@ -15,6 +15,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 import asyncio
 import collections
 import logging
+import mmap
 import struct
 import time
 from socket import SOL_SOCKET, SO_LINGER

@@ -1,11 +1,13 @@
 """The response writer, validated by h11 as a strict client."""
 
+import ctypes
+import mmap
 import time
 
 import h11
 import pytest
 
-from fastmock._core import StaticResponse, error_response, refresh_date, render
+from fastmock._core import StaticResponse, error_response, pattern_buffer, refresh_date, render
 
 
 def parse_response(data, method="GET"):
@@ -87,3 +89,13 @@ def test_static_response_is_rebuilt_when_the_date_changes():
     assert second != first and second.endswith(b'{"status":"ok"}')
     assert parse_response(static.bytes_for(keep_alive=False))[0].status_code == 200
     assert parse_response(static.bytes_for(head_only=True), method="HEAD")[1] == b""
+
+
+def test_pattern_buffer_is_read_only_page_aligned_and_one_piece_plus_a_pattern_long():
+    pattern = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    view = pattern_buffer(1 << 20)
+    assert view.readonly
+    assert len(view) == 1048572 + 36  # the piece is rounded down to whole patterns
+    assert view == pattern * (len(view) // 36)
+    # page-aligned, not at a bytes object's 48-byte offset: see docs/architecture.md ("/bin")
+    assert ctypes.addressof(ctypes.c_char.from_buffer(view.obj)) % mmap.PAGESIZE == 0
