@@ -1,6 +1,6 @@
 /* How fast `rep movsb` (the kernel's copy into socket buffers on CPUs with FSRM) copies 32 KiB pieces
  * for each distance (dst - src) mod 4096 from 0 to 63 bytes; docs/architecture.md ("Streamed bodies")
- * explains why /bin cares. On the AMD EPYC (Zen 3) dev host: ~26 GB/s at 0 and 32..63, ~3 GB/s at 1..31.
+ * explains why /bin cares. On the AMD EPYC (Zen 3) dev host: 21-26 GB/s at 0 and 32..63, ~3 GB/s at 1..31.
  *
  *   gcc -O2 -o /tmp/copy_alignment benchmarks/copy_alignment.c && taskset -c 0 /tmp/copy_alignment
  */

@@ -173,8 +173,8 @@ def pattern_buffer(Py_ssize_t size):
     """
     cdef Py_ssize_t piece = max(PATTERN_LEN, size // PATTERN_LEN * PATTERN_LEN)
     data = PATTERN * (piece // PATTERN_LEN + 1)
-    # Page-aligned (an anonymous mapping), not inside a bytes object at page offset 48: from there a
-    # quarter of /bin transfers ran the kernel's copy ~3x slower (docs/architecture.md, "Streamed bodies").
+    # Page-aligned (an anonymous mapping), not inside a bytes object at page offset 48: from there about a
+    # quarter of /bin transfers ran at 2.3 GB/s instead of 5-7 (docs/architecture.md, "Streamed bodies").
     aligned = mmap.mmap(-1, len(data))
     aligned.write(data)
     return memoryview(aligned).toreadonly()
