@@ -307,6 +307,17 @@ cdef class RequestParser:
             self._run_buffer()
         return 0
 
+    cdef bytes take_buffered(self):
+        """The bytes waiting after the message the parser paused on, handed to another protocol (an upgrade).
+
+        Only a paused parser gives them up: inside a callback it is still walking this buffer.
+        """
+        if not self.paused:
+            raise RuntimeError("the parser hands over its buffer only once it has paused and returned")
+        data = self.buf[:self.buf_len]
+        self.release()
+        return data
+
     cdef int _append(self, const char* data, size_t length) except -1:
         cdef size_t need = self.buf_len + length
         cdef size_t cap

@@ -491,10 +491,16 @@ cdef class ServerProtocol(ParserHandler):
         return bytes(data)
 
     cdef int _hand_over_leftovers(self) except -1:
-        """Bytes the HTTP parser holds after the upgrade request are the first WebSocket frames."""
-        if self.parser.buf_len:
-            self.ws.feed(self, self.parser.buf, self.parser.buf_len)
-            self.parser.buf_len = 0
+        """Bytes the HTTP parser holds after the upgrade request are the first WebSocket frames.
+
+        Only once the parser has returned: inside its callbacks it is still walking its buffer.
+        """
+        data = self.parser.take_buffered()
+        if self.backlog_paused:
+            self.backlog_paused = False
+            self.transport.resume_reading()
+        if data:
+            self.ws.feed(self, data, len(data))
         return 0
 
     cdef Py_ssize_t _drip_piece(self):
@@ -536,9 +542,8 @@ cdef class ServerProtocol(ParserHandler):
             self.out.append(data)
             self._done(101, len(data), _now() - self.started)
             self.ws = <WebSocket?>response.websocket
-            self.phase = 2  # no HTTP timeouts, no more requests
-            self._flush()
-            return self._hand_over_leftovers()
+            self.phase = 2  # no HTTP timeouts, no more requests; the parser stops here
+            return self._flush()
         if kind == F_DRIP:
             self.drip_rate = self.fault.arg
             self.drip_data = data
@@ -651,6 +656,8 @@ cdef class ServerProtocol(ParserHandler):
             except RemoteProtocolError as exc:
                 self._protocol_error(exc.status, exc.msg)
                 return 0
+            if self.ws is not None:  # a pipelined upgrade was answered
+                return self._hand_over_leftovers()
             if self.parser.has_partial_head():
                 self.head_started = g_now
         self._flush()
@@ -658,6 +665,14 @@ cdef class ServerProtocol(ParserHandler):
             self.backlog_paused = False
             self.transport.resume_reading()
         return 0
+
+    cdef int _after_late_response(self) except -1:
+        """A response made outside the parser (after a delay) is out: go on from where it leaves us."""
+        if self.ws is not None:
+            return self._hand_over_leftovers()
+        if self.phase:
+            return self._flush()  # a stream, a drip, a hold: they go on from their own callbacks
+        return self._continue()
 
     cdef int _protocol_error(self, int status, str msg) except -1:
         self.route = self.server.error_route
@@ -810,10 +825,7 @@ cdef class ServerProtocol(ParserHandler):
         if self.transport is None:
             return
         self._apply_fault()
-        if self.phase:
-            self._flush()  # a stream, a drip, a hold: they go on from their own callbacks
-        else:
-            self._continue()
+        self._after_late_response()
 
     def _end_hold(self):
         self.delay_handle = None
@@ -860,7 +872,4 @@ cdef class ServerProtocol(ParserHandler):
         if self.transport is None:
             return
         self._respond(response)
-        if self.phase:
-            self._flush()  # a stream: _continue runs when it ends
-        else:
-            self._continue()
+        self._after_late_response()
