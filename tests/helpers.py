@@ -173,10 +173,18 @@ def wait_for(predicate, timeout=10):
         time.sleep(0.02)
 
 
-class RecordingServer:
-    """A minimal real HTTP server (threads) that keeps the head and body of every request and answers 200 {}."""
+OK_EMPTY_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
-    def __init__(self):
+
+class RecordingServer:
+    """A minimal real HTTP server (threads) that keeps the head and body of every request and answers it.
+
+    ``answer(n)`` gives the raw bytes sent for the n-th request (from 0); by default 200 {}. An upstream that
+    misbehaves on purpose scripts its bytes here.
+    """
+
+    def __init__(self, answer=lambda n: OK_EMPTY_JSON):
+        self.answer = answer
         self.requests = []
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -200,4 +208,4 @@ class RecordingServer:
                         break
                     self.requests.append((head.decode(), rest[:length]))
                     data = rest[length:]
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                    conn.sendall(self.answer(len(self.requests) - 1))

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import free_port, recv_responses, recv_until_closed, start_server
+from helpers import RecordingServer, free_port, recv_responses, recv_until_closed, start_server
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +277,79 @@ def test_drip_paces_the_forwarded_response(proxy):
     assert time.monotonic() - started >= 0.45  # 4 KiB of body and the head at 8 KiB/s
     assert body == (b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" * 114)[:4096]
     assert second.status_code == 200
+
+
+# --- hostile clients and misbehaving upstreams -------------------------------------------------------------
+
+@pytest.fixture
+def recorded():
+    """A proxy in front of a RecordingServer: (proxy, recorder)."""
+    recorder = RecordingServer()
+    with start_server("proxy", "--upstream", recorder.url, "--port", "0", "--upstream-timeout", "2s") as server:
+        yield server, recorder
+        server.stop()
+
+
+def exchange(server, data):
+    with server.connect() as sock:
+        sock.sendall(data)
+        return recv_until_closed(sock, timeout=5)
+
+
+@pytest.mark.parametrize("listed", ["Content-Length", "transfer-encoding", "keep-alive, Host"])
+def test_a_framing_field_named_in_connection_is_400(recorded, listed):
+    proxy, recorder = recorded
+    # were Content-Length dropped as hop-by-hop, the body would reach the upstream as a second request
+    reply = exchange(proxy, f"POST /a HTTP/1.1\r\nHost: x\r\nConnection: {listed}\r\nContent-Length: 30\r\n\r\n"
+                            "GET /smuggled HTTP/1.1\r\nX: y\r\n".encode())
+    assert reply.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in reply
+    assert recorder.requests == []
+
+
+def test_a_list_of_equal_content_lengths_is_forwarded_as_one(recorded):
+    proxy, recorder = recorded
+    reply = exchange(proxy, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n"
+                            b"Connection: close\r\n\r\nhello")
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    head, body = recorder.requests[0]
+    assert [line for line in head.split("\r\n") if line.lower().startswith("content-length")] == ["Content-Length: 5"]
+    assert body == b"hello"
+
+
+def test_an_absolute_form_target_is_rewritten_to_origin_form(recorded):
+    proxy, recorder = recorded
+    for target in ("http://elsewhere.example:81/path?q=1", "http://elsewhere.example?q=1"):
+        reply = exchange(proxy, f"GET {target} HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n".encode())
+        assert reply.startswith(b"HTTP/1.1 200 ")
+    first, second = (head.split("\r\n") for head, _ in recorder.requests)
+    assert first[0] == "GET /path?q=1 HTTP/1.1" and second[0] == "GET /?q=1 HTTP/1.1"
+    assert f"Host: {recorder.url.removeprefix('http://')}" in first
+    assert exchange(proxy, b"CONNECT elsewhere.example:443 HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert len(recorder.requests) == 2
+
+
+@pytest.mark.parametrize("status_line", [b"HTTP/1.1 600 Beyond", b"HTTP/1.1 999 Nine"])
+def test_an_upstream_status_outside_100_to_599_is_502(status_line):
+    recorder = RecordingServer(lambda n: status_line + b"\r\nContent-Length: 0\r\n\r\n")
+    with start_server("proxy", "--upstream", recorder.url, "--port", "0") as proxy:
+        response = httpx.get(f"{proxy.url}/a")
+        assert response.status_code == 502 and "invalid status code" in response.json()["error"]
+        assert metric(proxy, "proxy_upstream_errors_total", kind="bad_response") == 1
+        assert metric(proxy, "fastmock_requests_total", route="proxy", status="502") == 1
+
+
+def test_an_upstream_connection_that_sent_extra_bytes_is_not_reused():
+    # a pooled connection that had begun another response would hand the next client's response to it
+    extra = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nextra"
+    recorder = RecordingServer(lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + (extra if n == 0 else b""))
+    with start_server("proxy", "--upstream", recorder.url, "--port", "0", "--upstream-timeout", "2s") as proxy:
+        with httpx.Client(timeout=5) as client:
+            assert [client.get(f"{proxy.url}/{i}").text for i in range(3)] == ["ok", "ok", "ok"]
+
+
+def test_a_malformed_chunked_body_is_400_and_closed(recorded):
+    proxy, _ = recorded
+    started = time.monotonic()
+    reply = exchange(proxy, b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in reply
+    assert time.monotonic() - started < 2  # answered at once, not at a timeout

@@ -100,6 +100,7 @@ cdef class RequestParser:
 
     cdef int feed_ptr(self, const char* data, size_t length) except -1
     cdef int resume(self) except -1
+    cdef bytes take_buffered(self)
     cdef void release(self)
     cdef Request make_request(self)
     cdef ResponseHead make_response_head(self)
@@ -366,6 +367,7 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _flush(self) except -1
     cdef int _pump(self) except -1
     cdef int _continue(self) except -1
+    cdef int _after_late_response(self) except -1
     cdef int _protocol_error(self, int status, str msg) except -1
     cdef int _check_timeout(self, double now) except -1
     cdef int _drain(self) except -1
@@ -431,6 +433,7 @@ cdef class UpstreamConnection(ParserHandler):
         ProxyProtocol downstream
         bint reusable
         bint request_sent
+    cdef int _finish(self) except -1
 
 
 cdef class ProxyProtocol(ServerProtocol):
@@ -458,7 +461,7 @@ cdef class ProxyProtocol(ServerProtocol):
         long long truncate_left
         Py_ssize_t pending_bytes
         object pace_handle
-    cdef bytes _upstream_request_head(self, RequestParser parser)
+    cdef bytes _upstream_request_head(self, RequestParser parser, set dropped)
     cdef int _forward(self, UpstreamConnection conn) except -1
     cdef void _arm_timeout(self)
     cdef int _upstream_head(self, RequestParser parser) except -1
@@ -466,6 +469,7 @@ cdef class ProxyProtocol(ServerProtocol):
     cdef int _upstream_done(self) except -1
     cdef void _drop_upstream(self)
     cdef int _cut(self) except -1
+    cdef int _protocol_error(self, int status, str msg) except -1
     cdef void _start_pacing(self)
     cdef int _upstream_failed(self, int kind, str message) except -1
 

@@ -55,6 +55,31 @@ cdef inline bint _listed(set names, const char* name, size_t n):
     return names is not None and name[:n].lower() in names
 
 
+# fields that frame or route a message: one named in Connection would be dropped while its effect stays
+# (a body without its Content-Length is a second request upstream), so such a message is refused
+cdef frozenset FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"host"))
+
+
+cdef int _check_connection_tokens(set names, int status) except -1:
+    if names is not None and not names.isdisjoint(FRAMING_FIELDS):
+        listed = b", ".join(sorted(names & FRAMING_FIELDS)).decode()
+        raise RemoteProtocolError(f"Connection names a framing field ({listed})", status)
+    return 0
+
+
+cdef bytes _forwarded_target(RequestParser parser):
+    """The request-target for the upstream: origin-form (RFC 9112 §3.2.2: an absolute-form target is
+    rewritten, since this proxy's upstream is fixed) or "*"; an authority-form target (CONNECT) is refused."""
+    cdef const char* head = parser.head
+    cdef size_t end = parser.target_start + parser.target_len
+    if parser.path_start != parser.target_start:  # absolute-form: what follows scheme://authority
+        target = head[parser.path_start:end]
+        return target if parser.path_len else b"/" + target
+    if head[parser.target_start] == 47 or (parser.target_len == 1 and head[parser.target_start] == 42):
+        return head[parser.target_start:end]  # origin-form, or "*"
+    raise RemoteProtocolError("a reverse proxy takes origin-form or absolute-form targets", 400)
+
+
 cdef class Proxy:
     """One proxy listener's forwarding state: the upstream, its idle connections, options and counters.
 
@@ -148,8 +173,19 @@ cdef class UpstreamConnection(ParserHandler):
         if self.parser.status < 200:
             return 0
         self.reusable = self.parser.keep_alive and self.request_sent
+        return 1  # the parser stops here: _finish decides, once it has returned, what follows
+
+    cdef int _finish(self) except -1:
+        """The response is complete. Bytes after it belong to no request: such a connection is never reused."""
+        if self.parser.buf_len:
+            self.reusable = False
+            self.parser.release()
+        elif self.reusable:
+            self.parser.resume()  # nothing buffered: ready for the next response
         if self.downstream is not None:
             self.downstream._upstream_done()
+        elif self.transport is not None:
+            self.transport.close()
         return 0
 
     def connection_made(self, transport):
@@ -157,6 +193,10 @@ cdef class UpstreamConnection(ParserHandler):
 
     def data_received(self, bytes data):
         cdef ProxyProtocol downstream = self.downstream
+        if downstream is None:  # idle in the pool: nothing may come now
+            self.reusable = False
+            self.transport.abort()
+            return
         try:
             self.parser.feed_ptr(data, len(data))
         except RemoteProtocolError as exc:
@@ -165,7 +205,10 @@ cdef class UpstreamConnection(ParserHandler):
             if self.downstream is not None:
                 self.downstream._upstream_failed(E_BAD_RESPONSE, exc.msg)
             return
-        if downstream is None or downstream.transport is None or downstream.upstream is not self:
+        if self.parser.paused:
+            self._finish()
+            return
+        if downstream.transport is None or downstream.upstream is not self:
             return
         if downstream.shaping == F_DRIP:
             downstream.pending_bytes = sum(len(piece) for piece in downstream.out)
@@ -177,7 +220,8 @@ cdef class UpstreamConnection(ParserHandler):
 
     def eof_received(self):
         try:
-            self.parser.feed_eof()
+            if self.parser.feed_eof():  # a body that ran to the close is complete
+                self._finish()
         except RemoteProtocolError:
             pass  # connection_lost reports it
         return False
@@ -205,7 +249,9 @@ cdef class ProxyProtocol(ServerProtocol):
     cdef int _on_head(self, RequestParser parser) except -1:
         cdef Proxy proxy = self.proxy
         cdef int rc
+        cdef set dropped = _connection_tokens(parser)
         self.forwarding = False
+        _check_connection_tokens(dropped, 400)
         rc = ServerProtocol._on_head(self, parser)
         if self.route is not proxy.forward_route or self.closing:
             return rc  # a local route, or answered early
@@ -227,7 +273,7 @@ cdef class ProxyProtocol(ServerProtocol):
         self.request_done = False
         self.head_sent = False
         self.upstream_started = 0.0
-        self.request_head = self._upstream_request_head(parser)
+        self.request_head = self._upstream_request_head(parser, dropped)
         self.request_chunked = parser.chunked
         self.phase = 1
         self.transport.pause_reading()  # the body waits until the upstream connection is there
@@ -239,12 +285,10 @@ cdef class ProxyProtocol(ServerProtocol):
             self.delay_handle = proxy.loop.call_soon(self._connect)
         return 1
 
-    cdef bytes _upstream_request_head(self, RequestParser parser):
+    cdef bytes _upstream_request_head(self, RequestParser parser, set dropped):
         cdef Proxy proxy = self.proxy
         cdef unsigned int i
-        cdef set dropped = _connection_tokens(parser)
-        cdef list parts = [parser.head[:parser.method_len], b" ",
-                           parser.head[parser.target_start:parser.target_start + parser.target_len],
+        cdef list parts = [parser.head[:parser.method_len], b" ", _forwarded_target(parser),
                            b" HTTP/1.1\r\nHost: ", proxy.host_header, b"\r\n"]
         forwarded_for = via = trace_id = request_id = None
         cdef const char* name
@@ -252,8 +296,9 @@ cdef class ProxyProtocol(ServerProtocol):
         for i in range(parser.header_count):
             name = parser.head + g_headers[i].name_start
             n = g_headers[i].name_len
-            if _is_hop_by_hop(name, n) or (n == 4 and _ieq(name, b"host", 4)) or _listed(dropped, name, n):
-                continue
+            if _is_hop_by_hop(name, n) or (n == 4 and _ieq(name, b"host", 4)) or _listed(dropped, name, n) \
+                    or (n == 14 and _ieq(name, b"content-length", 14)):
+                continue  # Content-Length: one value follows, whatever list of equal ones came
             if n == 16 and _ieq(name, FAULT_HEADER, 16) and self.server.header_faults is not None:
                 continue  # a fault header is for us (it would strike twice if an upstream fastmock saw it too)
             if n == 15 and _ieq(name, b"x-forwarded-for", 15):
@@ -284,6 +329,8 @@ cdef class ProxyProtocol(ServerProtocol):
                   b"\r\n", proxy.extra_headers]
         if parser.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
+        elif parser.content_length >= 0:
+            parts.append(b"Content-Length: %d\r\n" % parser.content_length)
         parts.append(b"\r\n")
         return b"".join(parts)
 
@@ -334,8 +381,23 @@ cdef class ProxyProtocol(ServerProtocol):
             conn.request_sent = True
             self._arm_timeout()
         else:
-            self.parser.resume()  # the body: the bytes that came with the head, then the rest as it arrives
+            try:
+                self.parser.resume()  # the body: the bytes that came with the head, then the rest as it arrives
+            except RemoteProtocolError as exc:
+                self._protocol_error(exc.status, exc.msg)
         return 0
+
+    cdef int _protocol_error(self, int status, str msg) except -1:
+        """A malformed request body while forwarding: the upstream exchange ends, the client gets the error."""
+        if self.forwarding:
+            self._drop_upstream()
+            self.forwarding = False
+            self.phase = 0
+            if self.head_sent:  # the client is reading the upstream's response: cut it off
+                self.closing = True
+                self.transport.abort()
+                return 0
+        return ServerProtocol._protocol_error(self, status, msg)
 
     cdef int _on_body(self, const char* data, size_t length) except -1:
         if not self.forwarding:
@@ -374,6 +436,9 @@ cdef class ProxyProtocol(ServerProtocol):
         cdef unsigned int i
         cdef set dropped = _connection_tokens(parser)
         cdef double waited = _now() - self.upstream_started
+        if parser.status > 599:  # RFC 9110 §15: a status code is 100-599
+            raise RemoteProtocolError(f"invalid status code {parser.status}", 502)
+        _check_connection_tokens(dropped, 502)
         self.deadline = 0
         proxy.upstream_durations[_duration_bucket(waited)] += 1
         proxy.upstream_duration_sum_s += waited
@@ -386,7 +451,7 @@ cdef class ProxyProtocol(ServerProtocol):
         for i in range(parser.header_count):
             name = parser.head + g_headers[i].name_start
             n = g_headers[i].name_len
-            if _is_hop_by_hop(name, n) or _listed(dropped, name, n):
+            if _is_hop_by_hop(name, n) or _listed(dropped, name, n) or (n == 14 and _ieq(name, b"content-length", 14)):
                 continue
             has_trace |= n == 10 and _ieq(name, b"x-trace-id", 10)
             has_request |= n == 12 and _ieq(name, b"x-request-id", 12)
@@ -397,6 +462,8 @@ cdef class ProxyProtocol(ServerProtocol):
         if not has_request:
             parts += [b"X-Request-Id: ", self.request_id, b"\r\n"]
         parts.append(b"Via: 1.1 fastmock\r\n")
+        if parser.content_length >= 0 and not parser.chunked:
+            parts.append(b"Content-Length: %d\r\n" % parser.content_length)
         body_follows = not self.head_only and parser.status != 204 and parser.status != 304
         if body_follows and (parser.chunked or parser.content_length < 0):
             if self.parser.http_minor == 1:  # re-framed for the client, chunk by chunk
