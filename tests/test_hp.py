@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from helpers import header, json_error_example, recv_responses, start_server
+from helpers import header, json_error_example, recv_responses, recv_until_closed, start_server
 
 
 def curl(*args):
@@ -245,3 +245,26 @@ def test_every_endpoint_passes_h11_on_one_connection(hp):
             assert header(response, "server") == "fastmock" and header(response, "date")
             if method == "HEAD" or status in (204, 304):
                 assert body == b""
+
+
+@pytest.mark.parametrize("target", [
+    "/chunked/2?size=%C2%B2",  # "²": str.isdigit() says yes, int() says no
+    "/sse?count=%C2%B2",
+    "/getlogs?limit=%C2%B2",
+    "/getlogs?limit=99999999999999999999",
+    "/sse?count=99999999999999999999",
+    "/chunked/9223372036854775807?size=16777216",
+    "/delay/%D9%A3",  # an Arabic-Indic three
+    "/status/%C2%B200",
+])
+def test_numbers_out_of_bounds_or_not_ascii_are_400(hp, target):
+    response = httpx.get(f"{hp.url}{target}")
+    assert response.status_code == 400
+    assert "whole number" in response.json()["error"]
+
+
+def test_a_range_with_a_non_ascii_byte_is_ignored(hp):
+    with hp.connect() as sock:
+        sock.sendall(b"GET /bin/10 HTTP/1.1\r\nHost: x\r\nRange: bytes=\xb2-5\r\nConnection: close\r\n\r\n")
+        reply = recv_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"\r\n\r\nABCDEFGHIJ")

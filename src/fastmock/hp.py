@@ -17,7 +17,7 @@ from fastmock.faults import PlanCache, parse_fault_spec
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import metrics_text
 from fastmock.serve import StartError, log
-from fastmock.units import parse_size
+from fastmock.units import MAX_INT63, parse_size, parse_whole
 
 __all__ = ["HpConfig", "HpApp"]
 
@@ -118,11 +118,7 @@ def _parse_status_choices(spec: str) -> list[tuple[int, float]]:
     choices = []
     for term in spec.split(","):
         code_text, _, weight_text = term.partition(":")
-        if not code_text.isdigit():
-            raise ValueError(f"invalid status code {code_text!r}")
-        code = int(code_text)
-        if not 200 <= code <= 599:
-            raise ValueError(f"status code {code} out of range 200-599")
+        code = parse_whole(code_text, "a status code", 200, 599)
         try:
             weight = float(weight_text) if weight_text else 1.0
         except ValueError:
@@ -247,12 +243,11 @@ class HpApp:
     def _parse_delay(self, req) -> tuple[int, int]:
         """(ms, read_ms) from /delay/{ms}[/{read_ms}]; raises ValueError with the reason."""
         parts = req.path[len("/delay/"):].split("/") if req.path.startswith("/delay/") else []
-        if not 1 <= len(parts) <= 2 or not all(part.isdigit() for part in parts):
+        if not 1 <= len(parts) <= 2:
             raise ValueError("expected /delay/{ms} or /delay/{ms}/{read_ms} with whole milliseconds")
-        ms, read_ms = int(parts[0]), int(parts[1]) if len(parts) == 2 else 0
         limit_ms = int(self.config.max_delay_s * 1000)
-        if ms > limit_ms or read_ms > limit_ms:
-            raise ValueError(f"delay above the limit of {limit_ms} ms (--max-delay)")
+        ms = parse_whole(parts[0], "the delay", 0, limit_ms, " ms (--max-delay)")
+        read_ms = parse_whole(parts[1], "the read pause", 0, limit_ms, " ms (--max-delay)") if len(parts) == 2 else 0
         return ms, read_ms
 
     def _delay_head(self, req) -> Response | None:
@@ -301,15 +296,13 @@ class HpApp:
         query = parse_qs(req.query_string, keep_blank_values=True)
         size_text = query.get("size", ["1024"])[-1]
         delay_text = query.get("delay", ["0"])[-1]
-        if not count_text.isdigit() or int(count_text) <= 0:
-            return _error("count must be a positive whole number", example)
-        if not size_text.isdigit() or not 1 <= int(size_text) <= 16 << 20:
-            return _error("size must be a whole number of bytes from 1 to 16777216", example)
-        if not delay_text.isdigit() or int(delay_text) > self.config.max_delay_s * 1000:
-            return _error(f"delay must be whole milliseconds up to {int(self.config.max_delay_s * 1000)}", example)
-        size = int(size_text)
-        stream = PatternStream(int(count_text) * size, frame_size=size, restart_frames=True,
-                               frame_delay_s=int(delay_text) / 1000)
+        try:
+            size = parse_whole(size_text, "size", 1, 16 << 20, " bytes")
+            count = parse_whole(count_text, "count", 1, MAX_INT63 // size)  # the body's length must fit 63 bits
+            delay_ms = parse_whole(delay_text, "delay", 0, int(self.config.max_delay_s * 1000), " ms (--max-delay)")
+        except ValueError as exc:
+            return _error(str(exc), example)
+        stream = PatternStream(count * size, frame_size=size, restart_frames=True, frame_delay_s=delay_ms / 1000)
         return Response(200, content_type=b"text/plain; charset=utf-8", stream=stream)
 
     def _unreliable_head(self, req) -> Response | None:
@@ -342,22 +335,22 @@ class HpApp:
         example = "/getlogs?limit=100"
         if self.server.request_log is None:
             return _error("the request log is off (--request-log-size 0)", example, 404)
-        text = parse_qs(req.query_string).get("limit", ["100"])[-1]
-        if not text.isdigit():
-            return _error("limit must be a whole number", example)
-        return Response(200, orjson.dumps(self.server.request_log.last(int(text))))
+        try:
+            limit = parse_whole(parse_qs(req.query_string).get("limit", ["100"])[-1], "limit", 0, MAX_INT63)
+        except ValueError as exc:
+            return _error(str(exc), example)
+        return Response(200, orjson.dumps(self.server.request_log.last(limit)))
 
     def _sse(self, req) -> Response:
         example = "/sse?count=10&interval=1000&size=64"
         query = parse_qs(req.query_string, keep_blank_values=True)
         values = {}
-        for name, default, limit in (("count", "10", None), ("interval", "1000", int(self.config.max_delay_s * 1000)),
+        for name, default, limit in (("count", "10", MAX_INT63), ("interval", "1000", int(self.config.max_delay_s * 1000)),
                                      ("size", "0", 1 << 20)):
-            text = query.get(name, [default])[-1]
-            if not text.isdigit() or (limit is not None and int(text) > limit):
-                bound = f" up to {limit}" if limit is not None else ""
-                return _error(f"{name} must be a whole number{bound}", example)
-            values[name] = int(text)
+            try:
+                values[name] = parse_whole(query.get(name, [default])[-1], name, 0, limit)
+            except ValueError as exc:
+                return _error(str(exc), example)
         events = EventStream(values["count"], values["interval"] / 1000, values["size"], self.config.sse_heartbeat_s)
         return Response(200, content_type=b"text/event-stream", headers=[(b"Cache-Control", b"no-cache")],
                         events=events)
@@ -453,7 +446,8 @@ def _parse_range(value: str, size: int):
     if unit.strip().lower() != "bytes" or "," in ranges:
         return ()
     first, dash, last = ranges.strip().partition("-")
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == "") or first == last == "":
+    if not dash or not all(part == "" or (part.isascii() and part.isdigit() and len(part) <= 19) for part in (first, last)) \
+            or first == last == "":
         return ()
     if first == "":  # suffix: the last N bytes
         suffix = int(last)

@@ -4,12 +4,25 @@ import re
 
 import click
 
-__all__ = ["parse_size", "parse_duration", "Size", "Duration"]
+__all__ = ["parse_size", "parse_duration", "parse_whole", "MAX_INT63", "Size", "Duration"]
 
 _SIZE = re.compile(r"([0-9]+)([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?", re.IGNORECASE)
 _DURATION_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+MAX_INT63 = (1 << 63) - 1
+
+
+def parse_whole(text: str, name: str, low: int = 0, high: int = MAX_INT63, unit: str = "") -> int:
+    """A whole number written in ASCII digits, from ``low`` to ``high``; else ValueError naming ``name``.
+
+    ``str.isdigit`` alone is not enough: it takes "²" and other scripts' digits, which ``int`` then refuses.
+    """
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 19 or not low <= int(text) <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}{unit}")
+    return int(text)
 
 
 def parse_size(text: str) -> int:
