@@ -128,6 +128,18 @@ BAD_SCHEDULES = [
     ("rules:\n  - action: kill\n    times: 3\n", 0, 3, "times needs every"),
     ("rules: []", None, 1, "'rules' must be a non-empty list"),
     ("rules: [{action: kill", None, 1, "not valid YAML"),
+    # what a hostile client sent: each was a 500, a hang or gigabytes before
+    ("rules: [{every: 0.00001ms, action: kill}]", 0, 1, "every must be from 1ms to 10 years"),
+    ("rules: [{every: 1s, jitter: 0.5ms, action: kill}]", 0, 1, "jitter must be 0, or from 1ms"),
+    ("rules: [{after: " + "9" * 40 + ", action: kill}]", 0, 1, "after must be 0, or from 1ms"),
+    ("rules: [{jitter: " + "9" * 400 + ", action: kill}]", None, 1, "a number of more than 100 digits"),
+    ("seed: " + "1" * 27 + "\nrules: [{action: kill}]", None, 1, "seed must be a whole number from 0 to 2^64-1"),
+    ("rules: [{action: kill}]\nx: \x00", None, None, "not valid YAML: unacceptable character #x0000"),
+    ("rules: " + "[" * 5000 + "]" * 5000, None, 1, "nested deeper than 64 levels"),
+    ("a: &a ['x','x','x','x','x','x','x','x','x']\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+     "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+     "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+     "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nrules: *g\n", None, 7, "more than 1000000 values once aliases are expanded"),
 ]
 
 
@@ -359,3 +371,22 @@ def test_ctl_drives_faults_chaos_and_events(fleet, tmp_path):
     assert [(event["action"], event["ports"][:1]) for event in log[-2:]] == [("fault", [base]), ("clear", [base])]
     table = ctl("events", "--since", str(log[-2]["seq"])).stdout.splitlines()
     assert table[0].split() == ["SEQ", "TIME", "BY", "ACTION", "PORTS", "FIRST"] and len(table) == 2
+
+
+def test_a_schedule_body_past_the_limit_is_413(fleet):
+    reply = fleet.api.post("/chaos", content="#" * ((1 << 20) + 1), headers=AUTH)
+    assert reply.status_code == 413
+    assert fleet.api.get("/chaos").json() == {"active": False}
+
+
+def test_a_schedule_asking_for_more_events_than_the_cap_leaves_the_api_responsive(fleet):
+    rules = ", ".join("{every: 1ms, action: kill, target: {count: 1}, for: 1ms}" for _ in range(20))
+    assert fleet.api.post("/chaos", content=f"rules: [{rules}]", headers=AUTH).status_code == 200
+    started = time.monotonic()
+    for _ in range(20):
+        assert fleet.api.get("/stats").status_code == 200
+    assert time.monotonic() - started < 5  # 20,000 events/s asked: at most 1,000/s applied, the API answers
+    assert fleet.api.delete("/chaos", headers=AUTH).status_code == 200
+    last = events(fleet)[-1]["seq"] if events(fleet) else 0
+    time.sleep(0.2)
+    assert (events(fleet)[-1]["seq"] if events(fleet) else 0) == last  # stopped means stopped

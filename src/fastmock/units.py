@@ -20,7 +20,8 @@ def parse_whole(text: str, name: str, low: int = 0, high: int = MAX_INT63, unit:
 
     ``str.isdigit`` alone is not enough: it takes "²" and other scripts' digits, which ``int`` then refuses.
     """
-    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 19 or not low <= int(text) <= high:
+    digits = text[1:] if low < 0 and text[:1] == "-" else text  # a sign only where negatives are allowed
+    if not (digits.isascii() and digits.isdigit()) or len(digits.lstrip("0")) > 19 or not low <= int(text) <= high:
         raise ValueError(f"{name} must be a whole number from {low} to {high}{unit}")
     return int(text)
 

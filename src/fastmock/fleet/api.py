@@ -14,12 +14,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from fastmock._core import EventStream, Response, Route
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError
+from fastmock.documents import MAX_DOCUMENT_BYTES
+from fastmock.fleet.chaos import EXAMPLE as CHAOS_EXAMPLE
 from fastmock.fleet.chaos import ChaosError, ChaosRun, parse_schedule
 from fastmock.fleet.ports import parse_port_range
 from fastmock.fleet.state import ALIVE, FAILED, KILLED, STATE_NAMES, STATES_BY_NAME
 from fastmock.fleet.supervisor import FaultTableFull, Supervisor, WorkerGone
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.serve import log, recent_log_lines
+from fastmock.units import MAX_INT63, parse_whole
 
 __all__ = ["ManagementApi"]
 
@@ -47,12 +50,9 @@ def _int_param(query: dict, name: str, example: str, default: int | None = None,
             raise ApiError(400, f"missing parameter {name!r}", example)
         return default
     try:
-        value = int(values[-1])
-    except ValueError:
-        raise ApiError(400, f"{name} must be a whole number, not {values[-1]!r}", example) from None
-    if minimum is not None and value < minimum:
-        raise ApiError(400, f"{name} must be at least {minimum}", example)
-    return value
+        return parse_whole(values[-1], name, -MAX_INT63 if minimum is None else minimum)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), example) from None
 
 
 class ManagementApi:
@@ -89,7 +89,8 @@ class ManagementApi:
             "/shutdown": {"POST": (True, self.shutdown)},
         }
         self.routes = []
-        self.default_route = Route("mgmt", handler=self.dispatch, body_limit=1 << 20)
+        self.default_route = Route("mgmt", handler=self.dispatch, body_limit=MAX_DOCUMENT_BYTES,
+                                   max_body_size=MAX_DOCUMENT_BYTES)
 
     def dispatch(self, req):
         methods = self.handlers.get(req.path)
@@ -335,11 +336,11 @@ class ManagementApi:
 
     async def start_chaos(self, query, req) -> Response:
         try:
-            schedule = parse_schedule(req.body.decode("utf-8", "replace"), self.config.base_port,
-                                      self.config.max_port)
+            schedule = parse_schedule(req.body.decode("utf-8"), self.config.base_port, self.config.max_port)
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, f"the schedule is not UTF-8 text (byte {exc.start})", CHAOS_EXAMPLE) from None
         except ChaosError as exc:
-            raise ApiError(400, str(exc), "rules: [{every: 30s, target: {percent: 1}, action: kill, for: 60s}]",
-                           rule=exc.rule, line=exc.line) from None
+            raise ApiError(400, str(exc), CHAOS_EXAMPLE, rule=exc.rule, line=exc.line) from None
         for rule in schedule.rules:  # every fault spec gets its index now: no half-applied schedule later
             if rule.spec is not None:
                 try:

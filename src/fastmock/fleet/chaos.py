@@ -13,19 +13,20 @@
 Occurrence k of a rule is due at ``after + k * every + jitter_k`` seconds after the schedule starts; events
 due at the same time apply in rule order, reverts first. Targets are drawn with one seeded generator in
 that order, so the same schedule, seed and fleet give the same event log (its ``t`` field) every run.
+
+Limits: a duration is 0 or from 1 ms to 10 years; at most 1,000 rules; at most 1,000 events a second are
+applied (a schedule that asks for more runs late, never starving the API); the document is bounded as
+fastmock.documents says (1 MiB, 64 levels, no alias expanding past a million values).
 """
 
 import asyncio
 import heapq
-import io
 import math
 import random
 import time
 from dataclasses import dataclass, field
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
-
+from fastmock.documents import DocumentError, load_yaml
 from fastmock.faults import FaultSpecError, parse_fault_spec
 from fastmock.fleet.ports import parse_port_range
 from fastmock.fleet.state import ALIVE, KILLED
@@ -39,6 +40,10 @@ ACTIONS = ("kill", "revive", "clear", "fault")
 RULE_KEYS = {"name", "target", "action", "after", "every", "for", "jitter", "times"}
 TARGET_KEYS = {"percent", "count", "ports"}
 EXAMPLE = "rules: [{every: 30s, target: {percent: 1}, action: kill, for: 60s}]"
+MIN_PERIOD_S = 0.001        # a duration is 0 or at least this: finer than the event loop's clock means nothing
+MAX_DURATION_S = 10 * 365 * 86400.0
+MAX_RULES = 1000
+MAX_EVENTS_PER_S = 1000     # however the rules add up, the management loop keeps time for the API
 
 
 class ChaosError(ValueError):
@@ -84,21 +89,22 @@ class Schedule:
 def parse_schedule(text: str, base_port: int | None = None, max_port: int | None = None) -> Schedule:
     """Parse YAML (or JSON) text; raises ChaosError naming the rule, the line and the reason."""
     try:
-        data = YAML(typ="rt").load(io.StringIO(text))
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise ChaosError(f"not valid YAML: {exc.problem}", line=mark.line + 1, column=mark.column + 1) from None
+        data = load_yaml(text)
+    except DocumentError as exc:
+        raise ChaosError(f"not valid YAML: {exc.reason}", line=exc.line, column=exc.column) from None
     if not isinstance(data, dict) or "rules" not in data:
         raise ChaosError(f"expected a mapping with 'rules', e.g. {EXAMPLE}", line=1)
     unknown = set(data) - {"rules", "seed"}
     if unknown:
         raise ChaosError(f"unknown key {sorted(unknown)[0]!r} (keys: rules, seed)", line=_line(data, sorted(unknown)[0]))
     seed = data.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise ChaosError(f"seed must be a whole number, not {seed!r}", line=_line(data, "seed"))
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 1 << 64):
+        raise ChaosError(f"seed must be a whole number from 0 to 2^64-1, not {seed!r}", line=_line(data, "seed"))
     rules = data["rules"]
     if not isinstance(rules, list) or not rules:
         raise ChaosError(f"'rules' must be a non-empty list, e.g. {EXAMPLE}", line=_line(data, "rules"))
+    if len(rules) > MAX_RULES:
+        raise ChaosError(f"at most {MAX_RULES} rules", line=_line(data, "rules"))
     parsed = tuple(_rule(rule, index, base_port, max_port) for index, rule in enumerate(rules))
     return Schedule(parsed, None if seed is None else int(seed), text)
 
@@ -128,10 +134,11 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
         try:
             seconds = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
                 else parse_duration(str(value))
-        except ValueError:
-            raise fail(f"{key}: invalid duration {value!r} (examples: 500ms, 30s, 2m)", key) from None
-        if seconds < 0 or (positive and seconds == 0) or math.isinf(seconds):
-            raise fail(f"{key} must be {'positive' if positive else 'zero or more'}, not {value!r}", key)
+        except (ValueError, OverflowError):
+            raise fail(f"{key}: invalid duration {str(value)[:40]!r} (examples: 500ms, 30s, 2m)", key) from None
+        if not 0 <= seconds <= MAX_DURATION_S or (positive and seconds == 0) or 0 < seconds < MIN_PERIOD_S:
+            bounds = "from 1ms to 10 years" if positive else "0, or from 1ms to 10 years"
+            raise fail(f"{key} must be {bounds}, not {str(value)[:40]!r}", key)
         return seconds
 
     action = node.get("action")
@@ -157,8 +164,8 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
                                 or not 0 < percent <= 100):
         raise fail(f"target.percent must be a number in (0, 100], not {percent!r}", "target")
     count = target.get("count")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise fail(f"target.count must be a whole number >= 1, not {count!r}", "target")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1 << 32):
+        raise fail(f"target.count must be a whole number from 1 to 2^32, not {str(count)[:40]!r}", "target")
     ports = None
     if "ports" in target:
         try:
@@ -171,8 +178,8 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
 
     every_s = duration("every", positive=True)
     times = node.get("times")
-    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
-        raise fail(f"times must be a whole number >= 1, not {times!r}", "times")
+    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= 1 << 32):
+        raise fail(f"times must be a whole number from 1 to 2^32, not {str(times)[:40]!r}", "times")
     if times is not None and every_s is None:
         raise fail("times needs every", "times")
     for_s = duration("for", positive=True)
@@ -258,11 +265,14 @@ class ChaosRun:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        next_allowed = 0.0
         while self.queue:
-            wait = self.started_at + self.queue[0].t - loop.time()
+            now = loop.time()
+            wait = max(self.started_at + self.queue[0].t - now, next_allowed - now)
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue  # timers have millisecond resolution and may fire a little early: look again
+            next_allowed = now + 1 / MAX_EVENTS_PER_S  # events that fall behind apply late, in order
             async with self.supervisor.lock:
                 if not self.queue:
                     return
