@@ -49,6 +49,7 @@ def test_version_says_whether_the_core_is_compiled(runner):
     (["--max-target-size", "1Q"], "Invalid value for '--max-target-size': invalid size '1Q'"),
     (["--mem-interval", "-1"], "Invalid value for '--mem-interval': invalid duration '-1'"),
     (["--no-such-flag"], "No such option '--no-such-flag'"),
+    (["--request-log", "/nonexistent/x"], "Invalid value for '--request-log': /nonexistent is not a writable"),
 ])
 def test_bad_flags_are_usage_errors_naming_the_flag(runner, args, message):
     result = runner.invoke(cli, ["hp", *args])
@@ -71,3 +72,14 @@ def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "fastmock", "--version"], capture_output=True, text=True,
                             check=True)
     assert "fastmock" in result.stdout
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"rules:\n  - action: kill\n\x89PNG\xff", "chaos.yaml:3:1: not UTF-8 text (byte 0x89)"),
+    (b"rules: " + b"[" * 5000 + b"]" * 5000, "nested deeper than 64 levels"),
+])
+def test_fleet_chaos_file_errors_are_usage_errors(runner, tmp_path, content, message):
+    (tmp_path / "chaos.yaml").write_bytes(content)
+    result = runner.invoke(cli, ["fleet", "2", "--chaos", str(tmp_path / "chaos.yaml")])
+    assert result.exit_code == 2
+    assert "Invalid value for '--chaos'" in result.output and message in result.output

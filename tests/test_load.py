@@ -171,6 +171,8 @@ def test_body_and_method(hp, tmp_path):
     (["http://127.0.0.1:1/", "-n", "1", "--rate", "0"], "--rate"),
     (["http://127.0.0.1:1/", "-n", "1", "-H", "nocolon"], "--header"),
     (["http://127.0.0.1:1/", "-n", "1", "--body", "a", "--body-file", "/etc/hostname"], "--body-file"),
+    (["http://127.0.0.1:1/", "-n", "1", "--output", "/nonexistent/x"], "'--output': /nonexistent is not a writable"),
+    (["http://127.0.0.1:1/", "-n", "1", "--summary-json", "/nonexistent/x"], "--summary-json"),
 ])
 def test_bad_flags_are_usage_errors(args, named):
     result = load(*args)
@@ -188,3 +190,9 @@ def test_live_progress_only_on_a_terminal(hp):
     assert "statuses   200:" in session.before
     piped = load(f"{hp.url}/health", "-d", "1", "-c", "2")
     assert "\r" not in piped.stdout + piped.stderr
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(hp, tmp_path):
+    result = load(f"{hp.url}/health", "-n", "2", "--output", "/proc/fastmock-records")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "Error: cannot write /proc/fastmock-records" in result.stderr

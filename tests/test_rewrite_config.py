@@ -1,6 +1,8 @@
 """``fastmock rewrite-config``: the real CLI on real files; outputs re-parsed to check what they mean."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -155,3 +157,61 @@ def test_unreachable_endpoints_url_is_one_clear_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().startswith("Error: cannot read endpoints from http://127.0.0.1:9/endpoints")
     assert not (tmp_path / "out.yaml").exists()
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("missing/out.yaml", "is not a writable directory"),
+    ("/proc/out.yaml", "cannot write /proc/out.yaml"),
+])
+def test_an_out_that_cannot_be_written_is_one_clear_line_and_leaves_nothing(tmp_path, target, message):
+    (tmp_path / "in.yaml").write_text(CONFIG)
+    target = tmp_path / target if not target.startswith("/") else target
+    result = rewrite(tmp_path / "in.yaml", target, "--endpoints-file", endpoints_file(tmp_path, 5))
+    assert result.returncode in (1, 2) and message in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.rglob(".fastmock-*")) == [] and not os.path.exists(target)
+
+
+def test_in_that_is_not_utf8_is_a_usage_error(tmp_path):
+    (tmp_path / "in.yaml").write_bytes(b"url: a\nname: \xff\n")
+    result = rewrite(tmp_path / "in.yaml", "-", "--endpoints-file", endpoints_file(tmp_path, 5))
+    assert result.returncode == 2
+    assert "in.yaml:2:7: not UTF-8 text (byte 0xff)" in result.stderr and "Invalid value for 'IN'" in result.stderr
+
+
+@pytest.mark.parametrize("content", ['[1, 2]', '[{"port": 1}]', '{"url": "x"}', "[" * 100000])
+def test_an_endpoints_file_that_is_not_a_list_of_urls_is_one_clear_line(tmp_path, content):
+    (tmp_path / "in.yaml").write_text("url: a\n")
+    (tmp_path / "endpoints.json").write_text(content)
+    result = rewrite(tmp_path / "in.yaml", "-", "--endpoints-file", tmp_path / "endpoints.json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "endpoint" in result.stderr
+
+
+def test_deep_nesting_names_where(tmp_path):
+    (tmp_path / "in.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    result = rewrite(tmp_path / "in.yaml", "-", "--endpoints-file", endpoints_file(tmp_path, 5))
+    assert result.returncode == 2 and "in.yaml: line 1, column " in result.stderr and "nesting" in result.stderr
+
+
+def test_rewriting_in_place_keeps_the_files_mode(tmp_path):
+    path = tmp_path / "in.yaml"
+    path.write_text("url: a\n")
+    path.chmod(0o644)
+    assert rewrite(path, path, "--endpoints-file", endpoints_file(tmp_path, 1)).returncode == 0
+    assert path.read_text() == "url: http://127.0.0.1:10000/health\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_endpoints_url_must_be_http(tmp_path):
+    (tmp_path / "in.yaml").write_text("url: a\n")
+    result = rewrite(tmp_path / "in.yaml", "-", "--endpoints-url", "file:///etc/passwd")
+    assert result.returncode == 2 and "Invalid value for '--endpoints-url'" in result.stderr
+
+
+def test_a_hundred_thousand_fields(tmp_path):
+    (tmp_path / "in.yaml").write_text("".join(f"- url: old{i}\n  name: n{i}\n" for i in range(100000)))
+    result = rewrite(tmp_path / "in.yaml", tmp_path / "out.yaml", "--endpoints-file",
+                     endpoints_file(tmp_path, 100000))
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "out.yaml").read_text().splitlines()
+    assert lines[0] == "- url: http://127.0.0.1:10000/health" and lines[-2] == "- url: http://127.0.0.1:109999/health"

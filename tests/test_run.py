@@ -221,3 +221,46 @@ def test_unknown_task_is_a_usage_error(hp, tmp_path):
     result, _, _ = run(tmp_path, MIX.format(url=hp.url), "--task", "nope")
     assert result.returncode == 2
     assert "no task 'nope'" in result.stderr
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("base_url: http://x\ntasks: " + "[" * 5000 + "]" * 5000 + "\n", ":2:71: nested deeper than 64 levels"),
+    ("base_url: http://x\nseed: " + "7" * 5000 + "\ntasks: {}\n", ":2:7: a number of more than 100 digits"),
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+     ":6:36: more than 1000000 values once aliases are expanded"),
+    ("base_url: http://x\ntasks:\n  t:\n    requests: [{path: /}]\n    load: {every: 0.01ms, for: 2s}\n",
+     ":5: every: must be from 1ms to 10 years"),
+])
+def test_hostile_files_are_usage_errors_at_once(tmp_path, text, message):
+    started = time.monotonic()
+    result, _, _ = run(tmp_path, text)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert time.monotonic() - started < 20  # the alias bomb took 24 s and 2 GB
+
+
+def test_a_binary_file_is_a_usage_error(tmp_path):
+    path = tmp_path / "scenario.yaml"
+    path.write_bytes(b"base_url: http://x\n\x89PNG\r\n\x1a\n\xff\xfe")
+    result = subprocess.run([sys.executable, "-m", "fastmock", "run", str(path)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "scenario.yaml:2:1: not UTF-8 text (byte 0x89)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_templates_reach_only_public_faker_providers(hp, tmp_path):
+    text = f"base_url: {hp.url}\ntasks:\n  t:\n    requests: [{{path: /, json: {{a: '{{{{ faker.__class__ }}}}'}}}}]\n"
+    result, records, _ = run(tmp_path, text)
+    assert result.returncode == 1
+    assert records[0]["error"] == "\"no faker provider '__class__'\""
+
+
+def test_a_repeating_load_ends_when_its_for_does(hp, tmp_path):
+    text = f"base_url: {hp.url}\ntasks:\n  t:\n    requests: [{{path: /delay/50}}]\n    load: {{every: 1ms, for: 1s}}\n"
+    started = time.monotonic()
+    result, records, _ = run(tmp_path, text)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 10  # 1,000 iterations asked; none is started after the second is over
+    assert 0 < len(records) <= 1000

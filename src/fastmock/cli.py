@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import dotenv
 
 from fastmock import __version__
 from fastmock.client import DEFAULT_URL, FleetClient, FleetError
+from fastmock.documents import DocumentError, decode_text, read_text, write_whole
 from fastmock.ctl import Console
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.chaos import ChaosError, parse_schedule
@@ -75,6 +75,28 @@ class Workers(click.ParamType):
         if workers < 1:
             self.fail(f"{value!r} is out of range (>= 1, or 'auto')", param, ctx)
         return workers
+
+
+class OutputPath(click.Path):
+    """A file written later (after a run): its directory must exist now, not when the results are in."""
+
+    def __init__(self, allow_dash: bool = False) -> None:
+        super().__init__(dir_okay=False, writable=True, allow_dash=allow_dash)
+
+    def convert(self, value, param, ctx):
+        path = super().convert(value, param, ctx)
+        directory = os.path.dirname(os.path.abspath(path))
+        if path != "-" and not (os.path.isdir(directory) and os.access(directory, os.W_OK)):
+            self.fail(f"{directory} is not a writable directory", param, ctx)
+        return path
+
+
+def _write_or_fail(path: str, write) -> None:
+    """write_whole, with a failure (a full disk, /proc) as one clear line; nothing is left behind."""
+    try:
+        write_whole(path, write)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _version_message() -> str:
@@ -139,7 +161,7 @@ def cli(ctx):
               help="Threads serving gRPC calls per worker (each open StreamEcho holds one).")
 @click.option("--request-log-size", type=click.IntRange(0), default=10000, show_default=True,
               help="Requests kept for /getlogs (per worker); 0 turns the request log off.")
-@click.option("--request-log", "request_log_path", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--request-log", "request_log_path", type=OutputPath(), default=None,
               help="Also append every request to this file as a JSON line.")
 @click.option("--quiet/--access-log", default=True, show_default=True,
               help="--access-log writes one JSON line per request to stdout.")
@@ -243,8 +265,11 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
     chaos = None
     if chaos_file is not None:
         try:
-            with open(chaos_file) as file:
-                chaos = parse_schedule(file.read(), base_port, max_port)
+            chaos = parse_schedule(read_text(chaos_file), base_port, max_port)
+        except OSError as exc:
+            raise click.BadParameter(f"{chaos_file}: {exc.strerror}", param_hint="'--chaos'") from None
+        except DocumentError as exc:
+            raise click.BadParameter(exc.at(chaos_file), param_hint="'--chaos'") from None
         except ChaosError as exc:
             where = f"{chaos_file}:{exc.line}:{exc.column or 1}" if exc.line else chaos_file
             raise click.BadParameter(f"{where}: {exc}", param_hint="'--chaos'") from None
@@ -410,11 +435,11 @@ class LoadUrl(click.ParamType):
               help="Reuse connections, or a new connection per request.")
 @click.option("--workers", type=Workers(), default="1", show_default=True,
               help="Processes (each on its share of requests and rate), or 'auto' for one per CPU.")
-@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--output", type=OutputPath(), default=None,
               help="Write one record per request here.")
 @click.option("--format", "output_format", type=click.Choice(["json", "csv"]), default="json", show_default=True,
               help="Format of --output (json: one object per line).")
-@click.option("--summary-json", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--summary-json", type=OutputPath(), default=None,
               help="Write the summary here as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated trace ids.")
 def load(url, requests, duration, concurrency, rate, method, headers, body, body_file, timeout, connect_timeout,
@@ -438,10 +463,9 @@ def load(url, requests, duration, concurrency, rate, method, headers, body, body
     summary = summary_dict(result, config)
     click.echo(summary_text(summary))
     if output is not None:
-        write_records(result["records"], output, output_format)
+        _write_or_fail(output, lambda file: write_records(result["records"], file, output_format))
     if summary_json is not None:
-        with open(summary_json, "w") as file:
-            json.dump(summary, file, indent=2)
+        _write_or_fail(summary_json, lambda file: json.dump(summary, file, indent=2))
 
 
 class Shard(click.ParamType):
@@ -654,25 +678,29 @@ def shell(url, token):
 
 
 @cli.command("rewrite-config")
-@click.argument("source", metavar="IN", type=click.File("r"))
-@click.argument("target", metavar="OUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("source", metavar="IN", type=click.File("rb"))
+@click.argument("target", metavar="OUT", type=OutputPath(allow_dash=True))
 @click.option("--endpoints-url", default=f"{DEFAULT_URL}/endpoints?limit=1000000", show_default=True,
-              help="Where to read endpoint URLs (a fleet's /endpoints).")
-@click.option("--endpoints-file", type=click.File("r"), default=None,
-              help="Read endpoint URLs from this file instead (one per line, # comments).")
+              callback=lambda ctx, param, url: _http_url(url, param, ctx),
+              help="Where to read endpoint URLs (a fleet's /endpoints; http or https).")
+@click.option("--endpoints-file", type=click.File("rb"), default=None,
+              help="Read endpoint URLs from this file instead (one per line, # comments, or a JSON list).")
+@click.option("--max-size", type=Size(minimum=1), default="64M", show_default=True,
+              help="The largest IN (and endpoints file) read.")
 @click.option("--field", "fields", multiple=True, default=("url", "host"), show_default=True,
               help="A key whose values are replaced (repeatable); 'host' gets HOST:PORT, others the URL.")
 @click.option("--cycle", is_flag=True, help="Reuse the endpoints when the document has more fields.")
 @click.option("--dry-run", is_flag=True, help="Print a unified diff instead of writing OUT.")
-def rewrite_config(source, target, endpoints_url, endpoints_file, fields, cycle, dry_run):
+def rewrite_config(source, target, endpoints_url, endpoints_file, max_size, fields, cycle, dry_run):
     """Point every url/host field of a YAML or JSON document at fleet endpoints.
 
     IN and OUT may be '-' (stdin, stdout). Comments, order, quoting and layout are kept; OUT is written
     whole (through a temporary file) or not at all.
     """
-    text = source.read()
+    text = _read_text(source, max_size, "'IN'")
     try:
-        endpoints = parse_endpoints(endpoints_file.read()) if endpoints_file else fetch_endpoints(endpoints_url)
+        endpoints = parse_endpoints(_read_text(endpoints_file, max_size, "'--endpoints-file'")) if endpoints_file \
+            else fetch_endpoints(endpoints_url)
         result, replaced = rewrite(text, endpoints, fields, cycle)
     except ConfigError as exc:
         raise click.BadParameter(f"{source.name}: {exc}", param_hint="'IN'") from None
@@ -686,12 +714,23 @@ def rewrite_config(source, target, endpoints_url, endpoints_file, fields, cycle,
     elif target == "-":
         click.echo(result, nl=False)
     else:
-        directory = os.path.dirname(os.path.abspath(target))
-        with tempfile.NamedTemporaryFile("w", dir=directory, prefix=".fastmock-", delete=False) as temporary:
-            temporary.write(result)
-        os.replace(temporary.name, target)
+        _write_or_fail(target, lambda file: file.write(result))
     if target != "-" or dry_run:
         click.echo(f"{replaced} fields replaced" + (" (dry run)" if dry_run else f" in {target}"), err=True)
+
+
+def _read_text(file, max_size: int, param_hint: str) -> str:
+    """An opened binary file's text: UTF-8 and at most ``max_size`` bytes (--max-size), else a usage error."""
+    try:
+        return decode_text(file.read(max_size + 1), max_size)
+    except DocumentError as exc:
+        raise click.BadParameter(exc.at(file.name), param_hint=param_hint) from None
+
+
+def _http_url(url: str, param, ctx) -> str:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise click.BadParameter(f"{url!r} is not an http or https URL", ctx, param)
+    return url
 
 
 def main() -> None:

@@ -204,7 +204,10 @@ class HpApp:
             return None
         sink = None
         if config.request_log_path is not None:
-            file = open(config.request_log_path, "ab")
+            try:
+                file = open(config.request_log_path, "ab")
+            except OSError as exc:
+                raise StartError(f"cannot open the request log {config.request_log_path}: {exc.strerror}") from None
 
             def sink(record: dict) -> None:
                 file.write(orjson.dumps(record) + b"\n")

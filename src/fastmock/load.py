@@ -8,7 +8,6 @@ import asyncio
 import csv
 import json
 import multiprocessing
-import os
 import sys
 import time
 import urllib.parse
@@ -168,19 +167,16 @@ def summary_text(summary: dict) -> str:
     ])
 
 
-def write_records(records: list, path: str, output_format: str) -> None:
-    """Per-request records as JSON lines or CSV, written whole through a temporary file."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", newline="") as file:
-        if output_format == "csv":
-            writer = csv.writer(file)
-            writer.writerow(RECORD_FIELDS)
-            for record in records:
-                writer.writerow(_record_values(record))
-        else:
-            for record in records:
-                file.write(json.dumps(dict(zip(RECORD_FIELDS, _record_values(record)))) + "\n")
-    os.replace(temporary, path)
+def write_records(records: list, file, output_format: str) -> None:
+    """Per-request records as JSON lines or CSV."""
+    if output_format == "csv":
+        writer = csv.writer(file)
+        writer.writerow(RECORD_FIELDS)
+        for record in records:
+            writer.writerow(_record_values(record))
+    else:
+        for record in records:
+            file.write(json.dumps(dict(zip(RECORD_FIELDS, _record_values(record)))) + "\n")
 
 
 def _record_values(record: tuple) -> tuple:

@@ -14,15 +14,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
+from fastmock.documents import DocumentError, load_yaml, read_text
 from fastmock.units import parse_duration
 
 __all__ = ["ScenarioError", "Scenario", "RunSettings", "load_scenario", "run_scenario"]
 
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+MIN_DURATION_S = 0.001  # finer than the event loop's clock means nothing
+MAX_DURATION_S = 10 * 365 * 86400.0
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
 
 
@@ -112,8 +113,8 @@ class _Reader:
             seconds = parse_duration(str(value))
         except ValueError:
             raise self.fail(parent, key, f"{value!r} is not a duration (like 500ms, 10s, 2m)") from None
-        if seconds <= 0:
-            raise self.fail(parent, key, "must be positive")
+        if not MIN_DURATION_S <= seconds <= MAX_DURATION_S:
+            raise self.fail(parent, key, "must be from 1ms to 10 years")
         return seconds
 
     def number(self, parent, key, minimum: float = 0.0, integer: bool = False):
@@ -134,13 +135,11 @@ _CHECK = ("status", "json", "headers")
 def load_scenario(path: str) -> Scenario:
     reader = _Reader(path)
     try:
-        with open(path) as file:
-            data = YAML(typ="rt").load(file)
+        data = load_yaml(read_text(path))
     except OSError as exc:
         raise ScenarioError(f"{path}: {exc.strerror}") from None
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise ScenarioError(f"{path}:{mark.line + 1}:{mark.column + 1}: {exc.problem}") from None
+    except DocumentError as exc:
+        raise ScenarioError(exc.at(path)) from None
     top = reader.mapping(data, None, _TOP, "the scenario")
     for key in ("base_url", "tasks"):
         if key not in top:
@@ -308,7 +307,10 @@ class _Runner:
 
     def _lookup(self, name: str, variables: dict):
         if name.startswith("faker."):
-            provider = getattr(self.faker, name[len("faker."):], None)
+            provider_name = name[len("faker."):]
+            # a provider is a public method: no dunder (faker.__class__) and no path into other objects
+            provider = None if "." in provider_name or provider_name.startswith("_") \
+                else getattr(self.faker, provider_name, None)
             if not callable(provider):
                 raise KeyError(f"no faker provider {name[len('faker.'):]!r}")
             result = provider()
@@ -393,6 +395,8 @@ class _Runner:
             start = time.monotonic()
             for k in range(count):
                 await asyncio.sleep(max(0.0, start + k * task.every_s - time.monotonic()))
+                if time.monotonic() - start >= length:
+                    break  # `for` is wall time: iterations that fell behind are not made up after it
                 if k % settings.shards == settings.shard:
                     self._launch(task)
             return
@@ -403,6 +407,8 @@ class _Runner:
                 start = time.monotonic()
                 for k in range(int(length * rate + 1e-9)):
                     await asyncio.sleep(max(0.0, start + k / rate - time.monotonic()))
+                    if time.monotonic() - start >= length:
+                        break
                     self._launch(task)
             else:
                 workers = stage.concurrency // settings.shards + (settings.shard < stage.concurrency % settings.shards)
