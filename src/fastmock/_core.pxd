@@ -97,6 +97,7 @@ cdef class RequestParser:
         public bint no_body          # set before a response to HEAD: it has no body whatever it says
         readonly int status
         size_t first_line_end
+        object error                 # feed() from Python: the RemoteProtocolError it failed with
 
     cdef int feed_ptr(self, const char* data, size_t length) except -1
     cdef int resume(self) except -1

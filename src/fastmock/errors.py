@@ -19,7 +19,12 @@ class ProtocolError(FastmockError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer broke HTTP: answer ``status`` with ``Connection: close``, then close."""
+    """The peer broke HTTP: answer ``status`` with ``Connection: close``, then close.
+
+    Raised by ``RequestParser.feed()``, its ``events`` are those the same input completed before the error.
+    """
+
+    events: list = []
 
 
 class LocalProtocolError(ProtocolError):

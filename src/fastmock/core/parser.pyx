@@ -466,24 +466,37 @@ cdef class RequestParser:
         return 0
 
     cdef size_t _find_head_end(self, const char* p, size_t n) except? 0:
-        """Length of the head (through its empty line) if p holds all of it, else 0."""
+        """Length of the head (through its empty line) if p holds all of it, else 0.
+
+        The same bytes give the same answer however they are split: each limit is a predicate on the
+        stream (the first line ends within max_first_line bytes; the header section, through its final
+        CRLF, is at most max_header_size), checked at a line's end before anything else about that line,
+        and on a partial line as soon as the bytes so far already break it.
+        """
         cdef size_t i = self.scan_pos, end
+        cdef size_t max_first_line = self.max_target_size + 1024  # the target plus a method and a version
         cdef const char* lf
         while True:
             lf = <const char*>memchr(p + i, LF, n - i)
             if lf == NULL:
                 self.scan_pos = n
+                # the line's LF is still to come, so the line is at least one byte longer than what is here
                 if self.line_count == 0:
-                    if n > self.max_target_size + 1024:
+                    if n >= max_first_line:
                         raise RemoteProtocolError("request-target too long", 414)
-                elif n - self.first_line_len > self.max_header_size:
+                elif n - self.first_line_len >= self.max_header_size:
                     raise RemoteProtocolError("header section too large", 431)
                 return 0
             end = lf - p
+            i = end + 1
+            if self.line_count == 0:
+                if i > max_first_line:
+                    raise RemoteProtocolError("request-target too long", 414)
+            elif i - self.first_line_len > self.max_header_size:
+                raise RemoteProtocolError("header section too large", 431)
             # RFC 9112 §2.2 lets a recipient accept a bare LF; we don't: it is how smuggling starts
             if end == self.line_start or p[end - 1] != CR:
                 raise RemoteProtocolError("bare LF in request head", 400)
-            i = end + 1
             if end - 1 == self.line_start:
                 self.scan_pos = self.line_start = self.first_line_len = 0
                 self.line_count = 0
@@ -491,11 +504,8 @@ cdef class RequestParser:
             self.line_count += 1
             if self.line_count == 1:
                 self.first_line_len = i
-            else:
-                if self.line_count - 1 > self.max_headers:
-                    raise RemoteProtocolError(f"too many header fields (limit {self.max_headers})", 431)
-                if i - self.first_line_len > self.max_header_size:
-                    raise RemoteProtocolError("header section too large", 431)
+            elif self.line_count - 1 > self.max_headers:
+                raise RemoteProtocolError(f"too many header fields (limit {self.max_headers})", 431)
             self.line_start = i
 
     cdef int _parse_request_line(self, const char* p, size_t n) except -1:
@@ -665,12 +675,23 @@ cdef class RequestParser:
     # === Public API ===
 
     def feed(self, data):
-        """Parse ``data`` and return the events it completes: Request, Data and EndOfMessage."""
+        """Parse ``data`` and return the events it completes: Request, Data and EndOfMessage.
+
+        On malformed input it raises RemoteProtocolError, whose ``events`` are those completed before the
+        error; the parser stays failed (every later feed raises the same error).
+        """
         cdef Py_buffer view
         cdef EventCollector collector = <EventCollector?>self.handler
+        if self.error is not None:
+            raise RemoteProtocolError(self.error.msg, self.error.status)
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
             self.feed_ptr(<const char*>view.buf, view.len)
+        except RemoteProtocolError as exc:
+            exc.events = collector.events
+            collector.events = []
+            self.error = exc
+            raise
         finally:
             PyBuffer_Release(&view)
         events = collector.events
