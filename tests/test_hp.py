@@ -268,3 +268,31 @@ def test_a_range_with_a_non_ascii_byte_is_ignored(hp):
         sock.sendall(b"GET /bin/10 HTTP/1.1\r\nHost: x\r\nRange: bytes=\xb2-5\r\nConnection: close\r\n\r\n")
         reply = recv_until_closed(sock)
     assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"\r\n\r\nABCDEFGHIJ")
+
+
+def test_a_body_trickling_in_is_cut_off_with_408():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--body-timeout", "1s",
+                      "--body-min-rate", "1K") as server:
+        with server.connect() as sock:
+            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            started = time.monotonic()
+            reply = b""
+            for _ in range(50):  # a byte every 0.1 s: the idle timeout never fires, the body timeout does
+                try:
+                    sock.sendall(b"x")
+                except OSError:
+                    break
+                time.sleep(0.1)
+                sock.setblocking(False)
+                try:
+                    reply += sock.recv(4096)
+                except BlockingIOError:
+                    pass
+                sock.setblocking(True)
+                if reply:
+                    break
+            reply += recv_until_closed(sock)
+        assert reply.startswith(b"HTTP/1.1 408 ") and b"request body" in reply
+        assert 1 <= time.monotonic() - started < 4
+        # a body that keeps the pace is not cut: 100 KB at full speed
+        assert httpx.post(f"{server.url}/upload", content=b"x" * 100_000).json()["bytes_received"] == 100_000

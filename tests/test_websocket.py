@@ -212,3 +212,30 @@ def test_a_handshake_pipelined_behind_a_delayed_request(hp):
             assert data.startswith(b"HTTP/1.1 200 ")
             assert data.index(b"HTTP/1.1 101 Switching Protocols\r\n") > 0  # after the first answer
     assert httpx.get(f"{hp.url}/health").status_code == 200
+
+
+def test_an_idle_websocket_is_closed_and_a_pinged_one_kept():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--ws-idle-timeout", "1s") as server:
+        with handshake(server) as sock:
+            started = time.monotonic()
+            data = recv_until_closed(sock)
+        assert data[0] == 0x88 and struct.unpack("!H", data[2:4])[0] == 1001
+        assert 0.9 <= time.monotonic() - started < 4  # idle since the handshake, a moment before `started`
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--ws-idle-timeout", "1s",
+                      "--ws-ping-interval", "300ms") as server:
+        async def session():
+            async with websockets.connect(ws_url(server)) as ws:  # the library answers pings with pongs
+                await asyncio.sleep(2.5)
+                await ws.send("still here")
+                return await ws.recv()
+
+        assert asyncio.run(session()) == "still here"
+
+
+def test_one_byte_payloads_are_unmasked_into_a_new_object():
+    # CPython shares one object per 1-byte bytes value; unmasking it in place changed b"A" for the whole process
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
+        with handshake(server) as sock:
+            for mask in (1, 2, 1):
+                sock.sendall(b"\x82\x81" + bytes([mask, 0, 0, 0]) + b"A")  # the same byte on the wire ...
+                assert sock.recv(3) == b"\x82\x01" + bytes([ord("A") ^ mask])  # ... unmasked by each mask

@@ -266,8 +266,14 @@ cdef class Server:
         unsigned int max_headers
         double idle_timeout_s
         double header_timeout_s
+        double body_timeout_s        # a request body gets this long (0: forever) ...
+        double body_min_rate         # ... plus a second per this many bytes received
         double tick_s
         long long max_connections
+        long long open_files_limit   # RLIMIT_NOFILE when the server was made
+        object log                   # log(line): a refused connection is reported (at most once a second)
+        unsigned long long rejected_logged
+        double rejected_logged_at
         Py_ssize_t write_buffer_size
         bytearray read_buffer
         object pattern
@@ -300,6 +306,8 @@ cdef class Server:
     cdef ServerProtocol _init_protocol(self, ServerProtocol proto)
     cdef Route match(self, const char* path, size_t length)
     cdef FaultPlan match_fault(self, const char* path, size_t length)
+    cdef bint at_capacity(self, transport) except -1
+    cdef void _log_rejected(self)
     cdef void count(self, Route route, int status, Py_ssize_t nbytes, double duration_s)
 
 
@@ -321,6 +329,7 @@ cdef class ServerProtocol(ParserHandler):
         int phase               # 0: reading or idle, 1: a delayed response is pending
         double last_active
         double head_started
+        double body_started
         double started
         object delay_handle     # a delayed or awaited response: its timer or task
         object resume_handle
@@ -565,9 +574,13 @@ cdef class WebSocket:
         int message_opcode      # -1: no message in progress
         bint closing
         bint sent_shutdown
+        double idle_timeout_s
+        double ping_interval_s
+        double last_ping
     cdef int feed(self, ServerProtocol proto, const char* data, size_t length) except -1
     cdef int frame(self, ServerProtocol proto, int opcode, bint fin, bytes payload) except -1
     cdef int deliver(self, ServerProtocol proto) except -1
     cdef int fail(self, ServerProtocol proto, int code, str reason) except -1
     cdef int close(self, ServerProtocol proto, bytes payload) except -1
+    cdef int check_idle(self, ServerProtocol proto, double now) except -1
     cdef int shutdown(self, ServerProtocol proto) except -1

@@ -128,6 +128,11 @@ def cli(ctx):
               help="Close a keep-alive connection idle this long (bare number: seconds).")
 @click.option("--header-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
               help="Answer 408 and close if a request head takes longer (bare number: seconds).")
+@click.option("--body-timeout", type=Duration(), default="30s", show_default=True,
+              help="Answer 408 and close if a request body takes longer than this plus a second per "
+                   "--body-min-rate bytes received (bare number: seconds); 0 turns it off.")
+@click.option("--body-min-rate", type=Size(minimum=1), default="1K", show_default=True,
+              help="Bytes per second a slow request body must average to earn more time (see --body-timeout).")
 @click.option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
               help="Open connections per worker; beyond it new ones are closed at once.")
 @click.option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
@@ -152,6 +157,10 @@ def cli(ctx):
               help="Longest a 'timeout' fault (or a fault's delay) holds a connection (bare number: seconds).")
 @click.option("--ws-max-message", type=Size(1, 1 << 30), default="16M", show_default=True,
               help="Largest WebSocket message; larger closes the connection with 1009.")
+@click.option("--ws-idle-timeout", type=Duration(), default="5m", show_default=True,
+              help="Close a WebSocket (1001) that sent nothing this long (bare number: seconds); 0: never.")
+@click.option("--ws-ping-interval", type=Duration(), default="0", show_default=True,
+              help="Ping an idle WebSocket this often; its pong keeps it open (bare number: seconds); 0: no pings.")
 @click.option("--sse-heartbeat", type=Duration(minimum=0.01), default="15s", show_default=True,
               help="A comment line on an idle /sse stream this often (bare number: seconds).")
 @click.option("--grpc-port", type=click.IntRange(0, 65535), default=50051, show_default=True,
@@ -167,9 +176,9 @@ def cli(ctx):
               help="--access-log writes one JSON line per request to stdout.")
 @click.option("--mem-interval", type=Duration(), default="10s", show_default=True,
               help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
-def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_connections, shutdown_timeout,
-       max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults, header_faults, max_hang,
-       ws_max_message, sse_heartbeat, grpc_port, grpc_threads, request_log_size, request_log_path, quiet,
+def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, body_timeout, body_min_rate, max_connections,
+       shutdown_timeout, max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults,
+       header_faults, max_hang, ws_max_message, ws_idle_timeout, ws_ping_interval, sse_heartbeat, grpc_port, grpc_threads, request_log_size, request_log_path, quiet,
        mem_interval):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
@@ -182,8 +191,9 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_conne
                                  "(or --grpc-port 0)", param_hint="'--grpc-port'")
     config = ServeConfig(
         name="hp", host=host, port=port, workers=workers, buffer_size=buffer_size * 1024,
-        idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
-        shutdown_timeout_s=shutdown_timeout, max_target_size=max_target_size,
+        idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+        body_min_rate=body_min_rate, max_connections=max_connections, shutdown_timeout_s=shutdown_timeout,
+        max_target_size=max_target_size,
         max_header_size=max_header_size, max_headers=max_headers, access_log=not quiet,
         mem_interval_s=mem_interval,
     )
@@ -191,6 +201,7 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, max_conne
         max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
         faults=faults, header_faults=header_faults, max_hang_s=max_hang, request_log_size=request_log_size,
         request_log_path=request_log_path, sse_heartbeat_s=sse_heartbeat, ws_max_message=ws_max_message,
+        ws_idle_timeout_s=ws_idle_timeout, ws_ping_interval_s=ws_ping_interval,
         grpc_host=host, grpc_port=grpc_port, grpc_required=grpc_required, grpc_threads=grpc_threads,
         grpc_reuse_port=workers > 1)))
 

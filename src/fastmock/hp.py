@@ -74,6 +74,8 @@ class HpConfig:
     request_log_path: str | None = None  # also append each request there as a JSON line
     sse_heartbeat_s: float = 15.0
     ws_max_message: int = 16 << 20
+    ws_idle_timeout_s: float = 300.0  # 0: never
+    ws_ping_interval_s: float = 0.0   # 0: no pings
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 0             # 0: no gRPC service
     grpc_required: bool = False    # False: the port was the default, so a failure is logged and HTTP goes on
@@ -175,6 +177,8 @@ class HpApp:
     def build(self, loop, **server_options):
         """The core Server of this worker and its protocol factory (see serve.py)."""
         self.server = Server(loop, self.routes, self.default_route, **server_options, **self.server_options)
+        for timeout_s in (self.config.ws_idle_timeout_s, self.config.ws_ping_interval_s):
+            self.server.bound_tick(timeout_s)
         if self.config.grpc_port:
             self._start_grpc()
         return self.server, self.server.make_protocol
@@ -384,7 +388,8 @@ class HpApp:
             # no Sec-WebSocket-Extensions in the answer: permessage-deflate is declined
             return Response(101, content_type=b"", headers=[
                 (b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"), (b"Sec-WebSocket-Accept", accept)],
-                websocket=WebSocket(mode, self.config.ws_max_message))
+                websocket=WebSocket(mode, self.config.ws_max_message, self.config.ws_idle_timeout_s,
+                                    self.config.ws_ping_interval_s))
         return _error(f"not a WebSocket handshake: {reason}", example)
 
     def _upload(self, req) -> Response:

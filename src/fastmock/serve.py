@@ -38,6 +38,8 @@ class ServeConfig:
     buffer_size: int = 1024 * 1024  # 1 MiB pieces: /bin/1G ran ~1.3x faster than with 256 KiB
     idle_timeout_s: float = 10.0
     header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    body_min_rate: float = 1024.0
     max_connections: int = 262144
     shutdown_timeout_s: float = 30.0
     max_target_size: int = 8192
@@ -137,8 +139,9 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     server, protocol_factory = app.build(
         loop, max_target_size=config.max_target_size, max_header_size=config.max_header_size,
         max_headers=config.max_headers, idle_timeout_s=config.idle_timeout_s,
-        header_timeout_s=config.header_timeout_s, max_connections=config.max_connections,
-        buffer_size=config.buffer_size, access_log=_write_access_log if config.access_log else None,
+        header_timeout_s=config.header_timeout_s, body_timeout_s=config.body_timeout_s,
+        body_min_rate=config.body_min_rate, max_connections=config.max_connections, buffer_size=config.buffer_size,
+        log=lambda line: log(f"worker {worker}: {line}"), access_log=_write_access_log if config.access_log else None,
     )
     listener = await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG)
     server.start()

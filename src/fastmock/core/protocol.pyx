@@ -104,15 +104,20 @@ cdef class Route:
         self.index = 0
 
 
+# descriptors kept free for everything but client connections (files, the event loop, gRPC, a revived port)
+cdef long long OPEN_FILES_RESERVE = 32
+
+
 cdef class Server:
     """Configuration and state shared by every connection of one listener in one process."""
 
     def __cinit__(self, loop, list routes, Route default_route, *, size_t max_target_size=8192,
                   size_t max_header_size=65536, unsigned int max_headers=100,
-                  double idle_timeout_s=10.0, double header_timeout_s=10.0,
-                  long long max_connections=262144, Py_ssize_t buffer_size=256 * 1024,
+                  double idle_timeout_s=10.0, double header_timeout_s=10.0, double body_timeout_s=30.0,
+                  double body_min_rate=1024, long long max_connections=262144, Py_ssize_t buffer_size=256 * 1024,
                   object access_log=None, list fault_rules=None, object header_faults=None,
-                  unsigned long long seed=0, double max_hang_s=300.0, RequestLog request_log=None):
+                  unsigned long long seed=0, double max_hang_s=300.0, RequestLog request_log=None,
+                  object log=None):
         cdef Route route
         self.loop = loop
         self.routes = routes
@@ -126,9 +131,16 @@ cdef class Server:
         self.max_headers = max_headers
         self.idle_timeout_s = idle_timeout_s
         self.header_timeout_s = header_timeout_s
-        # the tick bounds how late a timeout fires: at most half the shortest timeout, at most 1 s
-        self.tick_s = max(0.05, min(1.0, idle_timeout_s / 2, header_timeout_s / 2))
+        self.body_timeout_s = body_timeout_s
+        self.body_min_rate = body_min_rate
+        self.tick_s = 1.0
+        for timeout_s in (idle_timeout_s, header_timeout_s, body_timeout_s):
+            self.bound_tick(timeout_s)
         self.max_connections = max_connections
+        self.open_files_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.log = log
+        self.rejected_logged = 0
+        self.rejected_logged_at = 0.0
         self.write_buffer_size = buffer_size
         self.pattern = pattern_buffer(buffer_size)
         self.piece_size = len(self.pattern) - PATTERN_LEN
@@ -193,6 +205,27 @@ cdef class Server:
         self.duration_counts[_duration_bucket(duration_s)] += 1
         self.duration_sum_s += duration_s
 
+    cdef bint at_capacity(self, transport) except -1:
+        """Whether a new connection must be refused: --max-connections, or nearly out of descriptors.
+
+        Linux gives a new socket the lowest free descriptor, so one numbered near RLIMIT_NOFILE means the
+        process is about to run out; refused here it is counted and logged, where at the limit itself libuv
+        accepts and closes connections silently.
+        """
+        if <long long>len(self.connections) >= self.max_connections:
+            return True
+        sock = transport.get_extra_info("socket")
+        return sock is not None and sock.fileno() >= self.open_files_limit - OPEN_FILES_RESERVE
+
+    cdef void _log_rejected(self):
+        """At most once a second: how many connections were refused since the last report."""
+        cdef unsigned long long fresh = self.connections_rejected - self.rejected_logged
+        if fresh and self.log is not None and g_now - self.rejected_logged_at >= 1.0:
+            self.rejected_logged = self.connections_rejected
+            self.rejected_logged_at = g_now
+            self.log(f"refused {fresh} connection(s): {len(self.connections)} open, limits --max-connections "
+                     f"{self.max_connections} and open files {self.open_files_limit}")
+
     def _tick(self):
         cdef ServerProtocol conn
         global g_now
@@ -200,6 +233,7 @@ cdef class Server:
         refresh_date()
         for conn in list(self.connections):
             conn._check_timeout(g_now)
+        self._log_rejected()
         self.tick_handle = self.loop.call_later(self.tick_s, self._tick)
 
     cdef ServerProtocol _init_protocol(self, ServerProtocol proto):
@@ -222,6 +256,11 @@ cdef class Server:
         """Start the loop-wide tick (Date header and timeouts)."""
         if self.tick_handle is None:
             self.tick_handle = self.loop.call_later(self.tick_s, self._tick)
+
+    def bound_tick(self, double timeout_s):
+        """The tick bounds how late a timeout fires: make it at most half of ``timeout_s`` (0: none)."""
+        if timeout_s > 0:
+            self.tick_s = max(0.01, min(self.tick_s, timeout_s / 2))
 
     def stop(self):
         if self.tick_handle is not None:
@@ -338,6 +377,7 @@ cdef class ServerProtocol(ParserHandler):
             server.fault_counts[self.fault.kind] += 1
             if self.fault.kind == F_OK and self.fault_delay_s <= 0:
                 self.fault = NULL  # the route's own answer, at once: nothing to do
+        self.body_started = g_now
         # RFC 9110 §10.1.1: send 100 (Continue) before reading the body the client is holding back
         if parser.expect_continue and parser.in_body() and parser.http_minor == 1:
             self.out.append(CONTINUE_100)
@@ -685,12 +725,20 @@ cdef class ServerProtocol(ParserHandler):
         return 0
 
     cdef int _check_timeout(self, double now) except -1:
+        cdef Server server = self.server
+        if self.ws is not None:
+            return self.ws.check_idle(self, now)
         if self.phase != 0 or self.closing:
             return 0
         if self.parser.has_partial_head():
-            if now - self.head_started > self.server.header_timeout_s:
+            if now - self.head_started > server.header_timeout_s:
                 self._protocol_error(408, "timed out reading the request head")
-        elif now - self.last_active > self.server.idle_timeout_s:
+        elif self.parser.in_body() and server.body_timeout_s and self.read_pause_s == 0 \
+                and now - self.body_started > server.body_timeout_s + self.body_size / server.body_min_rate:
+            # like Apache's mod_reqtimeout: a body trickling in forever (1 byte a second) is cut off
+            self._protocol_error(408, f"timed out reading the request body (--body-timeout "
+                                      f"{server.body_timeout_s:g}s, --body-min-rate {server.body_min_rate:g})")
+        elif now - self.last_active > server.idle_timeout_s:
             self.transport.close()
         return 0
 
@@ -727,7 +775,7 @@ cdef class ServerProtocol(ParserHandler):
 
     def connection_made(self, transport):
         cdef Server server = self.server
-        if len(server.connections) >= server.max_connections:
+        if server.at_capacity(transport):
             server.connections_rejected += 1
             transport.abort()
             return

@@ -110,7 +110,7 @@ cdef class Proxy:
             503, b'{"error":"dropped by fastmock proxy (--drop-rate)"}', b"application/json"))
         self.server = Server(loop, routes + [self.drop_route], self.forward_route, **server_options)
         # --upstream-timeout is checked by the server's tick: make it fine enough
-        self.server.tick_s = max(0.01, min(self.server.tick_s, upstream_timeout_s / 4))
+        self.server.bound_tick(upstream_timeout_s / 2)
         self.requests = self.forwarded = self.dropped = self.delayed = 0
         memset(self.errors, 0, sizeof(self.errors))
         memset(self.upstream_durations, 0, sizeof(self.upstream_durations))

@@ -32,11 +32,19 @@ cdef inline bint _valid_close_code(int code):
 
 
 cdef class WebSocket:
-    """The WebSocket side of one connection (``mode``: WS_ECHO, or WS_ANSWER_ONCE for /ws/close)."""
+    """The WebSocket side of one connection (``mode``: WS_ECHO, or WS_ANSWER_ONCE for /ws/close).
 
-    def __cinit__(self, int mode=WS_ECHO, long long max_message=16 << 20):
+    A connection that sends nothing for ``idle_timeout_s`` (0: never) is closed with 1001; with
+    ``ping_interval_s`` (0: none) an idle peer is pinged that often, and its pong counts as activity.
+    """
+
+    def __cinit__(self, int mode=WS_ECHO, long long max_message=16 << 20, double idle_timeout_s=0.0,
+                  double ping_interval_s=0.0):
         self.mode = mode
         self.max_message = max_message
+        self.idle_timeout_s = idle_timeout_s
+        self.ping_interval_s = ping_interval_s
+        self.last_ping = 0.0
         self.buf = bytearray()
         self.message = bytearray()
         self.message_opcode = -1
@@ -91,10 +99,12 @@ cdef class WebSocket:
                 return 0  # the rest of the frame is on its way
             memcpy(mask, p + pos, 4)
             pos += 4
-            payload = PyBytes_FromStringAndSize(<const char*>p + pos, payload_len)
+            # a new, uninitialised object: given the bytes, CPython returns its shared single-byte object for
+            # a 1-byte payload, and unmasking in place would corrupt every b"x" of the process
+            payload = PyBytes_FromStringAndSize(NULL, payload_len)
             out = <unsigned char*>PyBytes_AS_STRING(payload)
             for i in range(<Py_ssize_t>payload_len):  # a C loop: unmasking costs no Python per byte
-                out[i] ^= mask[i & 3]
+                out[i] = p[pos + i] ^ mask[i & 3]
             del self.buf[:pos + payload_len]
             self.frame(proto, opcode, fin, payload)
         return 0
@@ -160,6 +170,18 @@ cdef class WebSocket:
                 proto.transport.write(_ws_frame(WS_CLOSE, payload))
             proto.closing = True
             proto.transport.close()
+        return 0
+
+    cdef int check_idle(self, ServerProtocol proto, double now) except -1:
+        """From the server's tick: close an idle connection, or ping it."""
+        cdef double idle_s = now - proto.last_active
+        if self.closing:
+            return 0
+        if self.idle_timeout_s and idle_s > self.idle_timeout_s:
+            return self.fail(proto, 1001, f"idle for more than {self.idle_timeout_s:g}s")
+        if self.ping_interval_s and idle_s > self.ping_interval_s and now - self.last_ping > self.ping_interval_s:
+            self.last_ping = now
+            proto.transport.write(_ws_frame(WS_PING, b"fastmock"))
         return 0
 
     cdef int shutdown(self, ServerProtocol proto) except -1:
