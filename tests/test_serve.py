@@ -117,3 +117,30 @@ def test_port_in_use_is_a_clear_error():
                                 capture_output=True, text=True, timeout=10)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1 port {port}: Address already in use" in result.stderr
+
+
+def test_connections_refused_near_the_open_files_limit_are_counted_and_logged():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--grpc-port", "0", open_files=128) as server:
+        sockets = []
+        try:
+            for _ in range(150):  # more than the server has descriptors for
+                sockets.append(server.connect())
+            wait_for(lambda: "refused" in server.log())
+            served = refused_count = 0
+            for sock in sockets:
+                try:
+                    sock.sendall(HEALTH)
+                    reply = sock.recv(100)
+                except ConnectionResetError:
+                    reply = b""
+                served += reply.startswith(b"HTTP/1.1 200 ")
+                refused_count += reply == b""
+        finally:
+            for sock in sockets:
+                sock.close()
+        assert served >= 64 and refused_count >= 20
+        line = next(line for line in server.log().splitlines() if "refused" in line)
+        assert "limits --max-connections 262144 and open files 128" in line
+        metrics = httpx.get(f"{server.url}/metrics").text
+        rejected = float(re.search(r"^fastmock_connections_rejected_total (\S+)$", metrics, re.M).group(1))
+        assert rejected >= refused_count

@@ -16,6 +16,7 @@ import asyncio
 import collections
 import logging
 import mmap
+import resource
 import struct
 import time
 from socket import SOL_SOCKET, SO_LINGER

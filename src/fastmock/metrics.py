@@ -38,7 +38,7 @@ class ServerCollector:
                                   value=stats["bytes_in"])
         yield CounterMetricFamily("fastmock_connections", "Connections accepted", value=stats["connections_total"])
         yield CounterMetricFamily(
-            "fastmock_connections_rejected", "Connections closed at once by --max-connections",
+            "fastmock_connections_rejected", "Connections closed at once by --max-connections or near the open-files limit",
             value=stats["connections_rejected"])
         yield GaugeMetricFamily("fastmock_connections_open", "Open connections", value=stats["connections_open"])
         faults = CounterMetricFamily("fastmock_faults_injected", "Fault outcomes drawn, by kind", labels=["kind"])

@@ -23,6 +23,7 @@ import uvloop
 from fastmock._core import PortGroup
 from fastmock.faults import parse_fault_spec
 from fastmock.fleet.state import ABSENT, ALIVE, FAILED, KILLED, FleetState
+from fastmock.serve import log
 
 __all__ = ["WorkerConfig", "run_worker"]
 
@@ -142,7 +143,8 @@ class PortWorker:
         config = self.config
         self.group = PortGroup(loop, self.state.requests, self._on_kill, idle_timeout_s=config.idle_timeout_s,
                                header_timeout_s=config.header_timeout_s, max_connections=config.max_connections,
-                               buffer_size=16384, seed=config.seed + self.index)
+                               buffer_size=16384, seed=config.seed + self.index,
+                               log=lambda line: log(f"worker {self.index}: {line}"))
         self.group.server.start()
         stopping = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, lambda: stopping.done() or stopping.set_result(None))
