@@ -96,7 +96,8 @@ def parse_schedule(text: str, base_port: int | None = None, max_port: int | None
         raise ChaosError(f"expected a mapping with 'rules', e.g. {EXAMPLE}", line=1)
     unknown = set(data) - {"rules", "seed"}
     if unknown:
-        raise ChaosError(f"unknown key {sorted(unknown)[0]!r} (keys: rules, seed)", line=_line(data, sorted(unknown)[0]))
+        key = sorted(unknown, key=str)[0]  # keys may be of any type: null, a number
+        raise ChaosError(f"unknown key {key!r} (keys: rules, seed)", line=_line(data, key))
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 1 << 64):
         raise ChaosError(f"seed must be a whole number from 0 to 2^64-1, not {seed!r}", line=_line(data, "seed"))
@@ -124,7 +125,7 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
         raise fail("a rule is a mapping, e.g. {every: 30s, target: {percent: 1}, action: kill}")
     unknown = set(node) - RULE_KEYS
     if unknown:
-        key = sorted(unknown)[0]
+        key = sorted(unknown, key=str)[0]
         raise fail(f"unknown key {key!r} (keys: {', '.join(sorted(RULE_KEYS))})", key)
 
     def duration(key, default=None, positive=False):
