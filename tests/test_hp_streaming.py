@@ -2,6 +2,7 @@
 
 import json
 import socket
+import struct
 import subprocess
 import time
 
@@ -200,3 +201,14 @@ def test_buffer_size_1024_as_the_old_server_ran_it():
         assert httpx.get(f"{server.url}/bin/3M").content == pattern(0, 3 << 20)
         assert httpx.get(f"{server.url}/bin/3M?chunked=1", headers={"Range": "bytes=7-"}).content == \
             pattern(7, (3 << 20) - 7)
+
+
+def test_a_client_that_leaves_an_endless_stream_of_tiny_frames_frees_the_server():
+    # a closing transport drops writes without pausing: the pump once spun on 2^63 one-byte frames for ever
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
+        for _ in range(3):
+            with server.connect() as sock:
+                sock.sendall(b"GET /chunked/9223372036854775807?size=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+                sock.recv(1000)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+        assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200

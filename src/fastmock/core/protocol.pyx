@@ -645,7 +645,10 @@ cdef class ServerProtocol(ParserHandler):
         cdef Server server = self.server
         cdef long long n
         transport = self.transport
-        while not self.writing_paused and self.frame_handle is None and self.stream is not None:
+        # a transport that is closing drops writes without ever pausing us: stop there, or a client that
+        # left a /chunked/9223372036854775807?size=1 would keep this loop (and the process) busy for ever
+        while not self.writing_paused and self.frame_handle is None and self.stream is not None \
+                and not transport.is_closing():
             if stream.frame_size and stream.frame_left == 0:
                 if stream.remaining == 0:
                     break
