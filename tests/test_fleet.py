@@ -250,6 +250,19 @@ def test_token_is_required_on_changing_calls_only(fleet):
     assert fleet.api.get("/endpoints?limit=1").status_code == 200
 
 
+def test_token_reads_guards_every_read_but_the_page_and_health():
+    base = free_base(3)
+    with start_fleet(3, "--token", TOKEN, "--token-reads", base=base) as server:
+        api = httpx.Client(base_url=server.url, timeout=10)
+        for path in ("/stats", "/endpoints", "/metrics", "/events", "/logs", "/chaos"):
+            assert api.get(path).status_code == 401, path
+            assert api.get(path, headers=AUTH).status_code == 200, path
+        assert api.get(f"/stats?access_token={TOKEN}").status_code == 200  # RFC 6750 §2.3, for EventSource
+        assert api.get("/stats?access_token=wrong").status_code == 401
+        assert api.get("/health").status_code == 200 and api.get("/").status_code == 200
+        server.stop()
+
+
 def test_api_unknown_paths_and_methods(fleet):
     missing = fleet.api.get("/nope")
     assert missing.status_code == 404
@@ -363,6 +376,7 @@ def test_management_port_in_use_is_a_clear_error():
     (["10", "--workers", "many"], "--workers"),
     (["10", "--base-port", "70000"], "--base-port"),
     (["10", "--idle-timeout", "soon"], "--idle-timeout"),
+    (["10", "--token-reads"], "--token-reads"),
 ])
 def test_bad_cli_values_are_usage_errors(args, named):
     result = subprocess.run([sys.executable, "-m", "fastmock", "fleet", *args], capture_output=True, text=True,

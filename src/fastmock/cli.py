@@ -233,6 +233,8 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
               help="Port worker processes; 'auto': one per 12,500 ports (fewer ports each under a low "
                    "open-files limit).")
 @click.option("--token", default=None, help="Require 'Authorization: Bearer TOKEN' on changing API calls.")
+@click.option("--token-reads", is_flag=True,
+              help="Require the token on reads too (all but the dashboard page and /health).")
 @click.option("--seed", type=int, default=None, help="Seed of random choices (/kill?count=K).")
 @click.option("--reserve-ports", is_flag=True,
               help="Add the fleet's part of the ephemeral range to net.ipv4.ip_local_reserved_ports while "
@@ -253,14 +255,16 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --detach: where the fleet's output goes  [default: "
                    "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
-def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, token, seed, reserve_ports,
-          idle_timeout, header_timeout, max_connections, chaos_file, detach, pid_file, log_file):
+def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, token, token_reads, seed,
+          reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, detach, pid_file, log_file):
     """COUNT mock servers, one per port from --base-port, with a management API.
 
     Each port answers GET /health and GET /kill (which closes that port). The management API
     (GET /stats, /endpoints, /metrics; GET|POST /kill, /revive, /scale; POST /shutdown) is on
     --mgmt-port. Every option may also be set as FASTMOCK_FLEET_<OPTION>.
     """
+    if token_reads and token is None:
+        raise click.BadParameter("needs --token", param_hint="'--token-reads'")
     if max_port < base_port:
         raise click.BadParameter(f"{max_port} is below --base-port {base_port}", param_hint="'--max-port'")
     if count > max_port - base_port + 1:
@@ -286,7 +290,7 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
             raise click.BadParameter(f"{where}: {exc}", param_hint="'--chaos'") from None
     config = FleetConfig(
         count=count, base_port=base_port, max_port=max_port, host=host, advertise_host=advertise_host,
-        mgmt_port=mgmt_port, workers=workers, token=token,
+        mgmt_port=mgmt_port, workers=workers, token=token, token_reads=token_reads,
         seed=secrets.randbits(32) if seed is None else seed, reserve_ports=reserve_ports,
         idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
         chaos=chaos,

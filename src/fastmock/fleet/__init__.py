@@ -90,7 +90,7 @@ async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started
         f"management API {url(config.host, config.mgmt_port)} (workers: {len(supervisor.workers)})")
 
     advertise = config.advertise_host or ("localhost" if config.host in ("0.0.0.0", "::") else config.host)
-    api = ManagementApi(supervisor, config.token, config.seed, advertise)
+    api = ManagementApi(supervisor, config.token, config.seed, advertise, token_reads=config.token_reads)
     server = Server(loop, api.routes, api.default_route, buffer_size=65536)
     listener = await loop.create_server(server.make_protocol, sock=mgmt_sock)
     server.start()

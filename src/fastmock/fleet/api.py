@@ -39,6 +39,9 @@ class ApiError(Exception):
         self.body = {"error": message, **({"example": example} if example else {}), **extra}
 
 
+OPEN_PATHS = ("/", "/health")  # the dashboard's page (it holds no data) and liveness stay open under --token-reads
+
+
 def _json(body, status: int = 200) -> Response:
     return Response(status, orjson.dumps(body))
 
@@ -59,11 +62,12 @@ class ManagementApi:
     """``routes``/``default_route`` for the core Server; ``stopped`` is set by POST /shutdown."""
 
     def __init__(self, supervisor: Supervisor, token: str | None, seed: int, advertise_host: str,
-                 stream_interval_s: float = 0.25) -> None:
+                 stream_interval_s: float = 0.25, token_reads: bool = False) -> None:
         self.supervisor = supervisor
         self.state = supervisor.state
         self.config = supervisor.config
         self.token = token
+        self.token_reads = token_reads  # reads need the token too (all but / and /health)
         self.seed = seed
         self.rng = random.Random(seed)
         self.url_host = f"[{advertise_host}]" if ":" in advertise_host else advertise_host
@@ -103,7 +107,8 @@ class ManagementApi:
                                                "example": f"{next(iter(methods))} {req.path}"}),
                             headers=[(b"Allow", allowed.encode())])
         changes, handler = entry
-        if changes and self.token is not None and not self._authorized(req):
+        guarded = changes or (self.token_reads and req.path not in OPEN_PATHS)
+        if guarded and self.token is not None and not self._authorized(req):
             return Response(401, orjson.dumps({"error": "missing or wrong bearer token",
                                                "example": "Authorization: Bearer TOKEN"}),
                             headers=[(b"WWW-Authenticate", b'Bearer realm="fastmock fleet"')])
@@ -116,12 +121,15 @@ class ManagementApi:
             return _json(exc.body, exc.status)
 
     def _authorized(self, req) -> bool:
+        """A bearer token in Authorization, or (RFC 6750 §2.3) in ``access_token``: a browser's EventSource
+        cannot send headers."""
         for name, value in req.headers:
             if name.lower() == "authorization":
                 scheme, _, credentials = value.partition(" ")
                 return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(),
                                                                           self.token.encode())
-        return False
+        given = parse_qs(req.query_string).get("access_token")
+        return given is not None and hmac.compare_digest(given[-1].encode(), self.token.encode())
 
     async def _change(self, handler, query, req) -> Response:
         async with self.supervisor.lock:

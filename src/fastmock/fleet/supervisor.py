@@ -39,6 +39,7 @@ class FleetConfig:
     mgmt_port: int = 9999
     workers: int | None = None  # None: as many as the open-files limit needs
     token: str | None = None
+    token_reads: bool = False   # the token guards reads too
     seed: int = 0
     reserve_ports: bool = False
     idle_timeout_s: float = 10.0
