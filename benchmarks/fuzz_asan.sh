@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The core built with AddressSanitizer, then fuzzed: the in-process fuzz tests, and CASES network cases
+# against an hp running on that build (docs/fuzzing.md). Needs gcc and the project's .venv (with Cython).
+#   benchmarks/fuzz_asan.sh [CASES] [FUZZ_SECONDS]      (defaults: 1000000 and 600)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cases=${1:-1000000}
+seconds=${2:-600}
+python=$PWD/.venv/bin/python
+build=$(mktemp -d /tmp/fastmock-asan.XXXXXX)
+trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$build"' EXIT
+
+cp -r src setup.py pyproject.toml README.md "$build/"
+(cd "$build" && CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g -O1" LDFLAGS="-fsanitize=address" \
+    "$python" setup.py -q build_ext --inplace >/dev/null)
+# PYTHONMALLOC=malloc: Python's own allocations go through ASan too; leaks are the interpreter's, not ours
+export LD_PRELOAD=$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc PYTHONPATH=$build/src \
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:print_summary=1
+"$python" -c 'import fastmock._core as core; print("ASan build:", core.__file__)'
+
+FASTMOCK_FUZZ_SECONDS=$seconds "$python" -m pytest -q -p no:cacheprovider tests/fuzz
+
+port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$python" -m fastmock hp --port "$port" --mem-interval 0 --grpc-port 0 2>"$build/hp.log" &
+server=$!
+for _ in $(seq 100); do grep -q "listening on" "$build/hp.log" && break; sleep 0.1; done
+status=0
+env -u LD_PRELOAD -u PYTHONMALLOC "$python" benchmarks/fuzz_network.py --port "$port" --pid "$server" --cases "$cases" || status=$?
+kill -TERM "$server"; wait "$server" || status=$?
+if grep -q "ERROR: AddressSanitizer" "$build/hp.log"; then
+    sed -n '/ERROR: AddressSanitizer/,/SUMMARY/p' "$build/hp.log"
+    status=1
+fi
+echo "AddressSanitizer reports from hp: $(grep -c 'ERROR: AddressSanitizer' "$build/hp.log" || true)"
+exit $status
