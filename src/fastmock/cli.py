@@ -701,7 +701,7 @@ def shell(url, token):
 @click.option("--endpoints-file", type=click.File("rb"), default=None,
               help="Read endpoint URLs from this file instead (one per line, # comments, or a JSON list).")
 @click.option("--max-size", type=Size(minimum=1), default="64M", show_default=True,
-              help="The largest IN (and endpoints file) read.")
+              help="The largest IN (and endpoints file or answer) read.")
 @click.option("--field", "fields", multiple=True, default=("url", "host"), show_default=True,
               help="A key whose values are replaced (repeatable); 'host' gets HOST:PORT, others the URL.")
 @click.option("--cycle", is_flag=True, help="Reuse the endpoints when the document has more fields.")
@@ -715,7 +715,7 @@ def rewrite_config(source, target, endpoints_url, endpoints_file, max_size, fiel
     text = _read_text(source, max_size, "'IN'")
     try:
         endpoints = parse_endpoints(_read_text(endpoints_file, max_size, "'--endpoints-file'")) if endpoints_file \
-            else fetch_endpoints(endpoints_url)
+            else fetch_endpoints(endpoints_url, max_bytes=max_size)
         result, replaced = rewrite(text, endpoints, fields, cycle)
     except ConfigError as exc:
         raise click.BadParameter(f"{source.name}: {exc}", param_hint="'IN'") from None

@@ -14,7 +14,7 @@ import urllib.request
 
 import yaml
 
-from fastmock.documents import MAX_DEPTH, DocumentError, load_json
+from fastmock.documents import MAX_DEPTH, DocumentError, decode_text, load_json
 
 __all__ = ["ConfigError", "EndpointsError", "parse_endpoints", "fetch_endpoints", "rewrite"]
 
@@ -51,15 +51,15 @@ def parse_endpoints(text: str) -> list[str]:
     return urls
 
 
-def fetch_endpoints(url: str, timeout_s: float = 30.0) -> list[str]:
+def fetch_endpoints(url: str, timeout_s: float = 30.0, max_bytes: int = 64 << 20) -> list[str]:
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise EndpointsError(f"the endpoints URL must be http or https, not {url!r}")
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return parse_endpoints(response.read().decode())
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, EndpointsError):
-            raise
+            return parse_endpoints(decode_text(response.read(max_bytes + 1), max_bytes))
+    except EndpointsError:
+        raise
+    except (OSError, ValueError) as exc:  # a DocumentError too: too large, not UTF-8
         raise EndpointsError(f"cannot read endpoints from {url}: {getattr(exc, 'reason', exc)}") from None
 
 
