@@ -293,6 +293,6 @@ def test_a_body_trickling_in_is_cut_off_with_408():
                     break
             reply += recv_until_closed(sock)
         assert reply.startswith(b"HTTP/1.1 408 ") and b"request body" in reply
-        assert 1 <= time.monotonic() - started < 4
+        assert 0.5 <= time.monotonic() - started < 4  # the tick's clock (0.5 s steps here) starts the count
         # a body that keeps the pace is not cut: 100 KB at full speed
         assert httpx.post(f"{server.url}/upload", content=b"x" * 100_000).json()["bytes_received"] == 100_000

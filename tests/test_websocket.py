@@ -220,7 +220,7 @@ def test_an_idle_websocket_is_closed_and_a_pinged_one_kept():
             started = time.monotonic()
             data = recv_until_closed(sock)
         assert data[0] == 0x88 and struct.unpack("!H", data[2:4])[0] == 1001
-        assert 0.9 <= time.monotonic() - started < 4  # idle since the handshake, a moment before `started`
+        assert 0.5 <= time.monotonic() - started < 4  # idle since the handshake, on the tick's 0.5 s clock
     with start_server("hp", "--port", "0", "--mem-interval", "0", "--ws-idle-timeout", "1s",
                       "--ws-ping-interval", "300ms") as server:
         async def session():
