@@ -83,3 +83,11 @@ def test_fleet_chaos_file_errors_are_usage_errors(runner, tmp_path, content, mes
     result = runner.invoke(cli, ["fleet", "2", "--chaos", str(tmp_path / "chaos.yaml")])
     assert result.exit_code == 2
     assert "Invalid value for '--chaos'" in result.output and message in result.output
+
+
+def test_the_modes_load_no_click():
+    # every worker imports the modes; click is for the command line only
+    code = ("import sys, fastmock.hp, fastmock.proxy, fastmock.load, fastmock.serve, fastmock.fleet.worker; "
+            "print('click' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -65,14 +65,42 @@ class StaticResponse:
                  extra_headers: list[tuple[bytes, bytes]] | None = None) -> None: ...
     def bytes_for(self, *, keep_alive: bool = True, http10: bool = False, head_only: bool = False) -> bytes: ...
 
+class PatternStream:
+    remaining: int
+    frame_size: int
+    def __init__(self, length: int, start: int = 0, *, frame_size: int = 0, restart_frames: bool = False,
+                 frame_delay_s: float = 0.0) -> None: ...
+
+class EventStream:
+    count: int
+    interval_s: float
+    size: int
+    heartbeat_s: float
+    sent: int
+    def __init__(self, count: int = 10, interval_s: float = 1.0, size: int = 0, heartbeat_s: float = 15.0,
+                 **subclass_options: Any) -> None: ...
+    def next_event(self) -> bytes: ...
+
+WS_ECHO: int
+WS_ANSWER_ONCE: int
+
+class WebSocket:
+    def __init__(self, mode: int = ..., max_message: int = 16777216, idle_timeout_s: float = 0.0,
+                 ping_interval_s: float = 0.0) -> None: ...
+
 class Response:
     status: int
     body: bytes
     content_type: bytes
     headers: list[tuple[bytes, bytes]] | None
     delay_s: float
+    stream: PatternStream | None
+    events: EventStream | None
+    websocket: WebSocket | None
     def __init__(self, status: int = 200, body: bytes = b"", content_type: bytes = b"application/json",
-                 headers: list[tuple[bytes, bytes]] | None = None, delay_s: float = 0.0) -> None: ...
+                 headers: list[tuple[bytes, bytes]] | None = None, delay_s: float = 0.0,
+                 stream: PatternStream | None = None, events: EventStream | None = None,
+                 websocket: WebSocket | None = None) -> None: ...
 
 class Random:
     def __init__(self, seed: int) -> None: ...
@@ -87,18 +115,22 @@ class Route:
     def __init__(self, name: str, path: bytes | None = None, *, prefix: bool = False,
                  static: StaticResponse | None = None, static_draining: StaticResponse | None = None,
                  handler: Callable[[Request], Response | Awaitable[Response]] | None = None,
-                 on_head: Callable[[Request], Response | None] | None = None, body_limit: int = 1048576) -> None: ...
+                 on_head: Callable[[Request], Response | None] | None = None, body_limit: int = 1048576,
+                 max_body_size: int = 0) -> None: ...
 
 class Server:
     def __init__(self, loop: Any, routes: list[Route], default_route: Route, *, max_target_size: int = 8192,
                  max_header_size: int = 65536, max_headers: int = 100, idle_timeout_s: float = 10.0,
-                 header_timeout_s: float = 10.0, max_connections: int = 262144, buffer_size: int = 262144,
+                 header_timeout_s: float = 10.0, body_timeout_s: float = 30.0, body_min_rate: float = 1024,
+                 max_connections: int = 262144, buffer_size: int = 262144,
                  access_log: Callable[[Request, int, int, float], None] | None = None,
                  fault_rules: list[tuple[bytes, FaultPlan]] | None = None,
                  header_faults: Callable[[str], FaultPlan | Response] | None = None, seed: int = 0,
-                 max_hang_s: float = 300.0, request_log: RequestLog | None = None) -> None: ...
+                 max_hang_s: float = 300.0, request_log: RequestLog | None = None,
+                 log: Callable[[str], None] | None = None) -> None: ...
     def make_protocol(self) -> Any: ...
     def start(self) -> None: ...
+    def bound_tick(self, timeout_s: float) -> None: ...
     def stop(self) -> None: ...
     def drain(self) -> None: ...
     def abort_all(self) -> None: ...

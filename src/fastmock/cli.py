@@ -31,7 +31,7 @@ from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse
 from fastmock.scenario import RunSettings, ScenarioError, load_scenario, run_scenario
 from fastmock.shell import run_shell
 from fastmock.serve import ServeConfig, StartError, raise_open_files_limit, serve
-from fastmock.units import Duration, Size
+from fastmock.params import Duration, Size
 
 __all__ = ["cli", "main"]
 

@@ -1,10 +1,9 @@
-"""Sizes (``1K``, ``10M``) and durations (``250ms``, ``5s``, ``2m``) as the CLI and the endpoints take them."""
+"""Sizes (``1K``, ``10M``), durations (``250ms``, ``5s``, ``2m``) and whole numbers as the CLI and the endpoints
+take them. No click here: workers import this, and the CLI's parameter types are in ``params.py``."""
 
 import re
 
-import click
-
-__all__ = ["parse_size", "parse_duration", "parse_whole", "MAX_INT63", "Size", "Duration"]
+__all__ = ["parse_size", "parse_duration", "parse_whole", "MAX_INT63"]
 
 _SIZE = re.compile(r"([0-9]+)([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
@@ -44,48 +43,3 @@ def parse_duration(text: str, bare_unit: str = "s") -> float:
         raise ValueError(f"invalid duration {text!r} (examples: 250ms, 5s, 2m)")
     unit = (match.group(2) or bare_unit).lower()
     return float(match.group(1)) * _DURATION_SCALE[unit]
-
-
-class Size(click.ParamType):
-    """A size option; ``minimum``/``maximum`` in bytes."""
-
-    name = "size"
-
-    def __init__(self, minimum: int = 0, maximum: int | None = None) -> None:
-        self.minimum = minimum
-        self.maximum = maximum
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        try:
-            size = parse_size(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        if size < self.minimum or (self.maximum is not None and size > self.maximum):
-            bound = f"{self.minimum}..{self.maximum}" if self.maximum is not None else f">= {self.minimum}"
-            self.fail(f"{value!r} is out of range ({bound} bytes)", param, ctx)
-        return size
-
-
-class Duration(click.ParamType):
-    """A duration option, converted to seconds; a bare number is in ``bare_unit``."""
-
-    name = "duration"
-
-    def __init__(self, bare_unit: str = "s", minimum: float = 0.0, maximum: float | None = None) -> None:
-        self.bare_unit = bare_unit
-        self.minimum = minimum
-        self.maximum = maximum
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        try:
-            seconds = parse_duration(str(value), self.bare_unit)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        if seconds < self.minimum or (self.maximum is not None and seconds > self.maximum):
-            bound = f"{self.minimum:g}s..{self.maximum:g}s" if self.maximum is not None else f">= {self.minimum:g}s"
-            self.fail(f"{value!r} is out of range ({bound})", param, ctx)
-        return seconds
