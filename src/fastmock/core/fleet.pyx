@@ -65,7 +65,6 @@ cdef class PortProtocol(ServerProtocol):
     cdef int _answer(self) except -1:
         cdef FleetPort port = self.port
         cdef PortGroup group = port.group
-        cdef Server server = self.server
         cdef Route route = self.route
         group.requests[port.slot] += 1
         if route is group.kill_route:
@@ -75,11 +74,7 @@ cdef class PortProtocol(ServerProtocol):
             return 1
         if port.plan is not None:
             self.started = _now()
-            self.fault = port.plan.draw(server.fault_rng, &self.fault_delay_s)
-            server.fault_counts[self.fault.kind] += 1
-            if self.fault.kind == F_OK and self.fault_delay_s <= 0:
-                self.fault = NULL
-            else:
+            if self._draw_fault(port.plan):
                 return self._answer_fault()
         if route is not group.health_route:
             return ServerProtocol._answer(self)

@@ -372,16 +372,21 @@ cdef class ServerProtocol(ParserHandler):
                 if plan is None:
                     plan = req.fault_plan
         if plan is not None:
-            self.fault_plan = <FaultPlan?>plan
-            self.fault = self.fault_plan.draw(server.fault_rng, &self.fault_delay_s)
-            server.fault_counts[self.fault.kind] += 1
-            if self.fault.kind == F_OK and self.fault_delay_s <= 0:
-                self.fault = NULL  # the route's own answer, at once: nothing to do
+            self._draw_fault(<FaultPlan?>plan)
         self.body_started = g_now
         # RFC 9110 §10.1.1: send 100 (Continue) before reading the body the client is holding back
         if parser.expect_continue and parser.in_body() and parser.http_minor == 1:
             self.out.append(CONTINUE_100)
         return 0
+
+    cdef bint _draw_fault(self, FaultPlan plan) except -1:
+        """Draw this request's outcome from ``plan`` and count it; whether there is a fault to apply."""
+        self.fault_plan = plan  # keeps the drawn outcome alive
+        self.fault = plan.draw(self.server.fault_rng, &self.fault_delay_s)
+        self.server.fault_counts[self.fault.kind] += 1
+        if self.fault.kind == F_OK and self.fault_delay_s <= 0:
+            self.fault = NULL  # the route's own answer, at once: nothing to do
+        return self.fault != NULL
 
     cdef int _answer_early(self, Response response) except -1:
         """Answer from the head, before the body (if any) is read."""
