@@ -5,7 +5,9 @@ import os
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-__all__ = ["CONTENT_TYPE", "ServerCollector", "metrics_text"]
+from fastmock._core import DURATION_BOUNDS
+
+__all__ = ["CONTENT_TYPE", "ServerCollector", "metrics_text", "exposition", "duration_histogram"]
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -37,26 +39,37 @@ class ServerCollector:
         yield CounterMetricFamily("fastmock_request_bytes", "Bytes received (heads and bodies)",
                                   value=stats["bytes_in"])
         yield CounterMetricFamily("fastmock_connections", "Connections accepted", value=stats["connections_total"])
-        yield CounterMetricFamily(
-            "fastmock_connections_rejected", "Connections closed at once by --max-connections or near the open-files limit",
-            value=stats["connections_rejected"])
+        yield CounterMetricFamily("fastmock_connections_rejected",
+                                  "Connections closed at once by --max-connections or near the open-files limit",
+                                  value=stats["connections_rejected"])
         yield GaugeMetricFamily("fastmock_connections_open", "Open connections", value=stats["connections_open"])
         faults = CounterMetricFamily("fastmock_faults_injected", "Fault outcomes drawn, by kind", labels=["kind"])
         for kind, count in stats["faults"]:
             faults.add_metric([kind], count)
         yield faults
-        buckets, cumulative = [], 0
-        for bound, count in zip(stats["duration_bounds"] + (float("inf"),), stats["duration_counts"]):
-            cumulative += count
-            buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
-        yield HistogramMetricFamily(
-            "fastmock_request_duration_seconds", "From the parsed request head to the response",
-            buckets=buckets, sum_value=stats["duration_sum_s"])
+        yield duration_histogram("fastmock_request_duration_seconds", "From the parsed request head to the response",
+                                 stats["duration_counts"], stats["duration_sum_s"])
+
+
+def duration_histogram(name: str, documentation: str, counts, sum_s: float) -> HistogramMetricFamily:
+    """A histogram over the core's DURATION_BOUNDS from its per-bucket counts (the last one: +Inf)."""
+    buckets, cumulative = [], 0
+    for bound, count in zip(DURATION_BOUNDS + (float("inf"),), counts):
+        cumulative += count
+        buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=sum_s)
+
+
+def exposition(*collectors) -> bytes:
+    """The Prometheus text page of ``collectors`` and the process's own metrics (a fresh registry each
+    scrape is cheap and keeps nothing)."""
+    registry = CollectorRegistry(auto_describe=False)
+    for collector in collectors:
+        registry.register(collector)
+    ProcessCollector(registry=registry)
+    return generate_latest(registry)
 
 
 def metrics_text(server, worker: int = 0) -> bytes:
-    """The Prometheus text page for ``server`` (a fresh registry each scrape is cheap and stateless)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServerCollector(server, worker))
-    ProcessCollector(registry=registry)
-    return generate_latest(registry)
+    """The Prometheus text page for ``server``."""
+    return exposition(ServerCollector(server, worker))

@@ -3,13 +3,12 @@
 import urllib.parse
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from fastmock._core import DURATION_BOUNDS, Proxy, Response, Route
+from fastmock._core import Proxy, Response, Route
 from fastmock.faults import PlanCache
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from fastmock.metrics import ServerCollector
+from fastmock.metrics import ServerCollector, duration_histogram, exposition
 
 __all__ = ["ProxyConfig", "ProxyApp", "parse_upstream", "parse_header"]
 
@@ -68,11 +67,8 @@ class ProxyApp:
         return self.server, self.proxy.make_protocol
 
     def _metrics(self, req) -> Response:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(ServerCollector(self.server, self.config.worker))
-        registry.register(_ProxyCollector(self.proxy))
-        ProcessCollector(registry=registry)
-        return Response(200, generate_latest(registry), METRICS_CONTENT_TYPE)
+        return Response(200, exposition(ServerCollector(self.server, self.config.worker),
+                                        _ProxyCollector(self.proxy)), METRICS_CONTENT_TYPE)
 
 
 class _ProxyCollector:
@@ -93,10 +89,6 @@ class _ProxyCollector:
         yield errors
         yield GaugeMetricFamily("proxy_upstream_idle_connections", "Pooled keep-alive upstream connections",
                                 value=stats["idle_upstream_connections"])
-        buckets, cumulative = [], 0
-        for bound, count in zip(DURATION_BOUNDS + (float("inf"),), stats["upstream_duration_counts"]):
-            cumulative += count
-            buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
-        yield HistogramMetricFamily("proxy_upstream_duration_seconds",
-                                    "From forwarding a request to the upstream's response head",
-                                    buckets=buckets, sum_value=stats["upstream_duration_sum_s"])
+        yield duration_histogram("proxy_upstream_duration_seconds",
+                                 "From forwarding a request to the upstream's response head",
+                                 stats["upstream_duration_counts"], stats["upstream_duration_sum_s"])

@@ -6,7 +6,6 @@ Every case comes from ``random.Random(seed)``: a failure is reproduced from its 
 """
 
 import os
-import random
 import struct
 import time
 

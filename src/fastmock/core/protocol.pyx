@@ -305,7 +305,6 @@ cdef class Server:
             "connections_rejected": self.connections_rejected,
             "requests": requests,
             "route_bytes": route_bytes,
-            "duration_bounds": DURATION_BOUNDS,
             "duration_counts": [self.duration_counts[i] for i in range(N_BOUNDS + 1)],
             "duration_sum_s": self.duration_sum_s,
             "faults": [(FAULT_KIND_NAMES[kind], self.fault_counts[kind]) for kind in range(<int>F_OK, <int>F_KINDS)],

@@ -9,18 +9,18 @@ import time
 from urllib.parse import parse_qs
 
 import orjson
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from fastmock._core import EventStream, Response, Route
-from fastmock.faults import FAULT_EXAMPLE, FaultSpecError
 from fastmock.documents import MAX_DOCUMENT_BYTES
+from fastmock.faults import FAULT_EXAMPLE, FaultSpecError
 from fastmock.fleet.chaos import EXAMPLE as CHAOS_EXAMPLE
 from fastmock.fleet.chaos import ChaosError, ChaosRun, parse_schedule
 from fastmock.fleet.ports import parse_port_range
 from fastmock.fleet.state import ALIVE, FAILED, KILLED, STATE_NAMES, STATES_BY_NAME
 from fastmock.fleet.supervisor import FaultTableFull, Supervisor, WorkerGone
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from fastmock.metrics import exposition
 from fastmock.serve import log, recent_log_lines
 from fastmock.units import MAX_INT63, parse_whole
 
@@ -195,10 +195,7 @@ class ManagementApi:
                        "requests": requests[slot]} for slot in slots])
 
     def metrics(self, query, req) -> Response:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_FleetCollector(self.supervisor))
-        ProcessCollector(registry=registry)
-        return Response(200, generate_latest(registry), METRICS_CONTENT_TYPE)
+        return Response(200, exposition(_FleetCollector(self.supervisor)), METRICS_CONTENT_TYPE)
 
     def logs(self, query, req) -> Response:
         tail = _int_param(query, "tail", "/logs?tail=100", default=100, minimum=0)
