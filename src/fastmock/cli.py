@@ -30,7 +30,8 @@ from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.scenario import RunSettings, ScenarioError, load_scenario, run_scenario
 from fastmock.shell import run_shell
-from fastmock.serve import ServeConfig, StartError, raise_open_files_limit, serve
+from fastmock.runtime import raise_open_files_limit
+from fastmock.serve import ServeConfig, StartError, serve
 from fastmock.params import Duration, Size
 
 __all__ = ["cli", "main"]

@@ -16,7 +16,8 @@ from fastmock._core import (WS_ANSWER_ONCE, WS_ECHO, EventStream, PatternStream,
 from fastmock.faults import PlanCache, parse_fault_spec
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import metrics_text
-from fastmock.serve import StartError, log
+from fastmock.runtime import log
+from fastmock.serve import StartError
 from fastmock.units import MAX_INT63, parse_size, parse_whole
 
 __all__ = ["HpConfig", "HpApp"]

@@ -7,9 +7,7 @@ listener on the same port, and supervises them.
 """
 
 import asyncio
-import collections
 import os
-import resource
 import signal
 import socket
 import sys
@@ -19,10 +17,10 @@ from dataclasses import dataclass
 import orjson
 import uvloop
 
-__all__ = ["ServeConfig", "StartError", "serve", "make_listener", "raise_open_files_limit", "url", "log"]
+from fastmock.runtime import BACKLOG, RestartBackoff, fork_child, log, make_listener, raise_open_files_limit, url
 
-BACKLOG = 4096
-TCP_FASTOPEN_QUEUE = 16384
+__all__ = ["ServeConfig", "StartError", "serve"]
+
 
 
 class StartError(Exception):
@@ -47,58 +45,6 @@ class ServeConfig:
     max_headers: int = 100
     access_log: bool = False
     mem_interval_s: float = 10.0
-
-
-def raise_open_files_limit() -> int:
-    """Raise the soft open-files limit to the hard one; return the limit in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
-def make_listener(host: str, port: int, *, listen: bool = True, reuse_port: bool = True) -> socket.socket:
-    """A TCP socket bound with SO_REUSEPORT (so workers can share the port), TCP_FASTOPEN and a big backlog.
-
-    ``reuse_port=False`` for a port that one process must own (a second bind then fails).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, TCP_FASTOPEN_QUEUE)
-        except OSError:
-            pass  # the kernel may refuse TFO (sysctl net.ipv4.tcp_fastopen); it is an optimisation only
-        sock.bind((host, port))
-        if listen:
-            sock.listen(BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-# the last lines this process logged (the fleet serves them at GET /logs)
-recent_log_lines: collections.deque[str] = collections.deque(maxlen=10000)
-
-
-def log(message: str) -> None:
-    line = f"fastmock: {message}"
-    recent_log_lines.append(line)
-    # one write per line, so the lines of several workers never interleave
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 def _rss_bytes() -> int:
@@ -204,8 +150,6 @@ def serve(config: ServeConfig, make_app) -> int:
 class _Supervisor:
     """The parent of several workers: restarts one that dies (with backoff) and forwards signals."""
 
-    MAX_BACKOFF_S = 30.0
-
     def __init__(self, config: ServeConfig, make_app) -> None:
         self.config = config
         self.make_app = make_app
@@ -213,25 +157,17 @@ class _Supervisor:
         self.placeholder = make_listener(config.host, config.port, listen=False)
         self.port = self.placeholder.getsockname()[1]
         self.pids: dict[int, int] = {}          # pid -> worker index
-        self.restarts: dict[int, int] = {}      # worker index -> consecutive quick deaths
+        self.backoff = RestartBackoff()
         self.started_at: dict[int, float] = {}  # worker index -> start time
         self.pending: dict[int, float] = {}     # worker index -> when to restart it
 
     def _spawn(self, worker: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                signal.pthread_sigmask(signal.SIG_SETMASK, set())
-                self.placeholder.close()
-                sock = make_listener(self.config.host, self.port)
-                status = _worker_main(self.config, self.make_app, worker, sock)
-            except BaseException as exc:  # the child must never return into the parent's code
-                log(f"worker {worker} failed: {exc!r}")
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(status)
+        def child() -> int:
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            self.placeholder.close()
+            return _worker_main(self.config, self.make_app, worker, make_listener(self.config.host, self.port))
+
+        pid = fork_child(f"worker {worker}", child)
         self.pids[pid] = worker
         self.started_at[worker] = time.monotonic()
 
@@ -244,9 +180,7 @@ class _Supervisor:
             if worker is None or stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            quick = time.monotonic() - self.started_at[worker] < 10
-            self.restarts[worker] = self.restarts.get(worker, 0) + 1 if quick else 0
-            backoff = min(self.MAX_BACKOFF_S, 0.1 * 2 ** self.restarts[worker])
+            backoff = self.backoff.after_death(worker, time.monotonic() - self.started_at[worker])
             log(f"worker {worker} (pid {pid}) exited with {code}; restarting in {backoff:.1f}s")
             self.pending[worker] = time.monotonic() + backoff
 

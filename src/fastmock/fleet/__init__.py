@@ -17,7 +17,7 @@ from fastmock._core import Server
 from fastmock.fleet.api import ManagementApi
 from fastmock.fleet.ports import PortReservation, ephemeral_overlap, fix_command
 from fastmock.fleet.supervisor import FleetConfig, Supervisor, ports_per_worker
-from fastmock.serve import log, make_listener, raise_open_files_limit, url
+from fastmock.runtime import log, make_listener, raise_open_files_limit, url
 
 __all__ = ["FleetConfig", "ports_per_worker", "run_fleet"]
 

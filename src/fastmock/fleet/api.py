@@ -21,7 +21,7 @@ from fastmock.fleet.state import ALIVE, FAILED, KILLED, STATE_NAMES, STATES_BY_N
 from fastmock.fleet.supervisor import FaultTableFull, Supervisor, WorkerGone
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import exposition
-from fastmock.serve import log, recent_log_lines
+from fastmock.runtime import log, recent_log_lines
 from fastmock.units import MAX_INT63, parse_whole
 
 __all__ = ["ManagementApi"]

@@ -31,7 +31,7 @@ from fastmock.faults import FaultSpecError, parse_fault_spec
 from fastmock.fleet.ports import parse_port_range
 from fastmock.fleet.state import ALIVE, KILLED
 from fastmock.fleet.supervisor import WorkerGone
-from fastmock.serve import log
+from fastmock.runtime import log
 from fastmock.units import parse_duration
 
 __all__ = ["ChaosError", "Rule", "Schedule", "parse_schedule", "ChaosRun"]

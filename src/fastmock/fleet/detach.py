@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastmock.client import FleetClient, FleetError
 from fastmock.fleet.supervisor import FleetConfig
-from fastmock.serve import make_listener, url
+from fastmock.runtime import make_listener, url
 
 __all__ = ["DetachError", "default_paths", "start_detached", "state_dir"]
 

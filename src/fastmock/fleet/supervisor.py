@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import socket
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ import orjson
 
 from fastmock.faults import fault_category, parse_fault_spec
 from fastmock.fleet.state import ALIVE, DISPLAY_CODES, FleetState
-from fastmock.serve import log
 from fastmock.fleet.worker import CHANNEL_LIMIT, WorkerConfig, run_worker
+from fastmock.runtime import RestartBackoff, fork_child, log
 
 __all__ = ["FleetConfig", "WorkerGone", "Supervisor", "FaultTableFull"]
 
@@ -94,8 +93,6 @@ class _Worker:
 class Supervisor:
     """Owns the workers; ``start`` returns once the initial ports are up."""
 
-    MAX_BACKOFF_S = 30.0
-
     def __init__(self, config: FleetConfig, open_files: int) -> None:
         self.config = config
         self.per_worker = ports_per_worker(config.count, config.workers, open_files)
@@ -111,7 +108,7 @@ class Supervisor:
                                           config.max_connections, config.seed, self.fault_specs)
         self.count = 0  # slots [0, count) are in the fleet
         self.workers: dict[int, _Worker] = {}
-        self.quick_deaths: dict[int, int] = {}
+        self.backoff = RestartBackoff()
         self.stopping = False
         self.started_at = time.time()
 
@@ -136,20 +133,12 @@ class Supervisor:
     async def _spawn(self, index: int, slots: list[int], revive: bool) -> dict:
         """Fork worker ``index`` serving ``slots``; returns its first reply (what it started)."""
         parent_end, child_end = socket.socketpair()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                _become_worker(child_end.fileno())
-                status = run_worker(self.worker_config, self.state, index, child_end, slots, revive)
-            except BaseException as exc:  # the child must never return into the supervisor's code
-                log(f"fleet worker {index} failed: {exc!r}")
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(status)
+
+        def child() -> int:
+            _become_worker(child_end.fileno())
+            return run_worker(self.worker_config, self.state, index, child_end, slots, revive)
+
+        pid = fork_child(f"fleet worker {index}", child)
         child_end.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent_end, limit=CHANNEL_LIMIT)
         worker = _Worker(index, pid, writer)
@@ -179,9 +168,7 @@ class Supervisor:
 
     async def _restart(self, worker: _Worker, code: int) -> None:
         index = worker.index
-        quick = time.monotonic() - worker.started_at < 10
-        self.quick_deaths[index] = self.quick_deaths.get(index, 0) + 1 if quick else 0
-        backoff = min(self.MAX_BACKOFF_S, 0.1 * 2 ** self.quick_deaths[index])
+        backoff = self.backoff.after_death(index, time.monotonic() - worker.started_at)
         log(f"fleet worker {index} (pid {worker.pid}) exited with {code}; restarting in {backoff:.1f}s")
         await asyncio.sleep(backoff)
         slots = self.worker_slots(index)

@@ -23,7 +23,7 @@ import uvloop
 from fastmock._core import PortGroup
 from fastmock.faults import parse_fault_spec
 from fastmock.fleet.state import ABSENT, ALIVE, FAILED, KILLED, FleetState
-from fastmock.serve import log
+from fastmock.runtime import log
 
 __all__ = ["WorkerConfig", "run_worker"]
 

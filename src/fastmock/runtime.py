@@ -1,0 +1,104 @@
+"""What every process of fastmock shares: its log, listening sockets, and forking and restarting workers.
+
+Plain Python below every mode (hp, proxy, fleet, load) and the process runner (``serve.py``), so that none
+of them imports another to log a line or open a socket.
+"""
+
+import collections
+import os
+import resource
+import socket
+import sys
+
+__all__ = ["log", "recent_log_lines", "url", "make_listener", "raise_open_files_limit", "fork_child",
+           "RestartBackoff", "BACKLOG"]
+
+BACKLOG = 4096
+TCP_FASTOPEN_QUEUE = 16384
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft open-files limit to the hard one; return the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def make_listener(host: str, port: int, *, listen: bool = True, reuse_port: bool = True) -> socket.socket:
+    """A TCP socket bound with SO_REUSEPORT (so workers can share the port), TCP_FASTOPEN and a big backlog.
+
+    ``reuse_port=False`` for a port that one process must own (a second bind then fails).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, TCP_FASTOPEN_QUEUE)
+        except OSError:
+            pass  # the kernel may refuse TFO (sysctl net.ipv4.tcp_fastopen); it is an optimisation only
+        sock.bind((host, port))
+        if listen:
+            sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+# the last lines this process logged (the fleet serves them at GET /logs)
+recent_log_lines: collections.deque[str] = collections.deque(maxlen=10000)
+
+
+def log(message: str) -> None:
+    line = f"fastmock: {message}"
+    recent_log_lines.append(line)
+    # one write per line, so the lines of several workers never interleave
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def fork_child(name: str, body) -> int:
+    """Fork; the child runs ``body()`` and exits with the status it returns (1 if it raised), never returning
+    into the parent's code. The parent gets the child's pid."""
+    sys.stdout.flush()  # what the parent buffered must not be written twice
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            status = body()
+        except BaseException as exc:
+            log(f"{name} failed: {exc!r}")
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    return pid
+
+
+class RestartBackoff:
+    """How long before a worker that died is started again: 0.1 s after a worker that lived ``quick_s`` or
+    more; 0.2 s, doubling with each consecutive death within ``quick_s`` of its start (a crash loop), at
+    most ``max_s``."""
+
+    def __init__(self, quick_s: float = 10.0, max_s: float = 30.0) -> None:
+        self.quick_s = quick_s
+        self.max_s = max_s
+        self.quick_deaths: dict[int, int] = {}  # worker index -> consecutive quick deaths
+
+    def after_death(self, worker: int, lived_s: float) -> float:
+        deaths = self.quick_deaths.get(worker, 0) + 1 if lived_s < self.quick_s else 0
+        self.quick_deaths[worker] = deaths
+        return min(self.max_s, 0.1 * 2 ** deaths)
