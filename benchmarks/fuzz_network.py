@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fuzz"))
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path[:0] = [str(TESTS / "fuzz"), str(TESTS)]
 from cases import fault_spec, request_stream, ws_frame  # noqa: E402
 
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nX-Pad: %b\r\nUpgrade: websocket\r\n",

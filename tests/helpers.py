@@ -6,6 +6,7 @@ import re
 import resource
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,24 @@ def start_server(*args, ready_lines=1, stdout=subprocess.DEVNULL, timeout=15, op
             proc.kill()
             proc.wait()
         os.unlink(log_path)
+
+
+def ws_client_frame(opcode, payload, *, fin=True, masked=True, rsv=0, length=None, form=None, mask=None):
+    """A WebSocket client frame (RFC 6455 §5.2). ``length`` overrides the declared payload length; ``form``
+    (126 or 127) forces a longer length encoding than needed; ``mask`` defaults to 4 random bytes."""
+    n = len(payload) if length is None else length
+    first = (0x80 if fin else 0) | rsv | opcode
+    masked_bit = 0x80 if masked else 0
+    if n < 126 and form is None:
+        head = struct.pack("!BB", first, masked_bit | n)
+    elif n < 65536 and form != 127:
+        head = struct.pack("!BBH", first, masked_bit | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, masked_bit | 127, n)
+    if not masked:
+        return head + payload
+    mask = os.urandom(4) if mask is None else mask
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def recv_until_closed(sock, timeout=10):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import websockets
 
-from helpers import recv_until_closed, start_server
+from helpers import recv_until_closed, start_server, ws_client_frame
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +70,7 @@ def handshake(server, path="/ws"):
 
 
 def frame(opcode, payload, fin=True, masked=True, rsv=0, length=None):
-    n = len(payload) if length is None else length
-    first = (0x80 if fin else 0) | rsv | opcode
-    if n < 126:
-        head = struct.pack("!BB", first, (0x80 if masked else 0) | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", first, (0x80 if masked else 0) | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, (0x80 if masked else 0) | 127, n)
-    if not masked:
-        return head + payload
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return ws_client_frame(opcode, payload, fin=fin, masked=masked, rsv=rsv, length=length)
 
 
 def close_code_after(server, *frames):

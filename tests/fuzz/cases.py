@@ -9,6 +9,8 @@ import os
 import struct
 import time
 
+from helpers import ws_client_frame
+
 BUDGET_S = float(os.environ.get("FASTMOCK_FUZZ_SECONDS", "60"))  # the whole fuzz suite's time; longer on demand
 RUNS: dict[str, int] = {}  # target -> cases run, for the summary line
 
@@ -122,18 +124,8 @@ def ws_frame(rng) -> bytes:
     fin = rng.random() < 0.8
     rsv = 0x40 if rng.random() < 0.05 else 0
     masked = rng.random() < 0.95
-    n = len(payload)
-    first = (0x80 if fin else 0) | rsv | opcode
-    if n < 126 and rng.random() < 0.9:
-        head = struct.pack("!BB", first, (0x80 if masked else 0) | n)
-    elif n < 65536 and rng.random() < 0.9:
-        head = struct.pack("!BBH", first, (0x80 if masked else 0) | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, (0x80 if masked else 0) | 127, n)
-    if not masked:
-        return head + payload
-    mask = rng.randbytes(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    form = None if rng.random() < 0.9 else _pick(rng, [126, 127])  # a longer length encoding than needed
+    return ws_client_frame(opcode, payload, fin=fin, masked=masked, rsv=rsv, form=form, mask=rng.randbytes(4))
 
 
 def fault_spec(rng) -> str:
