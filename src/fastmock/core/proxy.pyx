@@ -55,6 +55,12 @@ cdef inline bint _listed(set names, const char* name, size_t n):
     return names is not None and name[:n].lower() in names
 
 
+cdef inline bint _not_copied(const char* name, size_t n, set dropped):
+    """A field the proxy never copies into the other side's head: hop-by-hop ones, those the Connection
+    header names, and Content-Length (one value is written again, whatever list of equal ones came)."""
+    return _is_hop_by_hop(name, n) or _listed(dropped, name, n) or (n == 14 and _ieq(name, b"content-length", 14))
+
+
 # fields that frame or route a message: one named in Connection would be dropped while its effect stays
 # (a body without its Content-Length is a second request upstream), so such a message is refused
 cdef frozenset FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"host"))
@@ -296,9 +302,8 @@ cdef class ProxyProtocol(ServerProtocol):
         for i in range(parser.header_count):
             name = parser.head + g_headers[i].name_start
             n = g_headers[i].name_len
-            if _is_hop_by_hop(name, n) or (n == 4 and _ieq(name, b"host", 4)) or _listed(dropped, name, n) \
-                    or (n == 14 and _ieq(name, b"content-length", 14)):
-                continue  # Content-Length: one value follows, whatever list of equal ones came
+            if _not_copied(name, n, dropped) or (n == 4 and _ieq(name, b"host", 4)):
+                continue
             if n == 16 and _ieq(name, FAULT_HEADER, 16) and self.server.header_faults is not None:
                 continue  # a fault header is for us (it would strike twice if an upstream fastmock saw it too)
             if n == 15 and _ieq(name, b"x-forwarded-for", 15):
@@ -451,7 +456,7 @@ cdef class ProxyProtocol(ServerProtocol):
         for i in range(parser.header_count):
             name = parser.head + g_headers[i].name_start
             n = g_headers[i].name_len
-            if _is_hop_by_hop(name, n) or _listed(dropped, name, n) or (n == 14 and _ieq(name, b"content-length", 14)):
+            if _not_copied(name, n, dropped):
                 continue
             has_trace |= n == 10 and _ieq(name, b"x-trace-id", 10)
             has_request |= n == 12 and _ieq(name, b"x-request-id", 12)
