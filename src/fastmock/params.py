@@ -7,46 +7,63 @@ from fastmock.units import parse_duration, parse_size
 __all__ = ["Size", "Duration"]
 
 
-class Size(click.ParamType):
+class _Bounded(click.ParamType):
+    """A value parsed from text (``parse``), then held to ``minimum``..``maximum`` (None: no maximum)."""
+
+    parsed_type: type  # a value of this type (a default) is taken as it is
+
+    def __init__(self, minimum, maximum) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def parse(self, text: str):
+        raise NotImplementedError
+
+    def bounds(self) -> str:
+        raise NotImplementedError
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, self.parsed_type):
+            return value
+        try:
+            parsed = self.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if parsed < self.minimum or (self.maximum is not None and parsed > self.maximum):
+            self.fail(f"{value!r} is out of range ({self.bounds()})", param, ctx)
+        return parsed
+
+
+class Size(_Bounded):
     """A size option; ``minimum``/``maximum`` in bytes."""
 
     name = "size"
+    parsed_type = int
 
     def __init__(self, minimum: int = 0, maximum: int | None = None) -> None:
-        self.minimum = minimum
-        self.maximum = maximum
+        super().__init__(minimum, maximum)
 
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        try:
-            size = parse_size(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        if size < self.minimum or (self.maximum is not None and size > self.maximum):
-            bound = f"{self.minimum}..{self.maximum}" if self.maximum is not None else f">= {self.minimum}"
-            self.fail(f"{value!r} is out of range ({bound} bytes)", param, ctx)
-        return size
+    def parse(self, text: str) -> int:
+        return parse_size(text)
+
+    def bounds(self) -> str:
+        return f"{self.minimum}..{self.maximum} bytes" if self.maximum is not None else f">= {self.minimum} bytes"
 
 
-class Duration(click.ParamType):
+class Duration(_Bounded):
     """A duration option, converted to seconds; a bare number is in ``bare_unit``."""
 
     name = "duration"
+    parsed_type = float
 
     def __init__(self, bare_unit: str = "s", minimum: float = 0.0, maximum: float | None = None) -> None:
+        super().__init__(minimum, maximum)
         self.bare_unit = bare_unit
-        self.minimum = minimum
-        self.maximum = maximum
 
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        try:
-            seconds = parse_duration(str(value), self.bare_unit)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        if seconds < self.minimum or (self.maximum is not None and seconds > self.maximum):
-            bound = f"{self.minimum:g}s..{self.maximum:g}s" if self.maximum is not None else f">= {self.minimum:g}s"
-            self.fail(f"{value!r} is out of range ({bound})", param, ctx)
-        return seconds
+    def parse(self, text: str) -> float:
+        return parse_duration(text, self.bare_unit)
+
+    def bounds(self) -> str:
+        if self.maximum is not None:
+            return f"{self.minimum:g}s..{self.maximum:g}s"
+        return f">= {self.minimum:g}s"
