@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from fastmock.documents import DocumentError, load_yaml, read_text
-from fastmock.units import parse_duration
+from fastmock.units import MAX_DURATION_S, MIN_DURATION_S, parse_duration
 
 __all__ = ["ScenarioError", "Scenario", "RunSettings", "load_scenario", "run_scenario"]
 
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-MIN_DURATION_S = 0.001  # finer than the event loop's clock means nothing
-MAX_DURATION_S = 10 * 365 * 86400.0
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
 
 

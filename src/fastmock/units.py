@@ -3,7 +3,7 @@ take them. No click here: workers import this, and the CLI's parameter types are
 
 import re
 
-__all__ = ["parse_size", "parse_duration", "parse_whole", "MAX_INT63"]
+__all__ = ["parse_size", "parse_duration", "parse_whole", "MAX_INT63", "MIN_DURATION_S", "MAX_DURATION_S"]
 
 _SIZE = re.compile(r"([0-9]+)([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
@@ -12,6 +12,9 @@ _DURATION_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 MAX_INT63 = (1 << 63) - 1
+# a duration in a schedule or a scenario: finer than the event loop's millisecond clock means nothing
+MIN_DURATION_S = 0.001
+MAX_DURATION_S = 10 * 365 * 86400.0
 
 
 def parse_whole(text: str, name: str, low: int = 0, high: int = MAX_INT63, unit: str = "") -> int:

@@ -32,7 +32,7 @@ from fastmock.fleet.ports import parse_port_range
 from fastmock.fleet.state import ALIVE, KILLED
 from fastmock.fleet.supervisor import WorkerGone
 from fastmock.runtime import log
-from fastmock.units import parse_duration
+from fastmock.units import MAX_DURATION_S, MIN_DURATION_S, parse_duration
 
 __all__ = ["ChaosError", "Rule", "Schedule", "parse_schedule", "ChaosRun"]
 
@@ -40,8 +40,6 @@ ACTIONS = ("kill", "revive", "clear", "fault")
 RULE_KEYS = {"name", "target", "action", "after", "every", "for", "jitter", "times"}
 TARGET_KEYS = {"percent", "count", "ports"}
 EXAMPLE = "rules: [{every: 30s, target: {percent: 1}, action: kill, for: 60s}]"
-MIN_PERIOD_S = 0.001        # a duration is 0 or at least this: finer than the event loop's clock means nothing
-MAX_DURATION_S = 10 * 365 * 86400.0
 MAX_RULES = 1000
 MAX_EVENTS_PER_S = 1000     # however the rules add up, the management loop keeps time for the API
 
@@ -137,7 +135,7 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
                 else parse_duration(str(value))
         except (ValueError, OverflowError):
             raise fail(f"{key}: invalid duration {str(value)[:40]!r} (examples: 500ms, 30s, 2m)", key) from None
-        if not 0 <= seconds <= MAX_DURATION_S or (positive and seconds == 0) or 0 < seconds < MIN_PERIOD_S:
+        if not 0 <= seconds <= MAX_DURATION_S or (positive and seconds == 0) or 0 < seconds < MIN_DURATION_S:
             bounds = "from 1ms to 10 years" if positive else "0, or from 1ms to 10 years"
             raise fail(f"{key} must be {bounds}, not {str(value)[:40]!r}", key)
         return seconds
