@@ -136,6 +136,7 @@ BAD_SCHEDULES = [
     ("seed: " + "1" * 27 + "\nrules: [{action: kill}]", None, 1, "seed must be a whole number from 0 to 2^64-1"),
     ("rules: [{action: kill}]\nx: \x00", None, None, "not valid YAML: unacceptable character #x0000"),
     ("rules: " + "[" * 5000 + "]" * 5000, None, 1, "nested deeper than 64 levels"),
+    ("rules: [{ever, {every: 1ms}: 3}]", None, 1, "a key must be plain text"),  # was a TypeError (fuzzer)
     ("a: &a ['x','x','x','x','x','x','x','x','x']\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
      "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
      "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"

@@ -15,7 +15,8 @@ import tempfile
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent, ScalarEvent)
+from ruamel.yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent, MappingStartEvent, NodeEvent,
+                                ScalarEvent)
 
 __all__ = ["DocumentError", "MAX_DOCUMENT_BYTES", "MAX_DEPTH", "MAX_NODES", "check_yaml", "load_yaml",
            "read_text", "decode_text", "write_whole", "load_json"]
@@ -49,14 +50,21 @@ def _from_yaml_error(exc: YAMLError) -> DocumentError:
 
 def check_yaml(text: str, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth: int = MAX_DEPTH,
                max_nodes: int = MAX_NODES) -> None:
-    """Raise DocumentError if ``text`` is too large, nests too deep or expands past ``max_nodes``."""
+    """Raise DocumentError if ``text`` is too large, nests too deep, expands past ``max_nodes`` or has a key
+    that is not plain text."""
     if len(text) > max_bytes:
         raise DocumentError(f"the document is over {max_bytes} bytes")
     sizes: dict[str, int] = {}   # anchor -> nodes in its subtree, aliases expanded
-    open_nodes: list[tuple[str | None, int]] = []  # (anchor, node count before it) per open collection
+    # per open collection: [anchor, node count before it, in a mapping whether the next node is a key]
+    open_nodes: list[list] = []
     nodes = 0
     try:
         for event in YAML(typ="rt").parse(text):
+            if open_nodes and open_nodes[-1][2] is not None and isinstance(event, NodeEvent):
+                parent = open_nodes[-1]
+                if parent[2] and not isinstance(event, ScalarEvent):  # Python could not hash it as a key
+                    raise _at(event, "a key must be plain text, not a mapping, a list or an alias")
+                parent[2] = not parent[2]
             if isinstance(event, AliasEvent):
                 nodes += sizes.get(event.anchor, 1)
             elif isinstance(event, ScalarEvent):
@@ -67,12 +75,12 @@ def check_yaml(text: str, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth: int = 
                         and event.value.lstrip("+-").replace("_", "").isdigit():
                     raise _at(event, f"a number of more than {MAX_NUMBER_DIGITS} digits")
             elif isinstance(event, CollectionStartEvent):
-                open_nodes.append((event.anchor, nodes))
+                open_nodes.append([event.anchor, nodes, True if isinstance(event, MappingStartEvent) else None])
                 nodes += 1
                 if len(open_nodes) > max_depth:
                     raise _at(event, f"nested deeper than {max_depth} levels")
             elif isinstance(event, CollectionEndEvent):
-                anchor, before = open_nodes.pop()
+                anchor, before, _ = open_nodes.pop()
                 if anchor:
                     sizes[anchor] = nodes - before
             if nodes > max_nodes and isinstance(event, NodeEvent):
