@@ -111,8 +111,8 @@ def test_the_sdist_carries_the_cython_sources_and_builds_from_them(built):
     sdist = next(built.glob("fastmock-*.tar.gz"))
     with tarfile.open(sdist) as archive:
         names = {name.partition("/")[2] for name in archive.getnames()}
-    assert {"src/fastmock/_core.pyx", "src/fastmock/_core.pxd", "src/fastmock/core/protocol.pyx",
-            "src/fastmock/proto/echo.proto", "setup.py", "pyproject.toml"} <= names
+    assert {"src/fastmock/_core.pyx", "src/fastmock/_core.pxd", "src/fastmock/core/connection.pyx",
+            "src/fastmock/core/connection.pxd", "src/fastmock/proto/echo.proto", "setup.py", "pyproject.toml"} <= names
     assert not any(name.endswith((".c", ".so")) for name in names)  # the core is built from scratch
     wheel = next(built.glob("fastmock-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
@@ -176,4 +176,4 @@ def test_a_clean_build_context_ignores_local_builds():
     assert dockerignored("src/fastmock/_core.c", ignore)
     assert dockerignored("src/fastmock/_core.cpython-311-x86_64-linux-gnu.so", ignore)
     assert dockerignored(".venv/bin/python", ignore)
-    assert not dockerignored("src/fastmock/core/protocol.pyx", ignore)
+    assert not dockerignored("src/fastmock/core/connection.pyx", "src/fastmock/core/connection.pxd", ignore)

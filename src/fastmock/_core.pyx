@@ -1,6 +1,7 @@
 # cython: language_level=3
 # The compiled core of fastmock: one module built from the files in core/, so cdef calls between the
-# parser, the writer and the protocol are direct C calls. Declarations are in _core.pxd.
+# stages are direct C calls. Declarations are in core/*.pxd (one per concept, included by _core.pxd).
+# A request's path: parser -> server (route) -> connection (handler) -> writer -> transport.
 
 cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
@@ -25,12 +26,14 @@ from http import HTTPStatus
 
 from fastmock.errors import LocalProtocolError, RemoteProtocolError
 
+include "core/clock.pyx"
 include "core/parser.pyx"
 include "core/writer.pyx"
 include "core/random.pyx"
 include "core/faults.pyx"
 include "core/requestlog.pyx"
-include "core/protocol.pyx"
+include "core/server.pyx"
+include "core/connection.pyx"
 include "core/fleet.pyx"
 include "core/proxy.pyx"
 include "core/histogram.pyx"

@@ -68,7 +68,7 @@ cdef class PortProtocol(ServerProtocol):
         cdef Route route = self.route
         group.requests[port.slot] += 1
         if route is group.kill_route:
-            self.closing = True
+            self.must_close = True
             self._answer_port(200)
             group.on_kill(port, self)
             return 1
@@ -100,8 +100,8 @@ cdef class PortProtocol(ServerProtocol):
         else:
             conn = self._conn_mode()
             if conn == CONN_CLOSE:
-                self.closing = True
+                self.must_close = True
             data = _render(status, body, b"application/json", None, conn, self.head_only)
-            self.out.append(data)
+            self.writer.out.append(data)
             self._done(status, len(data), 0.0)
-        return 1 if self.closing or self.phase else 0
+        return 1 if self.must_close or self.state != CS_READING else 0

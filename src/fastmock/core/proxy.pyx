@@ -5,8 +5,6 @@
 # One exchange at a time per client connection: the parser waits, so pipelined requests keep their order.
 
 cdef int UPSTREAM_ERROR_KINDS = 4
-cdef Py_ssize_t PACE_HIGH = 256 * 1024  # a dripping response stops reading the upstream above this much
-cdef Py_ssize_t PACE_LOW = 64 * 1024
 UPSTREAM_ERROR_NAMES = ("refused", "reset", "timeout", "bad_response")
 cdef enum UpstreamError:
     E_REFUSED
@@ -214,15 +212,8 @@ cdef class UpstreamConnection(ParserHandler):
         if self.parser.paused:
             self._finish()
             return
-        if downstream.transport is None or downstream.upstream is not self:
-            return
-        if downstream.shaping == F_DRIP:
-            downstream.pending_bytes = sum(len(piece) for piece in downstream.out)
-            if downstream.pending_bytes > PACE_HIGH:
-                self.transport.pause_reading()  # _pace resumes it when the client has had most of it
-            downstream._start_pacing()
-        else:
-            downstream._flush()  # what this read brought, in one write
+        if downstream.transport is not None and downstream.upstream is self:
+            downstream._flush()  # what this read brought, in one write (a drip fault queues it in the writer)
 
     def eof_received(self):
         try:
@@ -245,7 +236,7 @@ cdef class UpstreamConnection(ParserHandler):
             self.downstream.transport.pause_reading()  # the upstream takes the body slower than the client sends
 
     def resume_writing(self):
-        if self.downstream is not None and self.downstream.transport is not None and not self.downstream.closing:
+        if self.downstream is not None and self.downstream.transport is not None and not self.downstream.must_close:
             self.downstream.transport.resume_reading()
 
 
@@ -259,7 +250,7 @@ cdef class ProxyProtocol(ServerProtocol):
         self.forwarding = False
         _check_connection_tokens(dropped, 400)
         rc = ServerProtocol._on_head(self, parser)
-        if self.route is not proxy.forward_route or self.closing:
+        if self.route is not proxy.forward_route or self.must_close:
             return rc  # a local route, or answered early
         proxy.requests += 1
         if proxy.drop_rate > 0 and proxy.rng.next_double() < proxy.drop_rate:
@@ -281,7 +272,7 @@ cdef class ProxyProtocol(ServerProtocol):
         self.upstream_started = 0.0
         self.request_head = self._upstream_request_head(parser, dropped)
         self.request_chunked = parser.chunked
-        self.phase = 1
+        self.state = CS_WAITING
         self.transport.pause_reading()  # the body waits until the upstream connection is there
         # never from inside the parser's callback: _forward resumes the parser, which must be paused first
         if self.wait_s > 0:
@@ -397,9 +388,9 @@ cdef class ProxyProtocol(ServerProtocol):
         if self.forwarding:
             self._drop_upstream()
             self.forwarding = False
-            self.phase = 0
+            self.state = CS_READING
             if self.head_sent:  # the client is reading the upstream's response: cut it off
-                self.closing = True
+                self.must_close = True
                 self.transport.abort()
                 return 0
         return ServerProtocol._protocol_error(self, status, msg)
@@ -448,7 +439,7 @@ cdef class ProxyProtocol(ServerProtocol):
         proxy.upstream_durations[_duration_bucket(waited)] += 1
         proxy.upstream_duration_sum_s += waited
         self.response_status = parser.status
-        self.response_chunked = False
+        self.writer.open_body(self.shaping_rate if self.shaping == F_DRIP else 0.0)
         cdef list parts = [b"HTTP/1.1 %d " % parser.status, parser.head[13:parser.first_line_end], b"\r\n"]
         cdef const char* name
         cdef size_t n
@@ -472,42 +463,32 @@ cdef class ProxyProtocol(ServerProtocol):
         body_follows = not self.head_only and parser.status != 204 and parser.status != 304
         if body_follows and (parser.chunked or parser.content_length < 0):
             if self.parser.http_minor == 1:  # re-framed for the client, chunk by chunk
-                self.response_chunked = True
+                self.writer.chunked = True
                 parts.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # an HTTP/1.0 client reads to the close
         if not self.keep_alive or self.server.draining:
-            self.closing = True
+            self.must_close = True
         if self.shaping == F_TRUNCATE:
             # half of an announced body; without a length, the first piece of it
-            self.truncate_left = parser.content_length // 2 if parser.content_length >= 0 and not parser.chunked else -1
-            self.closing = True
+            self.writer.truncate_at(parser.content_length // 2 if parser.content_length >= 0 and not parser.chunked
+                                    else -1)
+            self.must_close = True
         parts.append(CONNECTION_HEADERS[self._conn_mode()])
         parts.append(b"\r\n")
         data = b"".join(parts)
         self.response_bytes = len(data)
-        self.server.bytes_out += len(data)
-        self.out.append(data)  # written with the body that came in the same read (UpstreamConnection.data_received)
+        self.writer.out.append(data)  # written with the body that came in the same read (UpstreamConnection.data_received)
         self.head_sent = True
         return 0
 
     cdef int _upstream_body(self, const char* data, size_t length) except -1:
-        cdef bint cut = False
         if self.transport is None:
             return 0
-        if self.shaping == F_TRUNCATE:
-            if self.truncate_left >= 0:
-                length = min(length, <size_t>self.truncate_left)
-                self.truncate_left -= length
-            cut = self.truncate_left <= 0
-        if self.response_chunked:
-            self.out.append(b"%x\r\n%b\r\n" % (length, data[:length]))
-        else:
-            self.out.append(data[:length])
         self.response_bytes += length
-        self.server.bytes_out += length
-        if cut:
-            self._cut()
+        if self.writer.add_body(data, length):  # the truncate fault: the rest stays unread, both ends close
+            self._drop_upstream()
+            self._end_exchange()
         return 0
 
     cdef void _drop_upstream(self):
@@ -520,53 +501,20 @@ cdef class ProxyProtocol(ServerProtocol):
             if conn.transport is not None:
                 conn.transport.abort()
 
-    cdef int _cut(self) except -1:
-        """The truncate fault: what was forwarded goes out, then both connections end mid-body."""
-        self._drop_upstream()  # the rest of its response is unread
-        self.forwarding = False
-        self._done(self.response_status, self.response_bytes, _now() - self.upstream_started)
-        self.phase = 0
-        self._flush()  # closing is set: the client sees a body shorter than announced
-        return 0
-
-    def _pace(self):
-        """The drip fault on a forwarded response: rate/20 bytes every 50 ms from what the upstream sent."""
-        cdef Py_ssize_t n = max(1, <Py_ssize_t>(self.shaping_rate * DRIP_INTERVAL_S))
-        self.pace_handle = None
-        if self.transport is None:
-            return
-        if self.out:
-            pending = b"".join(self.out)
-            self.transport.write(pending[:n])
-            self.out = [pending[n:]] if len(pending) > n else []
-            self.pending_bytes = len(pending) - min(n, len(pending))
-        if self.upstream is not None and self.upstream.transport is not None and self.pending_bytes < PACE_LOW:
-            self.upstream.transport.resume_reading()
-        if self.out or self.upstream is not None:
-            self.pace_handle = self.proxy.loop.call_later(DRIP_INTERVAL_S, self._pace)
-        else:
-            self._continue()  # all of it dripped: the next request
-
     cdef int _upstream_done(self) except -1:
         cdef UpstreamConnection conn = self.upstream
         if self.transport is None:
             return 0
-        if self.response_chunked:
-            self.out.append(b"0\r\n\r\n")
         self.upstream = None
-        self.forwarding = False
         self.deadline = 0
         self.proxy.release(conn)
-        self._done(self.response_status, self.response_bytes, _now() - self.upstream_started)
-        if self.shaping == F_DRIP:
-            self._start_pacing()  # _pace goes on with the next request once the rest has dripped
-        else:
-            self._continue()
-        return 0
+        return self._end_exchange()
 
-    cdef void _start_pacing(self):
-        if self.pace_handle is None:
-            self.pace_handle = self.proxy.loop.call_soon(self._pace)
+    cdef int _end_exchange(self) except -1:
+        """The forwarded response is complete (or cut): once the writer has it all out, the next request."""
+        self.forwarding = False
+        self._done(self.response_status, self.response_bytes, _now() - self.upstream_started)
+        return self.writer.end_body()  # -> _body_done -> _continue
 
     cdef int _upstream_failed(self, int kind, str message) except -1:
         """No usable answer from the upstream: 502 or 504 if the client has no head yet, else cut it off."""
@@ -584,24 +532,23 @@ cdef class ProxyProtocol(ServerProtocol):
         self._respond(Response(status, b'{"error":"%s","trace_id":"%s"}' % (
             message.replace('"', "'").encode(), self.trace_id),
             headers=[(b"X-Trace-Id", self.trace_id), (b"X-Request-Id", self.request_id)]))
-        self.phase = 0
+        self.state = CS_READING
         self._flush()
+        return 0
+
+    cdef int _writer_full(self) except -1:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()  # the client reads slower than the upstream sends
+        return 0
+
+    cdef int _writer_ready(self) except -1:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.resume_reading()
         return 0
 
     # === Public API (asyncio protocol) ===
 
     def connection_lost(self, exc):
-        self.pace_handle = _cancel(self.pace_handle)
         self.connecting = _cancel(self.connecting)
         self._drop_upstream()  # the client left in the middle: the upstream connection is not reusable
         ServerProtocol.connection_lost(self, exc)
-
-    def pause_writing(self):
-        ServerProtocol.pause_writing(self)
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.pause_reading()  # the client reads slower than the upstream sends
-
-    def resume_writing(self):
-        ServerProtocol.resume_writing(self)
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.resume_reading()

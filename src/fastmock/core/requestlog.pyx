@@ -62,3 +62,8 @@ cdef class RequestLog:
 
     def __len__(self):
         return min(self.written, self.capacity)
+
+    def append(self, str method, str path, str client, int status, *, double latency_s=0.0):
+        """One record, as a connection adds it at the end of a request (for tests and tools)."""
+        m, p = method.encode("latin-1"), path.encode("latin-1")
+        self.add(_now() - latency_s, latency_s, status, F_NONE, m, len(m), p, len(p), client.encode("latin-1"))

@@ -50,7 +50,7 @@ cdef class WebSocket:
         self.message_opcode = -1
         self.closing = False
 
-    cdef int feed(self, ServerProtocol proto, const char* data, size_t length) except -1:
+    cdef int feed(self, ResponseWriter writer, const char* data, size_t length) except -1:
         cdef const unsigned char* p
         cdef Py_ssize_t n, pos, i
         cdef unsigned long long payload_len
@@ -69,9 +69,9 @@ cdef class WebSocket:
             b0, b1 = p[0], p[1]
             fin, opcode = b0 & 0x80, b0 & 0x0F
             if b0 & 0x70:
-                return self.fail(proto, 1002, "reserved bits set")
+                return self.fail(writer, 1002, "reserved bits set")
             if not b1 & 0x80:
-                return self.fail(proto, 1002, "client frames must be masked")
+                return self.fail(writer, 1002, "client frames must be masked")
             payload_len, pos = b1 & 0x7F, 2
             if payload_len == 126:
                 if n < 4:
@@ -85,16 +85,16 @@ cdef class WebSocket:
                     payload_len = (payload_len << 8) | p[i]
                 pos = 10
                 if payload_len >> 63:
-                    return self.fail(proto, 1002, "frame length out of range")
+                    return self.fail(writer, 1002, "frame length out of range")
             if opcode >= 8:
                 if payload_len > 125 or not fin:
-                    return self.fail(proto, 1002, "control frames are final and at most 125 bytes")
+                    return self.fail(writer, 1002, "control frames are final and at most 125 bytes")
                 if opcode > WS_PONG:
-                    return self.fail(proto, 1002, f"unknown opcode {opcode}")
+                    return self.fail(writer, 1002, f"unknown opcode {opcode}")
             elif opcode > WS_BINARY:
-                return self.fail(proto, 1002, f"unknown opcode {opcode}")
+                return self.fail(writer, 1002, f"unknown opcode {opcode}")
             elif <long long>(len(self.message) + payload_len) > self.max_message:
-                return self.fail(proto, 1009, f"message over {self.max_message} bytes")
+                return self.fail(writer, 1009, f"message over {self.max_message} bytes")
             if <unsigned long long>n < pos + 4 + payload_len:
                 return 0  # the rest of the frame is on its way
             memcpy(mask, p + pos, 4)
@@ -106,43 +106,43 @@ cdef class WebSocket:
             for i in range(<Py_ssize_t>payload_len):  # a C loop: unmasking costs no Python per byte
                 out[i] = p[pos + i] ^ mask[i & 3]
             del self.buf[:pos + payload_len]
-            self.frame(proto, opcode, fin, payload)
+            self.frame(writer, opcode, fin, payload)
         return 0
 
-    cdef int frame(self, ServerProtocol proto, int opcode, bint fin, bytes payload) except -1:
+    cdef int frame(self, ResponseWriter writer, int opcode, bint fin, bytes payload) except -1:
         cdef int code
         if opcode == WS_PING:
-            proto.transport.write(_ws_frame(WS_PONG, payload))
+            writer.emit(_ws_frame(WS_PONG, payload))
         elif opcode == WS_PONG:
             pass
         elif opcode == WS_CLOSE:
             if len(payload) == 1:
-                return self.fail(proto, 1002, "a close payload has a 2-byte code")
+                return self.fail(writer, 1002, "a close payload has a 2-byte code")
             if payload:
                 code = (payload[0] << 8) | payload[1]
                 if not _valid_close_code(code):
-                    return self.fail(proto, 1002, f"invalid close code {code}")
+                    return self.fail(writer, 1002, f"invalid close code {code}")
                 try:
                     payload[2:].decode("utf-8")
                 except UnicodeDecodeError:
-                    return self.fail(proto, 1007, "close reason is not UTF-8")
-            self.close(proto, payload[:2])  # completes the client's close handshake with its code
+                    return self.fail(writer, 1007, "close reason is not UTF-8")
+            self.close(writer, payload[:2])  # completes the client's close handshake with its code
         elif opcode == WS_CONTINUATION:
             if self.message_opcode < 0:
-                return self.fail(proto, 1002, "continuation without a message")
+                return self.fail(writer, 1002, "continuation without a message")
             self.message += payload
             if fin:
-                self.deliver(proto)
+                self.deliver(writer)
         else:
             if self.message_opcode >= 0:
-                return self.fail(proto, 1002, "a new message inside a fragmented one")
+                return self.fail(writer, 1002, "a new message inside a fragmented one")
             self.message_opcode = opcode
             self.message += payload
             if fin:
-                self.deliver(proto)
+                self.deliver(writer)
         return 0
 
-    cdef int deliver(self, ServerProtocol proto) except -1:
+    cdef int deliver(self, ResponseWriter writer) except -1:
         cdef int opcode = self.message_opcode
         message = bytes(self.message)
         self.message = bytearray()
@@ -151,42 +151,47 @@ cdef class WebSocket:
             try:
                 text = message.decode("utf-8")
             except UnicodeDecodeError:
-                return self.fail(proto, 1007, "text message is not UTF-8")
+                return self.fail(writer, 1007, "text message is not UTF-8")
         if self.mode == WS_ANSWER_ONCE:
             reply = b"Server received: " + (message if opcode == WS_TEXT else repr(message).encode())
-            proto.transport.write(_ws_frame(WS_TEXT, reply))
-            return self.close(proto, (1000).to_bytes(2, "big") + b"server done")
-        proto.transport.write(_ws_frame(opcode, message))
+            writer.emit(_ws_frame(WS_TEXT, reply))
+            return self.close(writer, (1000).to_bytes(2, "big") + b"server done")
+        writer.emit(_ws_frame(opcode, message))
         return 0
 
-    cdef int fail(self, ServerProtocol proto, int code, str reason) except -1:
-        return self.close(proto, code.to_bytes(2, "big") + reason.encode())
+    cdef int fail(self, ResponseWriter writer, int code, str reason) except -1:
+        return self.close(writer, code.to_bytes(2, "big") + reason.encode())
 
-    cdef int close(self, ServerProtocol proto, bytes payload) except -1:
+    cdef int close(self, ResponseWriter writer, bytes payload) except -1:
         """Send a close frame; the TCP connection ends once it is written."""
         if not self.closing:
             self.closing = True
             if not self.sent_shutdown:  # after our 1001, the client's close frame is the answer to it
-                proto.transport.write(_ws_frame(WS_CLOSE, payload))
-            proto.closing = True
-            proto.transport.close()
+                writer.emit(_ws_frame(WS_CLOSE, payload))
+            writer.close()
         return 0
 
-    cdef int check_idle(self, ServerProtocol proto, double now) except -1:
+    cdef int check_idle(self, ResponseWriter writer, double now, double last_active) except -1:
         """From the server's tick: close an idle connection, or ping it."""
-        cdef double idle_s = now - proto.last_active
+        cdef double idle_s = now - last_active
         if self.closing:
             return 0
         if self.idle_timeout_s and idle_s > self.idle_timeout_s:
-            return self.fail(proto, 1001, f"idle for more than {self.idle_timeout_s:g}s")
+            return self.fail(writer, 1001, f"idle for more than {self.idle_timeout_s:g}s")
         if self.ping_interval_s and idle_s > self.ping_interval_s and now - self.last_ping > self.ping_interval_s:
             self.last_ping = now
-            proto.transport.write(_ws_frame(WS_PING, b"fastmock"))
+            writer.emit(_ws_frame(WS_PING, b"fastmock"))
         return 0
 
-    cdef int shutdown(self, ServerProtocol proto) except -1:
+    cdef int shutdown(self, ResponseWriter writer) except -1:
         """Graceful shutdown: 1001, then wait for the client's close frame (the server's timeout bounds it)."""
         if not self.closing and not self.sent_shutdown:
             self.sent_shutdown = True
-            proto.transport.write(_ws_frame(WS_CLOSE, (1001).to_bytes(2, "big") + b"server shutting down"))
+            writer.emit(_ws_frame(WS_CLOSE, (1001).to_bytes(2, "big") + b"server shutting down"))
         return 0
+
+    # === Public API (sans-IO, for tests) ===
+
+    def receive(self, ResponseWriter writer, bytes data):
+        """Feed bytes from the client; the answers are written to ``writer``."""
+        self.feed(writer, data, len(data))
