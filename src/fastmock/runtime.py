@@ -5,6 +5,7 @@ of them imports another to log a line or open a socket.
 """
 
 import collections
+import logging
 import os
 import resource
 import socket
@@ -67,6 +68,28 @@ def log(message: str) -> None:
     # one write per line, so the lines of several workers never interleave
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+class _ProcessLogHandler(logging.Handler):
+    """Sends the records of the "fastmock" logger (the core's: a handler that raised, with its traceback)
+    to ``log``, so they reach stderr and GET /logs like every other line of the process."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            log(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def _set_up_logging() -> None:
+    logger = logging.getLogger("fastmock")
+    if not any(isinstance(handler, _ProcessLogHandler) for handler in logger.handlers):
+        logger.addHandler(_ProcessLogHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+_set_up_logging()
 
 
 def fork_child(name: str, body) -> int:

@@ -1,0 +1,42 @@
+"""What every process shares (runtime.py): the process log, and the core's log records reaching it."""
+
+import asyncio
+
+import uvloop
+
+from fastmock import runtime
+from fastmock._core import Route, Server, StaticResponse
+
+
+def test_a_failing_handler_answers_500_and_its_traceback_reaches_the_process_log(capsys):
+    def broken(request):
+        raise RuntimeError("the handler broke")
+
+    loop = uvloop.new_event_loop()
+    server = Server(loop, [Route("broken", b"/broken", handler=broken)],
+                    Route("default", static=StaticResponse(404, b"", b"")))
+
+    async def request():
+        listener = await loop.create_server(server.make_protocol, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+        writer.write(b"GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+        listener.close()
+        return head
+
+    try:
+        head = loop.run_until_complete(request())
+    finally:
+        loop.close()
+    assert head.startswith(b"HTTP/1.1 500 ")
+    logged = [line for line in runtime.recent_log_lines if "route broken failed" in line]
+    assert logged and "Traceback" in logged[-1] and "RuntimeError: the handler broke" in logged[-1]
+    assert "RuntimeError: the handler broke" in capsys.readouterr().err
+
+
+def test_a_restarting_worker_backs_off_while_it_keeps_dying_quickly():
+    backoff = runtime.RestartBackoff(quick_s=10.0, max_s=1.0)
+    assert [backoff.after_death(0, lived_s=0.5) for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
+    assert backoff.after_death(0, lived_s=60.0) == 0.1  # it lived: the next death starts over
+    assert backoff.after_death(1, lived_s=0.5) == 0.2  # each worker counts its own
