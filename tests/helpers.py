@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import random
 import re
 import resource
 import signal
@@ -228,3 +229,44 @@ class RecordingServer:
                     self.requests.append((head.decode(), rest[:length]))
                     data = rest[length:]
                     conn.sendall(self.answer(len(self.requests) - 1))
+
+
+# --- fleets -------------------------------------------------------------------------------------------
+
+FLEET_READY = re.compile(rb"fleet ready: .* management API http://(\[[^\]]+\]|[^:]+):(\d+)")
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+_next_base = random.randrange(12000, 16000, 10)
+
+
+def free_base(count):
+    """The first port of a block of ``count`` ports that no other fleet of this test run uses."""
+    global _next_base
+    if _next_base + count + 200 >= 32768:  # below the ephemeral range; the first fleets have stopped by now
+        _next_base = 10000
+    base = _next_base
+    _next_base += count + 200  # room for scaling
+    return base
+
+
+def start_fleet(count, *args, base=None, **kwargs):
+    """``fastmock fleet COUNT`` below the ephemeral range, management API on a free port."""
+    base = base if base is not None else free_base(count)
+    return start_server("fleet", str(count), "--base-port", str(base), "--mgmt-port", "0", *args,
+                        ready=FLEET_READY, **kwargs)
+
+
+class Fleet:
+    def __init__(self, server, base, count):
+        self.server = server
+        self.base = base
+        self.count = count
+        self.api = httpx.Client(base_url=server.url, timeout=10)
+
+    def stats(self):
+        return self.api.get("/stats").json()
+
+    def health(self, port):
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)

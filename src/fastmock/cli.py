@@ -1,7 +1,6 @@
 """The ``fastmock`` command line: one click group, one subcommand per mode."""
 
 import difflib
-import functools
 import importlib.util
 import json
 import os
@@ -15,14 +14,12 @@ from click.core import ParameterSource
 import dotenv
 
 from fastmock import __version__
-from fastmock.client import DEFAULT_URL, FleetClient, FleetError
+from fastmock.client import DEFAULT_URL
 from fastmock.documents import DocumentError, decode_text, read_text, write_whole
-from fastmock.ctl import Console
+from fastmock.ctl import ctl
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.chaos import ChaosError, parse_schedule
 from fastmock.fleet.detach import DetachError, default_paths, start_detached
-from fastmock.fleet.ports import parse_port_range
-from fastmock.fleet.state import STATES_BY_NAME
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
 from fastmock.load import LoadConfig, Progress, run_load, summary_dict, summary_text, write_records
@@ -317,7 +314,7 @@ def _detach(config, pid_file, log_file) -> None:
         raise click.BadParameter("--detach needs a fixed management port", param_hint="'--mgmt-port'")
     default_pid_file, default_log_file = default_paths(config.mgmt_port)
     try:
-        info = start_detached(config, pid_file or default_pid_file, log_file or default_log_file, run_fleet)
+        info = start_detached(config, pid_file or default_pid_file, log_file or default_log_file)
     except DetachError as exc:
         raise click.ClickException(str(exc)) from None
     ctl = "fastmock ctl" if config.mgmt_port == 9999 and config.host == "127.0.0.1" else \
@@ -539,158 +536,15 @@ def run(scenario, task, duration, base_url, api_token, connect_timeout, read_tim
 
 # --- ctl and shell: clients of a fleet's management API ---------------------------------------------
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-
-
-@cli.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--url", default=DEFAULT_URL, show_default=True, help="The fleet's management API.")
-@click.option("--token", default=None, help="Bearer token, if the fleet was started with --token.")
-@click.pass_context
-def ctl(ctx, url, token):
-    """Drive a running fleet through its management API.
-
-    Options may also be set as FASTMOCK_CTL_URL and FASTMOCK_CTL_TOKEN.
-    """
-    ctx.obj = Console(FleetClient(url, token), click.echo)
-
-
-def _fleet_command(function):
-    """A ctl subcommand: a FleetError becomes one line on stderr and exit 1."""
-    @functools.wraps(function)
-    def run(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except FleetError as exc:
-            raise click.ClickException(str(exc)) from None
-    return ctl.command()(click.pass_obj(run))
-
-
-@_fleet_command
-@json_option
-def stats(console, as_json):
-    """The fleet's counters."""
-    console.stats(as_json)
-
-
-@_fleet_command
-@click.argument("limit", type=click.IntRange(0), default=20)
-@click.option("--state", type=click.Choice([*STATES_BY_NAME, "all"]), default="alive", show_default=True)
-@json_option
-def endpoints(console, limit, state, as_json):
-    """The first LIMIT endpoints (default 20) in a state."""
-    console.endpoints(limit, state, as_json)
-
-
-@_fleet_command
-@click.argument("port", type=click.IntRange(1, 65535))
-@json_option
-def kill(console, port, as_json):
-    """Close PORT: connections are refused until it is revived."""
-    console.kill(port, as_json)
-
-
-@_fleet_command
-@click.argument("port", type=click.IntRange(1, 65535))
-@json_option
-def revive(console, port, as_json):
-    """Bring a killed PORT back."""
-    console.revive(port, as_json)
-
-
-@_fleet_command
-@click.argument("count", type=int)
-@json_option
-def scale(console, count, as_json):
-    """Start COUNT more ports (negative: stop the highest)."""
-    console.scale(count, as_json)
-
-
-class PortRange(click.ParamType):
-    """A port or a range of ports: 10005 or 10000-10099 (kept as text for the API)."""
-
-    name = "ports"
-
-    def convert(self, value, param, ctx):
-        try:
-            parse_port_range(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        return str(value)
-
-
-@_fleet_command
-@click.argument("ports", type=PortRange())
-@click.argument("spec")
-@json_option
-def fault(console, ports, spec, as_json):
-    """Give PORTS (a port or A-B) the fault SPEC, e.g. 503 or 'timeout:30,ok:70'."""
-    console.fault(ports, spec, as_json)
-
-
-@_fleet_command
-@click.argument("ports", type=PortRange(), required=False)
-@json_option
-def clear(console, ports, as_json):
-    """Clear the faults of PORTS (a port or A-B), or of every port."""
-    console.clear(ports, as_json)
-
-
-@_fleet_command
-@click.argument("action", type=click.Choice(["status", "start", "stop"]), default="status")
-@click.argument("schedule", type=click.File("r"), required=False)
-@json_option
-def chaos(console, action, schedule, as_json):
-    """The chaos schedule: status (default), start SCHEDULE.yaml ('-': stdin), or stop."""
-    if action == "start":
-        if schedule is None:
-            raise click.UsageError("start needs a schedule file (or - for stdin)")
-        console.start_chaos(schedule.read(), as_json)
-    elif schedule is not None:
-        raise click.UsageError(f"{action} takes no schedule file")
-    elif action == "stop":
-        console.stop_chaos(as_json)
-    else:
-        console.chaos(as_json)
-
-
-@_fleet_command
-@click.option("--since", type=click.IntRange(0), default=0, show_default=True, help="Events after this seq.")
-@json_option
-def events(console, since, as_json):
-    """The fleet's event log: what the API and chaos schedules changed."""
-    console.events(since, as_json)
-
-
-@_fleet_command
-@json_option
-def status(console, as_json):
-    """Whether a fleet answers, with its counts (exit 1 when none does)."""
-    if not console.status(as_json):
-        sys.exit(1)
-
-
-@_fleet_command
-@click.option("--tail", type=click.IntRange(0), default=100, show_default=True, help="How many lines.")
-def logs(console, tail):
-    """The fleet's last log lines."""
-    console.logs(tail)
-
-
-@_fleet_command
-@click.option("--timeout", type=Duration(), default="30s", show_default=True,
-              help="How long to wait for the process to exit (bare number: seconds).")
-@json_option
-def stop(console, timeout, as_json):
-    """Stop the fleet (POST /shutdown) and wait for its process to exit."""
-    console.stop(timeout, as_json)
+cli.add_command(ctl)
 
 
 @cli.command()
 @click.option("--url", default=DEFAULT_URL, show_default=True, help="The fleet's management API.")
 @click.option("--token", default=None, help="Bearer token, if the fleet was started with --token.")
 def shell(url, token):
-    """An interactive shell for a local fleet: start, stats, endpoints, kill, revive, scale, logs, ..."""
-    sys.exit(run_shell(url, token, run_fleet))
+    """An interactive shell for a local fleet: start, and every ctl command (stats, kill, revive, ...)."""
+    sys.exit(run_shell(url, token))
 
 
 @cli.command("rewrite-config")

@@ -1,12 +1,23 @@
-"""What ``fastmock ctl`` and ``fastmock shell`` print: one Console, one method per command."""
+"""``fastmock ctl``: the click commands that drive a fleet, and the Console that runs and prints them.
 
+Each command is defined once, here: ``fastmock ctl`` runs them from the command line and ``fastmock shell``
+runs the same click commands for each line it reads.
+"""
+
+import functools
 import json
 import os
+import sys
 import time
 
-from fastmock.client import FleetClient, FleetError, Unreachable
+import click
 
-__all__ = ["Console", "table"]
+from fastmock.client import DEFAULT_URL, FleetClient, FleetError, Unreachable
+from fastmock.fleet.ports import parse_port_range
+from fastmock.fleet.state import STATES_BY_NAME
+from fastmock.params import Duration
+
+__all__ = ["Console", "ctl", "table"]
 
 
 def table(rows: list[list], header: list[str]) -> str:
@@ -134,3 +145,151 @@ class Console:
                 raise FleetError(f"the fleet (pid {pid}) is still running after {timeout_s:g}s")
             time.sleep(0.05)
         self._show({"stopped": True, "pid": pid}, as_json, f"fleet stopped (pid {pid})")
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The fleet's management API.")
+@click.option("--token", default=None, help="Bearer token, if the fleet was started with --token.")
+@click.pass_context
+def ctl(ctx, url, token):
+    """Drive a running fleet through its management API.
+
+    Options may also be set as FASTMOCK_CTL_URL and FASTMOCK_CTL_TOKEN.
+    """
+    ctx.obj = Console(FleetClient(url, token), click.echo)
+
+
+def _fleet_command(function):
+    """A ctl subcommand: a FleetError becomes one line on stderr and exit 1."""
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except FleetError as exc:
+            raise click.ClickException(str(exc)) from None
+    return ctl.command()(click.pass_obj(run))
+
+
+@_fleet_command
+@json_option
+def stats(console, as_json):
+    """The fleet's counters."""
+    console.stats(as_json)
+
+
+@_fleet_command
+@click.argument("limit", type=click.IntRange(0), default=20)
+@click.option("--state", type=click.Choice([*STATES_BY_NAME, "all"]), default="alive", show_default=True)
+@json_option
+def endpoints(console, limit, state, as_json):
+    """The first LIMIT endpoints (default 20) in a state."""
+    console.endpoints(limit, state, as_json)
+
+
+@_fleet_command
+@click.argument("port", type=click.IntRange(1, 65535))
+@json_option
+def kill(console, port, as_json):
+    """Close PORT: connections are refused until it is revived."""
+    console.kill(port, as_json)
+
+
+@_fleet_command
+@click.argument("port", type=click.IntRange(1, 65535))
+@json_option
+def revive(console, port, as_json):
+    """Bring a killed PORT back."""
+    console.revive(port, as_json)
+
+
+@_fleet_command
+@click.argument("count", type=int)
+@json_option
+def scale(console, count, as_json):
+    """Start COUNT more ports (negative: stop the highest)."""
+    console.scale(count, as_json)
+
+
+class PortRange(click.ParamType):
+    """A port or a range of ports: 10005 or 10000-10099 (kept as text for the API)."""
+
+    name = "ports"
+
+    def convert(self, value, param, ctx):
+        try:
+            parse_port_range(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+@_fleet_command
+@click.argument("ports", type=PortRange())
+@click.argument("spec")
+@json_option
+def fault(console, ports, spec, as_json):
+    """Give PORTS (a port or A-B) the fault SPEC, e.g. 503 or 'timeout:30,ok:70'."""
+    console.fault(ports, spec, as_json)
+
+
+@_fleet_command
+@click.argument("ports", type=PortRange(), required=False)
+@json_option
+def clear(console, ports, as_json):
+    """Clear the faults of PORTS (a port or A-B), or of every port."""
+    console.clear(ports, as_json)
+
+
+@_fleet_command
+@click.argument("action", type=click.Choice(["status", "start", "stop"]), default="status")
+@click.argument("schedule", type=click.File("r"), required=False)
+@json_option
+def chaos(console, action, schedule, as_json):
+    """The chaos schedule: status (default), start SCHEDULE.yaml ('-': stdin), or stop."""
+    if action == "start":
+        if schedule is None:
+            raise click.UsageError("start needs a schedule file (or - for stdin)")
+        console.start_chaos(schedule.read(), as_json)
+    elif schedule is not None:
+        raise click.UsageError(f"{action} takes no schedule file")
+    elif action == "stop":
+        console.stop_chaos(as_json)
+    else:
+        console.chaos(as_json)
+
+
+@_fleet_command
+@click.option("--since", type=click.IntRange(0), default=0, show_default=True, help="Events after this seq.")
+@json_option
+def events(console, since, as_json):
+    """The fleet's event log: what the API and chaos schedules changed."""
+    console.events(since, as_json)
+
+
+@_fleet_command
+@json_option
+def status(console, as_json):
+    """Whether a fleet answers, with its counts (exit 1 when none does)."""
+    if not console.status(as_json):
+        sys.exit(1)
+
+
+@_fleet_command
+@click.option("--tail", type=click.IntRange(0), default=100, show_default=True, help="How many lines.")
+def logs(console, tail):
+    """The fleet's last log lines."""
+    console.logs(tail)
+
+
+@_fleet_command
+@click.option("--timeout", type=Duration(), default="30s", show_default=True,
+              help="How long to wait for the process to exit (bare number: seconds).")
+@json_option
+def stop(console, timeout, as_json):
+    """Stop the fleet (POST /shutdown) and wait for its process to exit."""
+    console.stop(timeout, as_json)

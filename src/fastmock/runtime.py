@@ -102,6 +102,8 @@ def fork_child(name: str, body) -> int:
         status = 1
         try:
             status = body()
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:
             log(f"{name} failed: {exc!r}")
         finally:

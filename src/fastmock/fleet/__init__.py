@@ -28,11 +28,12 @@ def _ranges(pieces: list[tuple[int, int]]) -> str:
     return ", ".join(f"{low}-{high}" if high != low else str(low) for low, high in pieces)
 
 
-def run_fleet(config: FleetConfig, pid_file=None) -> int:
+def run_fleet(config: FleetConfig, pid_file=None, ready=None) -> int:
     """Serve the fleet until SIGTERM/SIGINT or POST /shutdown; return the exit status.
 
-    ``pid_file`` holds this process's PID while it runs. Raises OSError when the management port cannot
-    be bound or --reserve-ports cannot write the sysctl.
+    ``pid_file`` holds this process's PID while it runs; ``ready(info)``, if given, is called once every
+    port accepts or failed, with {"url", "started", "failed"} (what --detach waits for). Raises OSError when
+    the management port cannot be bound or --reserve-ports cannot write the sysctl.
     """
     started = time.monotonic()
     open_files = raise_open_files_limit()
@@ -51,7 +52,7 @@ def run_fleet(config: FleetConfig, pid_file=None) -> int:
     with mgmt_sock, reservation, _pid_file(pid_file):
         if at_risk and config.reserve_ports:
             log(f"reserved ports {_ranges(at_risk)} (net.ipv4.ip_local_reserved_ports) until the fleet exits")
-        return uvloop.run(_serve(config, supervisor, mgmt_sock, started))
+        return uvloop.run(_serve(config, supervisor, mgmt_sock, started, ready))
 
 
 @contextlib.contextmanager
@@ -68,7 +69,7 @@ def _pid_file(path):
             os.unlink(path)
 
 
-async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started: float) -> int:
+async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started: float, ready) -> int:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
 
@@ -88,6 +89,8 @@ async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started
         f"{time.monotonic() - started:.2f}s on {config.host} ports {base}-{base + config.count - 1}; "
         f"{len(failed)} failed to bind{': ' + shown + more if failed else ''}; "
         f"management API {url(config.host, config.mgmt_port)} (workers: {len(supervisor.workers)})")
+    if ready is not None:
+        ready({"url": url(config.host, config.mgmt_port), "started": len(result["started"]), "failed": len(failed)})
 
     advertise = config.advertise_host or ("localhost" if config.host in ("0.0.0.0", "::") else config.host)
     api = ManagementApi(supervisor, config.token, config.seed, advertise, token_reads=config.token_reads)

@@ -1,15 +1,15 @@
 """``fastmock fleet N --detach``: the fleet in the background, in a session of its own."""
 
 import errno
+import json
 import os
-import sys
-import time
+import select
 import urllib.request
 from pathlib import Path
 
 from fastmock.client import FleetClient, FleetError
 from fastmock.fleet.supervisor import FleetConfig
-from fastmock.runtime import make_listener, url
+from fastmock.runtime import fork_child, make_listener, url
 
 __all__ = ["DetachError", "default_paths", "start_detached", "state_dir"]
 
@@ -36,9 +36,9 @@ def _tail(path: Path) -> str:
     return "\n".join(f"  | {line}" for line in lines)
 
 
-def start_detached(config: FleetConfig, pid_file: Path, log_file: Path, run_fleet, timeout_s: float = 120.0) -> dict:
-    """Fork ``run_fleet(config, pid_file)`` into its own session with its output in ``log_file``; return
-    once every port accepts (or failed) and one /health answered: pid, url, ports, alive, failed, log, pid_file.
+def start_detached(config: FleetConfig, pid_file: Path, log_file: Path, timeout_s: float = 120.0) -> dict:
+    """Run the fleet in a child of its own session with its output in ``log_file``; return once it said it is
+    ready (over a pipe, as JSON) and one /health answered: pid, url, ports, alive, failed, log, pid_file.
     """
     try:  # a clear message now rather than the child's log tail
         make_listener(config.host, config.mgmt_port, listen=False, reuse_port=False).close()
@@ -50,39 +50,38 @@ def start_detached(config: FleetConfig, pid_file: Path, log_file: Path, run_flee
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the fleet: a new session, no terminal, output to the log
-        status = 1
-        try:
-            os.setsid()
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(log_fd, 1)
-            os.dup2(log_fd, 2)
-            os.close(null)
-            os.close(log_fd)
-            status = run_fleet(config, pid_file)
-        except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else 1
-        except BaseException as exc:
-            sys.stderr.write(f"fastmock: fleet failed: {exc!r}\n")
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(status)
+    ready_read, ready_write = os.pipe()
+
+    def fleet() -> int:  # a new session, no terminal, output to the log
+        from fastmock.fleet import run_fleet
+
+        os.close(ready_read)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(null)
+        os.close(log_fd)
+
+        def announce(info: dict) -> None:
+            os.write(ready_write, json.dumps(info).encode() + b"\n")
+            os.close(ready_write)
+
+        return run_fleet(config, pid_file, ready=announce)
+
+    pid = fork_child("fleet", fleet)
     os.close(log_fd)
-    deadline = time.monotonic() + timeout_s
-    while b"fleet ready" not in log_file.read_bytes():
-        exited, status = os.waitpid(pid, os.WNOHANG)
-        if exited:
-            raise DetachError(f"the fleet exited with {os.waitstatus_to_exitcode(status)} before it was ready; "
-                              f"the end of {log_file}:\n{_tail(log_file)}")
-        if time.monotonic() > deadline:
-            raise DetachError(f"the fleet (pid {pid}) was not ready after {timeout_s:g}s; the end of "
-                              f"{log_file}:\n{_tail(log_file)}")
-        time.sleep(0.05)
+    os.close(ready_write)
+    with os.fdopen(ready_read, "rb") as channel:  # EOF without a line: the fleet exited before it was ready
+        line = channel.readline() if select.select([channel], [], [], timeout_s)[0] else None
+    if line is None:
+        raise DetachError(f"the fleet (pid {pid}) was not ready after {timeout_s:g}s; the end of "
+                          f"{log_file}:\n{_tail(log_file)}")
+    if not line:
+        _, status = os.waitpid(pid, 0)
+        raise DetachError(f"the fleet exited with {os.waitstatus_to_exitcode(status)} before it was ready; "
+                          f"the end of {log_file}:\n{_tail(log_file)}")
     mgmt_url = url(config.host, config.mgmt_port)
     client = FleetClient(mgmt_url, config.token)
     try:

@@ -9,8 +9,7 @@ import httpx
 import pexpect
 import pytest
 
-from helpers import exited, free_port, refused
-from test_fleet import free_base, start_fleet
+from helpers import exited, free_base, free_port, refused, start_fleet
 
 
 @pytest.fixture
@@ -150,9 +149,10 @@ def test_shell_session(tmp_path, state_home):
             ("status", r"53 ports .*: 52 alive, 0 killed, 0 failed, 1 degraded"),
             ("events --since 0", rf"fault\s+1\s+{base + 2}"),
             ("clear", "cleared the faults of 1 port"),
-            ("kill", "the following arguments are required: port"),
-            ("kill notaport", "invalid int value: 'notaport'"),
-            ("stats now", "stats takes no arguments"),
+            ("kill", r"Missing argument 'PORT'.*\r\nUsage: kill \[OPTIONS\] PORT"),  # ctl's command, ctl's usage
+            ("kill notaport", r"Invalid value for 'PORT': 'notaport' is not a valid integer range"),
+            ("stats now", r"Got unexpected extra argument \(now\)"),
+            ("help logs", r"--tail INTEGER RANGE\s+How many lines.\s+\[default: 100; x>=0\]"),
             ("frobnicate 1", r"unknown command: frobnicate \(type help for the list\)"),
         ]:
             shell.sendline(line)
@@ -162,7 +162,7 @@ def test_shell_session(tmp_path, state_home):
         shell.expect(prompt)
         listed = shell.before.split("Documented commands")[1].split()
         assert {"start", "stop_all", "stats", "endpoints", "kill", "revive", "scale", "status", "logs", "fault",
-                "clear", "events", "help", "quit", "exit"} <= set(listed)
+                "clear", "events", "chaos", "stop", "help", "quit", "exit"} <= set(listed)
         assert "EOF" not in shell.before
         shell.send("stop_\t")  # tab completion
         shell.expect("stop_all")
