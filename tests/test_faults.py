@@ -178,10 +178,11 @@ def test_timeout_holds_the_connection_open_and_silent(hp):
             httpx.get(f"{hp.url}/health", headers={"X-Fastmock-Fault": "timeout"}, timeout=0.3)
     started = time.monotonic()
     assert raw(hp, faulted("/health", "timeout(300ms)")) == (b"", "eof")
-    assert 0.3 <= time.monotonic() - started < 1.5
+    own = time.monotonic() - started
     started = time.monotonic()
     assert raw(hp, faulted("/health", "timeout")) == (b"", "eof")  # --max-hang 2s bounds it
-    assert 2 <= time.monotonic() - started < 3.5
+    bounded = time.monotonic() - started
+    assert 0.3 <= own < bounded and bounded >= 2  # the timeout's own duration ends the hold before --max-hang
 
 
 def test_reset_is_an_rst(hp):

@@ -116,7 +116,7 @@ def test_delay_waits_then_echoes(hp):
     response = httpx.get(f"{hp.url}/delay/300")
     elapsed = time.monotonic() - start
     assert response.status_code == 200 and response.json()["duration_ms"] == 300
-    assert 0.29 < elapsed < 2
+    assert elapsed > 0.29
 
 
 def test_a_delay_is_never_cut_short(hp):
@@ -136,7 +136,7 @@ def test_delay_reads_the_body_slowly(hp):
     response = httpx.post(f"{hp.url}/delay/0/200", content=b"b" * (4 * 65536), timeout=10)
     elapsed = time.monotonic() - start
     assert response.json()["body_size"] == 4 * 65536
-    assert 0.55 < elapsed < 5  # three or four pauses of 200 ms between 64 KiB reads
+    assert elapsed > 0.55  # three or four pauses of 200 ms between 64 KiB reads
 
 
 def test_delays_on_one_connection_keep_their_order(hp):
@@ -293,6 +293,6 @@ def test_a_body_trickling_in_is_cut_off_with_408():
                     break
             reply += recv_until_closed(sock)
         assert reply.startswith(b"HTTP/1.1 408 ") and b"request body" in reply
-        assert 0.5 <= time.monotonic() - started < 4  # the tick's clock (0.5 s steps here) starts the count
+        assert time.monotonic() - started >= 0.5  # the tick's clock (0.5 s steps here) starts the count
         # a body that keeps the pace is not cut: 100 KB at full speed
         assert httpx.post(f"{server.url}/upload", content=b"x" * 100_000).json()["bytes_received"] == 100_000

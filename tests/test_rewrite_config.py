@@ -9,7 +9,7 @@ import sys
 import pytest
 from ruamel.yaml import YAML
 
-from test_fleet import free_base, start_fleet
+from helpers import free_base, start_fleet
 
 CONFIG = """\
 # uptime checks  (this comment must survive)

@@ -13,7 +13,7 @@ ECHO_POST = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
 
 
 @pytest.mark.parametrize("depth", [1, 16, 64])
-def test_pipelined_requests_are_answered_in_order_in_one_write(hp, depth):
+def test_pipelined_requests_are_answered_in_order(hp, depth):
     requests = b"".join(b"GET /n%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(depth))
     with hp.connect() as sock:
         sock.sendall(requests)

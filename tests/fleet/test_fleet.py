@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -16,45 +15,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import exited, recv_until_closed, refused, start_server, wait_for
-
-READY = re.compile(rb"fleet ready: .* management API http://(\[[^\]]+\]|[^:]+):(\d+)")
-TOKEN = "s3cret"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-_next_base = random.randrange(12000, 16000, 10)
-
-
-def free_base(count):
-    """The first port of a block of ``count`` ports that no other fleet of this module uses."""
-    global _next_base
-    base = _next_base
-    _next_base += count + 200  # room for scaling
-    assert _next_base < 32768, "the module's fleets outgrew the ports below the ephemeral range"
-    return base
-
-
-def start_fleet(count, *args, base=None, **kwargs):
-    """``fastmock fleet COUNT`` below the ephemeral range, management API on a free port."""
-    base = base if base is not None else free_base(count)
-    return start_server("fleet", str(count), "--base-port", str(base), "--mgmt-port", "0", *args,
-                        ready=READY, **kwargs)
-
-
-class Fleet:
-    def __init__(self, server, base, count):
-        self.server = server
-        self.base = base
-        self.count = count
-        self.api = httpx.Client(base_url=server.url, timeout=10)
-
-    def stats(self):
-        return self.api.get("/stats").json()
-
-    def health(self, port):
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
-
+from helpers import (AUTH, TOKEN, Fleet, exited, free_base, recv_until_closed, refused, start_fleet,
+                     wait_for)
 
 async def _fetch_all(ports, path="/health", concurrency=200):
     """GET ``path`` on every port (a connection each); {port: (status, body)}."""
@@ -410,9 +372,11 @@ def test_50000_ports_in_a_private_network_namespace():
     reason = _can_unshare_network()
     if reason:
         pytest.skip(reason)
-    script = os.path.join(os.path.dirname(__file__), "fleet_in_netns.py")
-    result = subprocess.run(["unshare", "-n", sys.executable, script, "50000"], capture_output=True, text=True,
-                            timeout=120)
+    here = os.path.dirname(__file__)
+    tests = os.path.dirname(here)  # the script imports helpers from there
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(["unshare", "-n", sys.executable, os.path.join(here, "fleet_in_netns.py"), "50000"],
+                            capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
     assert "50000 of 50000 ports accepting" in report["ready_line"]

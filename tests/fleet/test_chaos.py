@@ -11,8 +11,7 @@ import time
 import httpx
 import pytest
 
-from helpers import refused, wait_for
-from test_fleet import AUTH, TOKEN, Fleet, free_base, start_fleet
+from helpers import AUTH, TOKEN, Fleet, free_base, refused, start_fleet, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -231,16 +230,18 @@ rules:
 """
 
 
-def run_seeded(tmp_path, base, seed, seconds=1.6):
-    """A fresh 500-port fleet running SEEDED from its start; the events due before ``seconds - 0.4``."""
+def run_seeded(tmp_path, base, seed, until_s=1.2):
+    """A fresh 500-port fleet running SEEDED from its start; the events due before ``until_s``."""
     path = tmp_path / f"chaos-{seed}.yaml"
     path.write_text(SEEDED.format(seed=seed))
+    logged = []
     with start_fleet(500, "--chaos", str(path), "--workers", "2", base=base) as server:
-        time.sleep(seconds)
-        lines = httpx.get(f"{server.url}/events").text.splitlines()
+        def past_until():  # events are applied in schedule order: one past until_s means all before it are in
+            logged[:] = map(json.loads, httpx.get(f"{server.url}/events").text.splitlines())
+            return any(e["t"] >= until_s for e in logged)
+        wait_for(past_until)
         server.stop()
-    return [(e["t"], e["name"], e["action"], e.get("revert", False), e["ports"]) for e in map(json.loads, lines)
-            if e["t"] < seconds - 0.4]
+    return [(e["t"], e["name"], e["action"], e.get("revert", False), e["ports"]) for e in logged if e["t"] < until_s]
 
 
 def test_a_seeded_schedule_replays_exactly(tmp_path):
@@ -329,7 +330,7 @@ def test_an_undo_after_scaling_down_leaves_the_removed_ports_alone(fleet):
     assert fleet.api.post("/chaos", content=schedule, headers=AUTH).status_code == 200
     wait_for(lambda: states(fleet)["killed"] == 10)
     assert fleet.api.post("/scale?count=-10", headers=AUTH).status_code == 200
-    time.sleep(0.5)  # past the undo
+    wait_for(lambda: events(fleet)[-1].get("revert"))  # past the undo
     try:
         assert fleet.stats()["ports"] == 490 and states(fleet)["killed"] == 0
         assert all(refused(port) for port in range(top - 9, top + 1))  # not brought back by the undo
@@ -383,13 +384,11 @@ def test_a_schedule_body_past_the_limit_is_413(fleet):
 def test_a_schedule_asking_for_more_events_than_the_cap_leaves_the_api_responsive(fleet):
     rules = ", ".join("{every: 1ms, action: kill, target: {count: 1}, for: 1ms}" for _ in range(20))
     assert fleet.api.post("/chaos", content=f"rules: [{rules}]", headers=AUTH).status_code == 200
-    started = time.monotonic()
-    for _ in range(20):
+    for _ in range(20):  # 20,000 events/s asked: at most 1,000/s applied, the API answers (10 s client timeout)
         assert fleet.api.get("/stats").status_code == 200
-    assert time.monotonic() - started < 5  # 20,000 events/s asked: at most 1,000/s applied, the API answers
     assert fleet.api.delete("/chaos", headers=AUTH).status_code == 200
     last = 0
     while chunk := events(fleet, since=last):  # /events pages by 10,000
         last = chunk[-1]["seq"]
-    time.sleep(0.2)
+    time.sleep(0.2)  # a window in which a schedule still running would log ~200 events
     assert events(fleet, since=last) == []  # stopped means stopped

@@ -8,8 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import refused, wait_for
-from test_fleet import TOKEN, free_base, start_fleet
+from helpers import TOKEN, free_base, refused, start_fleet, wait_for
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
