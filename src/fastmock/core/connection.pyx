@@ -290,7 +290,8 @@ cdef class ServerProtocol(ParserHandler):
         if kind == F_TRUNCATE:  # the head announces the whole body; half of it comes, then the close
             self.must_close = True
         nbytes = self.writer.send(response, conn, self.head_only, self.parser.http_minor, kind, arg,
-                                  &self.server.counters.route_bytes_out[self.route.index])
+                                  &self.server.counters.route_bytes_out[self.route.index] if self.route is not None
+                                  else NULL)
         self._done(response.status, nbytes, _now() - self.started)
         if response.websocket is not None and response.status == 101:
             # the connection speaks WebSocket from here on; bytes that came after the handshake are frames
