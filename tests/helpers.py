@@ -145,6 +145,29 @@ def recv_responses(sock, count, method="GET", timeout=10):
     return results
 
 
+def read_response(data, method="GET", http10=False):
+    """The one response h11, as a strict client, reads from ``data``: (response, body, whether the message
+    was complete). Anything else in ``data`` fails."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")], http_version="1.0" if http10 else "1.1"))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(data)
+    response = conn.next_event()
+    assert isinstance(response, h11.Response), response
+    body = b""
+    while True:
+        event = conn.next_event()
+        if isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            assert conn.next_event() in (h11.NEED_DATA, h11.PAUSED)
+            return response, body, True
+        elif event is h11.NEED_DATA:
+            return response, body, False
+        else:
+            raise AssertionError(f"unexpected {event!r}")
+
+
 def header(response, name):
     """A header of an h11 Response as str (h11 lower-cases names)."""
     for key, value in response.headers:

@@ -1,37 +1,15 @@
 """The ResponseWriter without sockets: send a response, take the bytes, check them with h11 as the client."""
 
-import h11
 import pytest
 
 from fastmock._core import EventStream, PatternStream, Response, ResponseWriter, render
+from helpers import read_response as read
 
 PATTERN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 def pattern(length, start=0):
     return (PATTERN * (length // 36 + 2))[start % 36:start % 36 + length]
-
-
-def read(data, method="GET", http10=False):
-    """The response h11 reads from ``data``: (response, body, whether it ended with the message framing)."""
-    conn = h11.Connection(h11.CLIENT)
-    conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")],
-                          http_version="1.0" if http10 else "1.1"))
-    conn.send(h11.EndOfMessage())
-    conn.receive_data(data)
-    response = conn.next_event()
-    assert isinstance(response, h11.Response), response
-    body = b""
-    while True:
-        event = conn.next_event()
-        if isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            return response, body, True
-        elif event is h11.NEED_DATA:
-            return response, body, False
-        else:
-            raise AssertionError(f"unexpected {event!r}")
 
 
 def test_a_plain_response_is_what_render_makes():

@@ -4,28 +4,15 @@ import ctypes
 import mmap
 import time
 
-import h11
 import pytest
 
 from fastmock._core import StaticResponse, error_response, pattern_buffer, refresh_date, render
+from helpers import read_response
 
 
 def parse_response(data, method="GET"):
-    conn = h11.Connection(h11.CLIENT)
-    conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
-    conn.send(h11.EndOfMessage())
-    conn.receive_data(data)
-    response = conn.next_event()
-    body = b""
-    while True:
-        event = conn.next_event()
-        if isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            break
-        else:
-            raise AssertionError(f"unexpected {event!r}")
-    assert conn.next_event() in (h11.NEED_DATA, h11.PAUSED)
+    response, body, complete = read_response(data, method)
+    assert complete
     return response, body
 
 
