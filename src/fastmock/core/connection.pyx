@@ -212,8 +212,8 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _answer_fault(self) except -1:
         """The request drew a fault: wait its delay, then apply it."""
         if self.fault_delay_s > 0:
-            return self._wait_for(_call_later_at_least(self.server.loop, min(self.fault_delay_s, self.server.max_hang_s),
-                                                       self._fault_after_delay))
+            delay_s = min(self.fault_delay_s, self.server.max_hang_s)
+            return self._wait_for(_call_later_at_least(self.server.loop, delay_s, self._fault_after_delay))
         self._apply_fault()
         return 1 if self.must_close or self.state != CS_READING else 0
 

@@ -478,7 +478,7 @@ cdef class ProxyProtocol(ServerProtocol):
         parts.append(b"\r\n")
         data = b"".join(parts)
         self.response_bytes = len(data)
-        self.writer.out.append(data)  # written with the body that came in the same read (UpstreamConnection.data_received)
+        self.writer.out.append(data)  # written with the body that came in this read (UpstreamConnection.data_received)
         self.head_sent = True
         return 0
 

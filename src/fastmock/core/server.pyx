@@ -106,11 +106,13 @@ cdef class Server:
         self.request_log = request_log
         cdef ServerCounters* c = &self.counters
         memset(c, 0, sizeof(ServerCounters))
-        c.status_counts = <unsigned long long*>PyMem_Calloc((len(routes) + 2) * STATUS_SLOTS, sizeof(unsigned long long))
+        c.status_counts = <unsigned long long*>PyMem_Calloc((len(routes) + 2) * STATUS_SLOTS,
+                                                            sizeof(unsigned long long))
         c.route_bytes_out = <unsigned long long*>PyMem_Calloc(len(routes) + 2, sizeof(unsigned long long))
         c.route_bytes_in = <unsigned long long*>PyMem_Calloc(len(routes) + 2, sizeof(unsigned long long))
         c.duration_counts = <unsigned long long*>PyMem_Calloc(N_BOUNDS + 1, sizeof(unsigned long long))
-        if c.status_counts == NULL or c.duration_counts == NULL or c.route_bytes_out == NULL or c.route_bytes_in == NULL:
+        if (c.status_counts == NULL or c.duration_counts == NULL or c.route_bytes_out == NULL
+                or c.route_bytes_in == NULL):
             raise MemoryError()
 
     def __dealloc__(self):
