@@ -176,4 +176,5 @@ def test_a_clean_build_context_ignores_local_builds():
     assert dockerignored("src/fastmock/_core.c", ignore)
     assert dockerignored("src/fastmock/_core.cpython-311-x86_64-linux-gnu.so", ignore)
     assert dockerignored(".venv/bin/python", ignore)
-    assert not dockerignored("src/fastmock/core/connection.pyx", "src/fastmock/core/connection.pxd", ignore)
+    assert not dockerignored("src/fastmock/core/connection.pyx", ignore)
+    assert not dockerignored("src/fastmock/core/connection.pxd", ignore)
