@@ -400,7 +400,7 @@ cdef class ProxyProtocol(ServerProtocol):
             return ServerProtocol._on_body(self, data, length)
         if self.upstream is not None and self.upstream.transport is not None:
             if self.request_chunked:
-                self.upstream.transport.write(b"%x\r\n%b\r\n" % (length, data[:length]))
+                self.upstream.transport.write(_chunk(data[:length]))
             else:
                 self.upstream.transport.write(data[:length])
         return 0
@@ -411,7 +411,7 @@ cdef class ProxyProtocol(ServerProtocol):
         self.request_done = True
         if self.upstream is not None:
             if self.request_chunked and self.upstream.transport is not None:
-                self.upstream.transport.write(b"0\r\n\r\n")
+                self.upstream.transport.write(LAST_CHUNK)
             self.upstream.request_sent = True
             self._arm_timeout()  # --upstream-timeout counts from the whole request to the response head
         return 1  # the next pipelined request waits for this response

@@ -230,7 +230,7 @@ cdef class PatternStream(BodyProducer):
                 writer.emit(b"%x\r\n" % n)
                 return STEP_MORE
             # a small frame goes out whole, in one write
-            writer.emit(b"%x\r\n%b\r\n" % (n, writer.pattern[self.phase:self.phase + n]))
+            writer.emit(_chunk(writer.pattern[self.phase:self.phase + n]))
         else:
             n = min(self.frame_left if self.frame_size else self.remaining, writer.piece_size)
             if n == 0:
@@ -249,6 +249,14 @@ cdef class PatternStream(BodyProducer):
 
     cdef void cut_half(self):
         self.remaining //= 2
+
+
+cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+
+
+cdef inline bytes _chunk(object data):
+    """``data`` (bytes or a buffer) as one chunk of a chunked body (RFC 9112 §7.1)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 cdef double DRIP_INTERVAL_S = 0.05          # a dripping response writes rate/20 bytes this often
@@ -345,7 +353,7 @@ cdef class ResponseWriter:
         return 0
 
     cdef bytes framed(self, bytes data):
-        return b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data
+        return _chunk(data) if self.chunked else data
 
     cdef bint add_body(self, const char* data, size_t length) except -1:
         """A piece of a fed body into the batch; whether the truncate fault cuts the body here."""
@@ -362,7 +370,7 @@ cdef class ResponseWriter:
     cdef int end_body(self) except -1:
         """The body's last byte is written or queued: its last chunk follows; the owner hears once it is out."""
         if self.chunked and not self.cut:
-            self.out.append(b"0\r\n\r\n")
+            self.out.append(LAST_CHUNK)
         self.chunked = False
         self.producer = None
         self.body_ending = True
