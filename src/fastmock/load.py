@@ -7,7 +7,8 @@ rate; their counters, histograms and records are merged exactly.
 import asyncio
 import csv
 import json
-import multiprocessing
+import os
+import pickle
 import sys
 import time
 import urllib.parse
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import uvloop
 
 from fastmock._core import LatencyHistogram, LoadEngine
+from fastmock.runtime import fork_child
 
 __all__ = ["LoadConfig", "run_load", "summary_text", "PERCENTILES"]
 
@@ -88,32 +90,41 @@ async def _run_engine(config: LoadConfig, worker: int, workers: int, report):
     return engine.stats(), engine.histogram, engine.records
 
 
-def _worker(config: LoadConfig, worker: int, workers: int, conn) -> None:
+def _run_workers(config: LoadConfig) -> list:
+    """Fork ``config.workers`` processes, each running an engine; their results, in worker order."""
+    readers, pids = [], []
+    for worker in range(config.workers):
+        read_fd, write_fd = os.pipe()
+
+        def child(worker=worker, read_fd=read_fd, write_fd=write_fd):
+            os.close(read_fd)
+            with open(write_fd, "wb") as pipe:
+                pickle.dump(uvloop.run(_run_engine(config, worker, config.workers, None)), pipe)
+            return 0
+
+        pids.append(fork_child(f"load worker {worker}", child))
+        os.close(write_fd)
+        readers.append(read_fd)
+    outputs = []
     try:
-        conn.send(uvloop.run(_run_engine(config, worker, workers, None)))
+        for read_fd in readers:
+            with open(read_fd, "rb") as pipe:
+                outputs.append(pipe.read())
     finally:
-        conn.close()
+        for pid in pids:
+            os.waitpid(pid, 0)
+    if not all(outputs):
+        raise RuntimeError("a load worker failed (its message is above)")
+    return [pickle.loads(output) for output in outputs]
 
 
 def run_load(config: LoadConfig, progress=None) -> dict:
     """Run the load; return the merged result: counters, histogram (LatencyHistogram) and records."""
     started = time.monotonic()
     if config.workers == 1:
-        stats, histogram, records = uvloop.run(_run_engine(config, 0, 1, progress))
-        results = [(stats, histogram, records)]
+        results = [uvloop.run(_run_engine(config, 0, 1, progress))]
     else:
-        context = multiprocessing.get_context("fork")
-        pipes, processes = [], []
-        for worker in range(config.workers):
-            parent_end, child_end = context.Pipe(duplex=False)
-            process = context.Process(target=_worker, args=(config, worker, config.workers, child_end), daemon=True)
-            process.start()
-            child_end.close()
-            pipes.append(parent_end)
-            processes.append(process)
-        results = [pipe.recv() for pipe in pipes]
-        for process in processes:
-            process.join()
+        results = _run_workers(config)
     elapsed = time.monotonic() - started
     merged = LatencyHistogram()
     statuses, errors = {}, {}
