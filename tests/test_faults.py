@@ -258,11 +258,12 @@ def test_the_header_beats_the_prefix_rule(hp):
 
 
 def test_a_bad_header_spec_is_400_with_the_position(hp):
-    response = httpx.get(f"{hp.url}/health", headers={"X-Fastmock-Fault": "ok,7000"})
-    assert response.status_code == 400
-    assert response.json()["position"] == 4
-    assert "status 7000 out of range" in response.json()["error"]
-    assert response.json()["example"].startswith("X-Fastmock-Fault: ")
+    for _ in range(2):  # the second answer comes from the plan cache
+        response = httpx.get(f"{hp.url}/health", headers={"X-Fastmock-Fault": "ok,7000"})
+        assert response.status_code == 400
+        assert response.json()["position"] == 4
+        assert "status 7000 out of range" in response.json()["error"]
+        assert response.json()["example"].startswith("X-Fastmock-Fault: ")
 
 
 def test_no_header_faults_ignores_the_header():
@@ -277,9 +278,11 @@ def test_unreliable_weights_from_the_query(hp):
     started = time.monotonic()
     assert httpx.get(f"{hp.url}/unreliable?ok=1&delay=200ms").status_code == 200
     assert time.monotonic() - started >= 0.2
-    bad = httpx.get(f"{hp.url}/unreliable?bogus=1")
-    assert bad.status_code == 400
-    assert "unknown outcome 'bogus'" in bad.json()["error"]
+    for _ in range(2):
+        bad = httpx.get(f"{hp.url}/unreliable?bogus=1")
+        assert bad.status_code == 400
+        assert "unknown outcome 'bogus'" in bad.json()["error"]
+        assert bad.json()["position"] == 1
 
 
 async def _statuses(url: str, count: int, concurrency: int = 100) -> Counter:

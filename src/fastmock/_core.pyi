@@ -139,7 +139,7 @@ class Server:
                  max_connections: int = 262144, buffer_size: int = 262144,
                  access_log: Callable[[Request, int, int, float], None] | None = None,
                  fault_rules: list[tuple[bytes, FaultPlan]] | None = None,
-                 header_faults: Callable[[str], FaultPlan | Response] | None = None, seed: int = 0,
+                 header_faults: Callable[[str], FaultPlan] | None = None, seed: int = 0,
                  max_hang_s: float = 300.0, request_log: RequestLog | None = None,
                  log: Callable[[str], None] | None = None) -> None: ...
     def make_protocol(self) -> Any: ...

@@ -15,6 +15,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 import asyncio
 import collections
+import json
 import logging
 import mmap
 import resource

@@ -13,9 +13,7 @@ A bare duration number is milliseconds. Errors say what was expected and where (
 import math
 import re
 
-import orjson
-
-from fastmock._core import FaultPlan, Response
+from fastmock._core import FaultPlan
 from fastmock.units import parse_duration, parse_size
 
 __all__ = ["FaultSpecError", "parse_fault_spec", "fault_category", "FAULT_EXAMPLE", "PlanCache"]
@@ -28,6 +26,8 @@ _QUANTITY = re.compile(r"[0-9.]+[A-Za-z]*")
 
 
 class FaultSpecError(ValueError):
+    example = FAULT_EXAMPLE
+
     def __init__(self, spec: str, position: int, message: str) -> None:
         super().__init__(f"{message} at position {position + 1} of fault spec {spec!r}")
         self.spec = spec
@@ -191,10 +191,10 @@ class PlanCache:
     SIZE = 1024
 
     def __init__(self) -> None:
-        self.plans: dict[str, FaultPlan | Response] = {}
+        self.plans: dict[str, FaultPlan | FaultSpecError] = {}
 
-    def get(self, spec: str, example: str) -> FaultPlan | Response:
-        """The plan of ``spec``, or the 400 answer to a spec that does not parse."""
+    def get(self, spec: str) -> FaultPlan:
+        """The plan of ``spec``; FaultSpecError for a spec that does not parse (remembered too)."""
         plan = self.plans.get(spec)
         if plan is None:
             if len(self.plans) >= self.SIZE:
@@ -202,10 +202,12 @@ class PlanCache:
             try:
                 plan = parse_fault_spec(spec)
             except FaultSpecError as exc:
-                plan = Response(400, orjson.dumps({"error": str(exc), "position": exc.position, "example": example}))
+                plan = exc
             self.plans[spec] = plan
+        if isinstance(plan, FaultSpecError):
+            raise plan.with_traceback(None)  # one instance raised again: its traceback must not grow
         return plan
 
-    def from_header(self, value: str) -> FaultPlan | Response:
+    def from_header(self, value: str) -> FaultPlan:
         """The ``header_faults`` hook of the core's Server."""
-        return self.get(value.strip(), f"X-Fastmock-Fault: {FAULT_EXAMPLE}")
+        return self.get(value.strip())

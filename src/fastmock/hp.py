@@ -13,7 +13,7 @@ import orjson
 
 from fastmock._core import (WS_ANSWER_ONCE, WS_ECHO, EventStream, PatternStream, Random, RequestLog, Response,
                             Route, Server, StaticResponse, WebSocket, status_phrase)
-from fastmock.faults import PlanCache, parse_fault_spec
+from fastmock.faults import FaultSpecError, PlanCache, parse_fault_spec
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import metrics_text
 from fastmock.runtime import log
@@ -324,10 +324,10 @@ class HpApp:
             spec = ",".join(terms) or UNRELIABLE_DEFAULT
             if "delay" in query:
                 spec += f";delay={query['delay'][-1]}"
-        plan = self.plans.get(spec, example) if spec != UNRELIABLE_DEFAULT else self.unreliable_default
-        if isinstance(plan, Response):
-            return plan
-        req.fault_plan = plan
+        try:
+            req.fault_plan = self.plans.get(spec) if spec != UNRELIABLE_DEFAULT else self.unreliable_default
+        except FaultSpecError as exc:
+            return Response(400, orjson.dumps({"error": str(exc), "position": exc.position, "example": example}))
         return None
 
     def _unreliable(self, req) -> Response:

@@ -22,6 +22,15 @@
 
 cdef bytes FAULT_HEADER = b"x-fastmock-fault"
 cdef bytes INTERNAL_ERROR = b'{"error":"internal server error"}'
+
+
+cdef Response _fault_header_error(ValueError exc):
+    """The 400 answer to an X-Fastmock-Fault value that is not a fault spec: what and where (the hook's
+    FaultSpecError carries the position and an example spec)."""
+    example = getattr(exc, "example", None)
+    answer = {"error": str(exc), "position": getattr(exc, "position", None),
+              "example": f"X-Fastmock-Fault: {example}" if example else None}
+    return Response(400, json.dumps(answer).encode())
 cdef object log = logging.getLogger("fastmock")
 
 
@@ -78,9 +87,10 @@ cdef class ServerProtocol(ParserHandler):
         if server.header_faults is not None:
             value = _header_value(parser, FAULT_HEADER)
             if value is not None:
-                plan = server.header_faults(value)
-                if isinstance(plan, Response):  # a spec that does not parse
-                    return self._answer_early(<Response>plan)
+                try:
+                    plan = server.header_faults(value)
+                except ValueError as exc:  # a spec that does not parse
+                    return self._answer_early(_fault_header_error(exc))
         if plan is None and server.fault_rules is not None:
             plan = server.match_fault(path, path_len)
         if self.route.handler is not None or server.access_log is not None:

@@ -97,8 +97,8 @@ cdef class Server:
         self.draining = False
         self.access_log = access_log
         self.tick_handle = None
-        # faults: --fault PREFIX=SPEC rules, X-Fastmock-Fault (header_faults(value) -> FaultPlan or an error
-        # Response), and the generator every draw comes from (seeded: the same seed, the same sequence)
+        # faults: --fault PREFIX=SPEC rules, X-Fastmock-Fault (header_faults(value) -> FaultPlan, ValueError
+        # for a bad spec), and the generator every draw comes from (seeded: the same seed, the same sequence)
         self.fault_rules = fault_rules or None
         self.header_faults = header_faults
         self.fault_rng = Random(seed)
