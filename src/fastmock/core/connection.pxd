@@ -52,6 +52,7 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _hand_over_leftovers(self) except -1
     cdef object _call_handler(self)
     cdef bint _draw_fault(self, FaultPlan plan) except -1
+    cdef FaultOutcome* _take_fault(self)
     cdef int _answer_early(self, Response response) except -1
     cdef int _answer_fault(self) except -1
     cdef int _apply_fault(self) except -1

@@ -129,6 +129,13 @@ cdef class ServerProtocol(ParserHandler):
             self.fault = NULL  # the route's own answer, at once: nothing to do
         return self.fault != NULL
 
+    cdef FaultOutcome* _take_fault(self):
+        """Hand the drawn outcome (NULL: none) to a subclass that applies it its own way; this class then
+        answers the request as if it had drawn nothing. The delay stays in ``fault_delay_s``."""
+        cdef FaultOutcome* fault = self.fault
+        self.fault = NULL
+        return fault
+
     cdef int _answer_early(self, Response response) except -1:
         """Answer from the head, before the body (if any) is read."""
         if self.parser.in_body():

@@ -246,6 +246,7 @@ cdef class ProxyProtocol(ServerProtocol):
     cdef int _on_head(self, RequestParser parser) except -1:
         cdef Proxy proxy = self.proxy
         cdef int rc
+        cdef FaultOutcome* fault
         cdef set dropped = _connection_tokens(parser)
         self.forwarding = False
         _check_connection_tokens(dropped, 400)
@@ -256,16 +257,16 @@ cdef class ProxyProtocol(ServerProtocol):
         if proxy.drop_rate > 0 and proxy.rng.next_double() < proxy.drop_rate:
             proxy.dropped += 1
             self.route = proxy.drop_route
-            self.fault = NULL
+            self._take_fault()  # a dropped request is answered 503, whatever it drew
             return rc
-        self.shaping = F_NONE
-        if self.fault != NULL and self.fault.kind != F_OK:
-            if self.fault.kind != F_TRUNCATE and self.fault.kind != F_DRIP:
-                return rc  # answered here, as the fault says, when the request is in
-            self.shaping = self.fault.kind  # the upstream's response is cut or paced on its way
-            self.shaping_rate = self.fault.arg
-        self.wait_s = proxy.delay_s + (self.fault_delay_s if self.fault != NULL else 0.0)
-        self.fault = NULL
+        if self.fault != NULL and self.fault.kind not in (F_OK, F_TRUNCATE, F_DRIP):
+            return rc  # answered here, as the fault says, when the request is in
+        # forwarded: the fault's delay is waited before connecting, a truncate or drip cuts or paces the
+        # upstream's response on its way back
+        fault = self._take_fault()
+        self.shaping = fault.kind if fault != NULL and fault.kind != F_OK else F_NONE
+        self.shaping_rate = fault.arg if fault != NULL else 0.0
+        self.wait_s = proxy.delay_s + (self.fault_delay_s if fault != NULL else 0.0)
         self.forwarding = True
         self.request_done = False
         self.head_sent = False
@@ -527,7 +528,6 @@ cdef class ProxyProtocol(ServerProtocol):
             self.transport.abort()
             return 0
         self.keep_alive = False  # the request body may be half-sent: this connection ends after the answer
-        self.fault = NULL
         status = 504 if kind == E_TIMEOUT else 502
         self._respond(Response(status, b'{"error":"%s","trace_id":"%s"}' % (
             message.replace('"', "'").encode(), self.trace_id),
