@@ -1,9 +1,9 @@
 """Test helpers: the real CLI in a subprocess, raw sockets, and h11 as a strict client-side validator."""
 
 import contextlib
+import json
 import os
 import random
-import re
 import resource
 import signal
 import socket
@@ -17,15 +17,18 @@ import time
 import h11
 import httpx
 
-READY = re.compile(rb"listening on http://(\[[^\]]+\]|[^:]+):(\d+)")
-
-
 class RunningServer:
-    def __init__(self, proc, log_path, host, port):
+    def __init__(self, proc, log_path, ready_path, host, port):
         self.proc = proc
         self.log_path = log_path
+        self.ready_path = ready_path
         self.host = host
         self.port = port
+
+    def ready(self):
+        """The ready file's JSON document."""
+        with open(self.ready_path) as ready:
+            return json.load(ready)
 
     @property
     def url(self):
@@ -46,10 +49,10 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def start_server(*args, ready_lines=1, stdout=subprocess.DEVNULL, timeout=15, open_files=None, ready=READY):
-    """Run ``fastmock ARGS`` on a free port; wait for its ready line(s); always stop it.
+def start_server(*args, stdout=subprocess.DEVNULL, timeout=15, open_files=None):
+    """Run ``fastmock ARGS --ready-file F``; wait for F (every worker listens); always stop it.
 
-    ``ready`` finds the ready line in the log; its two groups are the host and port to talk to.
+    The ready file's URL is where to talk to (the management API for a fleet).
     ``open_files`` caps the server's RLIMIT_NOFILE (soft and hard), to reach the limit cheaply.
     """
     def limit_open_files():
@@ -57,27 +60,27 @@ def start_server(*args, ready_lines=1, stdout=subprocess.DEVNULL, timeout=15, op
 
     with tempfile.NamedTemporaryFile(prefix="fastmock-", suffix=".log", delete=False) as log:
         log_path = log.name
+    ready_path = log_path.removesuffix(".log") + ".ready"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fastmock", *args], stdout=stdout, stderr=log,
-                                preexec_fn=limit_open_files if open_files else None)
+        proc = subprocess.Popen([sys.executable, "-m", "fastmock", *args, "--ready-file", ready_path],
+                                stdout=stdout, stderr=log, preexec_fn=limit_open_files if open_files else None)
     try:
         deadline = time.monotonic() + timeout
-        while True:
-            with open(log_path, "rb") as log:
-                found = ready.findall(log.read())
-            if len(found) >= ready_lines:
-                break
+        while not os.path.exists(ready_path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 with open(log_path, "rb") as log:
                     raise RuntimeError(f"server did not start: {log.read().decode()}")
             time.sleep(0.02)
-        host, port = found[0]
-        yield RunningServer(proc, log_path, host.decode(), int(port))
+        with open(ready_path) as ready:
+            host, _, port = json.load(ready)["url"].removeprefix("http://").rpartition(":")
+        yield RunningServer(proc, log_path, ready_path, host, int(port))  # an IPv6 host keeps its brackets
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         os.unlink(log_path)
+        with contextlib.suppress(FileNotFoundError):  # a killed server leaves it
+            os.unlink(ready_path)
 
 
 def ws_client_frame(opcode, payload, *, fin=True, masked=True, rsv=0, length=None, form=None, mask=None):
@@ -256,7 +259,6 @@ class RecordingServer:
 
 # --- fleets -------------------------------------------------------------------------------------------
 
-FLEET_READY = re.compile(rb"fleet ready: .* management API http://(\[[^\]]+\]|[^:]+):(\d+)")
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -277,8 +279,7 @@ def free_base(count):
 def start_fleet(count, *args, base=None, **kwargs):
     """``fastmock fleet COUNT`` below the ephemeral range, management API on a free port."""
     base = base if base is not None else free_base(count)
-    return start_server("fleet", str(count), "--base-port", str(base), "--mgmt-port", "0", *args,
-                        ready=FLEET_READY, **kwargs)
+    return start_server("fleet", str(count), "--base-port", str(base), "--mgmt-port", "0", *args, **kwargs)
 
 
 class Fleet:

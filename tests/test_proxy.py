@@ -248,7 +248,7 @@ def test_a_gibibyte_each_way_with_flat_memory(proxy):
 
 
 def test_several_workers(upstream):
-    with start_server("proxy", "--upstream", upstream.url, "--port", "0", "--workers", "2", ready_lines=2) as server:
+    with start_server("proxy", "--upstream", upstream.url, "--port", "0", "--workers", "2") as server:
         assert {httpx.get(f"{server.url}/health").status_code for _ in range(20)} == {200}
         assert server.stop() == 0
 

@@ -76,8 +76,25 @@ def test_second_signal_exits_at_once():
         assert server.proc.wait(5) != 0
 
 
+def test_the_ready_file_says_where_and_goes_at_exit():
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as server:
+        assert server.ready() == {"name": "hp", "pid": server.proc.pid, "url": server.url, "host": "127.0.0.1",
+                                  "port": server.port, "workers": 1}
+        assert server.stop() == 0
+        assert not os.path.exists(server.ready_path)
+
+
+def test_a_bad_ready_file_directory_is_a_usage_error():
+    result = subprocess.run([sys.executable, "-m", "fastmock", "hp", "--ready-file", "/no/such/dir/hp.ready"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "'--ready-file'" in result.stderr
+
+
 def test_two_workers_share_one_port():
-    with start_server("hp", "--port", "0", "--mem-interval", "0", "--workers", "2", ready_lines=2) as server:
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--workers", "2") as server:
+        # the supervisor writes the ready file once both workers listen
+        assert server.ready()["pid"] == server.proc.pid and server.ready()["workers"] == 2
+        assert server.log().count("listening on") == 2
         workers = set()
         deadline = time.monotonic() + 10
         while len(workers) < 2 and time.monotonic() < deadline:
@@ -88,7 +105,7 @@ def test_two_workers_share_one_port():
 
 
 def test_a_dead_worker_is_restarted():
-    with start_server("hp", "--port", "0", "--mem-interval", "0", "--workers", "2", ready_lines=2) as server:
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--workers", "2") as server:
         worker_pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\) listening", server.log())]
         os.kill(worker_pids[0], signal.SIGKILL)
         wait_for(lambda: server.log().count("listening on") == 3)

@@ -15,7 +15,7 @@ import dotenv
 
 from fastmock import __version__
 from fastmock.client import DEFAULT_URL
-from fastmock.documents import DocumentError, decode_text, read_text, write_whole
+from fastmock.documents import DocumentError, decode_text, read_text
 from fastmock.ctl import ctl
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.chaos import ChaosError, parse_schedule
@@ -27,7 +27,7 @@ from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.scenario import RunSettings, ScenarioError, load_scenario, run_scenario
 from fastmock.shell import run_shell
-from fastmock.runtime import raise_open_files_limit
+from fastmock.runtime import raise_open_files_limit, ready_announcer, write_whole
 from fastmock.serve import ServeConfig, StartError, serve
 from fastmock.params import Duration, Size
 
@@ -87,6 +87,12 @@ class OutputPath(click.Path):
         if path != "-" and not (os.path.isdir(directory) and os.access(directory, os.W_OK)):
             self.fail(f"{directory} is not a writable directory", param, ctx)
         return path
+
+
+READY_FILE_OPTION = click.option(
+    "--ready-file", type=OutputPath(), default=None,
+    help="Once every port accepts, write a JSON document here (pid, url, ...); it is removed at exit. "
+         "For scripts that wait for the server.")
 
 
 def _write_or_fail(path: str, write) -> None:
@@ -174,10 +180,11 @@ def cli(ctx):
               help="--access-log writes one JSON line per request to stdout.")
 @click.option("--mem-interval", type=Duration(), default="10s", show_default=True,
               help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
+@READY_FILE_OPTION
 def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, body_timeout, body_min_rate, max_connections,
        shutdown_timeout, max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults,
        header_faults, max_hang, ws_max_message, ws_idle_timeout, ws_ping_interval, sse_heartbeat, grpc_port, grpc_threads, request_log_size, request_log_path, quiet,
-       mem_interval):
+       mem_interval, ready_file):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
     Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
@@ -193,7 +200,7 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, body_time
         body_min_rate=body_min_rate, max_connections=max_connections, shutdown_timeout_s=shutdown_timeout,
         max_target_size=max_target_size,
         max_header_size=max_header_size, max_headers=max_headers, access_log=not quiet,
-        mem_interval_s=mem_interval,
+        mem_interval_s=mem_interval, ready_file=ready_file,
     )
     _serve_until_stopped(config, lambda worker: HpApp(HpConfig(
         max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
@@ -253,8 +260,10 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --detach: where the fleet's output goes  [default: "
                    "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
+@READY_FILE_OPTION
 def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, token, token_reads, seed,
-          reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, detach, pid_file, log_file):
+          reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, detach, pid_file, log_file,
+          ready_file):
     """COUNT mock servers, one per port from --base-port, with a management API.
 
     Each port answers GET /health and GET /kill (which closes that port). The management API
@@ -294,13 +303,17 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
         chaos=chaos,
     )
     if detach:
+        if ready_file is not None:
+            raise click.BadParameter("only in the foreground (--detach itself returns once the fleet is ready)",
+                                     param_hint="'--ready-file'")
         _detach(config, pid_file, log_file)
         return
     if log_file is not None:
         raise click.BadParameter("only with --detach (in the foreground the log is stderr)",
                                  param_hint="'--log-file'")
     try:
-        status = run_fleet(config, pid_file)
+        with ready_announcer(ready_file) as announce:
+            status = run_fleet(config, pid_file, ready=announce)
     except PermissionError as exc:
         raise click.ClickException(f"--reserve-ports needs root: {exc.strerror} ({exc.filename})") from exc
     except OSError as exc:
@@ -387,8 +400,9 @@ HEADER_LINE = Parsed("'NAME: VALUE'", parse_header, envvar_list_splitter="\n")  
               help="Close a client connection idle this long (bare number: seconds).")
 @click.option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
               help="On SIGTERM, how long in-flight exchanges may finish (bare number: seconds).")
+@READY_FILE_OPTION
 def proxy(upstream, host, port, workers, delay_ms, drop_rate, headers, faults, header_faults, max_hang,
-          upstream_timeout, seed, metrics_path, idle_timeout, shutdown_timeout):
+          upstream_timeout, seed, metrics_path, idle_timeout, shutdown_timeout, ready_file):
     """A fault-injecting reverse proxy in front of --upstream.
 
     Adds X-Forwarded-For/-Proto, Via and X-Trace-Id/X-Request-Id (kept when present), strips hop-by-hop
@@ -399,7 +413,7 @@ def proxy(upstream, host, port, workers, delay_ms, drop_rate, headers, faults, h
         raise click.BadParameter("must start with /", param_hint="'--metrics-path'")
     seed = secrets.randbits(32) if seed is None else seed
     config = ServeConfig(name="proxy", host=host, port=port, workers=workers, idle_timeout_s=idle_timeout,
-                         shutdown_timeout_s=shutdown_timeout, mem_interval_s=0)
+                         shutdown_timeout_s=shutdown_timeout, mem_interval_s=0, ready_file=ready_file)
     upstream_host, upstream_port = upstream
     _serve_until_stopped(config, lambda worker: ProxyApp(ProxyConfig(
         upstream_host=upstream_host, upstream_port=upstream_port, headers=headers, drop_rate=drop_rate,

@@ -7,11 +7,7 @@ nodes as they would be after expanding aliases and its nesting depth, and refuse
 a limit, with the line and column there.
 """
 
-import contextlib
 import json
-import os
-import stat
-import tempfile
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -19,7 +15,7 @@ from ruamel.yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartE
                                 ScalarEvent)
 
 __all__ = ["DocumentError", "MAX_DOCUMENT_BYTES", "MAX_DEPTH", "MAX_NODES", "check_yaml", "load_yaml",
-           "read_text", "decode_text", "write_whole", "load_json"]
+           "read_text", "decode_text", "load_json"]
 
 MAX_DOCUMENT_BYTES = 1 << 20  # a schedule, a scenario or an endpoints list is far smaller
 MAX_DEPTH = 64
@@ -130,24 +126,3 @@ def load_json(text: str, max_bytes: int | None = MAX_DOCUMENT_BYTES):
         raise DocumentError(exc.msg, exc.lineno, exc.colno) from None
     except RecursionError:
         raise DocumentError("nested too deep") from None
-
-
-def write_whole(path: str, write) -> None:
-    """Write ``path`` whole or not at all: ``write(file)`` fills a temporary file beside it, which replaces
-    ``path`` once complete (keeping an existing file's permission bits) or is removed on any failure."""
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".fastmock-")
-    try:
-        with os.fdopen(descriptor, "w", newline="") as file:
-            write(file)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

@@ -5,14 +5,18 @@ of them imports another to log a line or open a socket.
 """
 
 import collections
+import contextlib
+import json
 import logging
 import os
 import resource
 import socket
+import stat
 import sys
+import tempfile
 
 __all__ = ["log", "recent_log_lines", "url", "make_listener", "raise_open_files_limit", "fork_child",
-           "RestartBackoff", "BACKLOG"]
+           "RestartBackoff", "write_whole", "ready_announcer", "BACKLOG"]
 
 BACKLOG = 4096
 TCP_FASTOPEN_QUEUE = 16384
@@ -127,3 +131,46 @@ class RestartBackoff:
         deaths = self.quick_deaths.get(worker, 0) + 1 if lived_s < self.quick_s else 0
         self.quick_deaths[worker] = deaths
         return min(self.max_s, 0.1 * 2 ** deaths)
+
+
+def write_whole(path: str, write) -> None:
+    """Write ``path`` whole or not at all: ``write(file)`` fills a temporary file beside it, which replaces
+    ``path`` once complete (keeping an existing file's permission bits) or is removed on any failure."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".fastmock-")
+    try:
+        with os.fdopen(descriptor, "w", newline="") as file:
+            write(file)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def ready_announcer(path):
+    """Yield ``announce(info)``, which writes ``info`` as one JSON document to ``path`` (None: nowhere) when
+    the process is ready. The file appears whole (written beside, then renamed) and is removed when the
+    block ends, so its presence means "ready now": the channel for scripts and tests, not the log text."""
+    if path is None:
+        yield lambda info: None
+        return
+    path = os.fspath(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a file left by an earlier run must not read as this one's
+
+    def announce(info: dict) -> None:
+        write_whole(path, lambda file: file.write(json.dumps(info) + "\n"))
+
+    try:
+        yield announce
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import orjson
 import uvloop
 
-from fastmock.runtime import BACKLOG, RestartBackoff, fork_child, log, make_listener, raise_open_files_limit, url
+from fastmock.runtime import (BACKLOG, RestartBackoff, fork_child, log, make_listener, raise_open_files_limit,
+                              ready_announcer, url)
 
 __all__ = ["ServeConfig", "StartError", "serve"]
 
@@ -45,6 +46,7 @@ class ServeConfig:
     max_headers: int = 100
     access_log: bool = False
     mem_interval_s: float = 10.0
+    ready_file: str | None = None  # JSON {name, pid, url, host, port, workers} here once every worker listens
 
 
 def _rss_bytes() -> int:
@@ -79,7 +81,13 @@ class _MemoryReporter:
              f"bytes_out={stats['bytes_out']} (+{delta['bytes_out']})")
 
 
-async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.socket) -> int:
+def _ready_info(config: ServeConfig, host: str, port: int) -> dict:
+    return {"name": config.name, "pid": os.getpid(), "url": url(host, port), "host": host, "port": port,
+            "workers": config.workers}
+
+
+async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.socket, listening) -> int:
+    """Serve on ``sock`` until a signal; ``listening(host, port)`` is called once it accepts."""
     loop = asyncio.get_running_loop()
     app = make_app(worker)
     server, protocol_factory = app.build(
@@ -109,6 +117,7 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     host, port = sock.getsockname()[:2]
     # the ready line comes after the handlers: a SIGTERM sent on seeing it is a graceful stop
     log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port)}")
+    listening(host, port)
 
     reporter = _MemoryReporter(server, worker) if config.mem_interval_s > 0 else None
     while not stopping.done():
@@ -135,24 +144,33 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     return 0
 
 
-def _worker_main(config: ServeConfig, make_app, worker: int, sock: socket.socket) -> int:
-    return uvloop.run(_run_worker(config, make_app, worker, sock))
+def _worker_main(config: ServeConfig, make_app, worker: int, sock: socket.socket, listening) -> int:
+    return uvloop.run(_run_worker(config, make_app, worker, sock, listening))
 
 
 def serve(config: ServeConfig, make_app) -> int:
     """Serve until SIGTERM/SIGINT; return the exit status."""
     raise_open_files_limit()
-    if config.workers == 1:
-        return _worker_main(config, make_app, 0, make_listener(config.host, config.port))
-    return _Supervisor(config, make_app).run()
+    with ready_announcer(config.ready_file) as announce:
+        if config.workers == 1:
+            return _worker_main(config, make_app, 0, make_listener(config.host, config.port),
+                                lambda host, port: announce(_ready_info(config, host, port)))
+        return _Supervisor(config, make_app, announce).run()
 
 
 class _Supervisor:
-    """The parent of several workers: restarts one that dies (with backoff) and forwards signals."""
+    """The parent of several workers: restarts one that dies (with backoff) and forwards signals.
 
-    def __init__(self, config: ServeConfig, make_app) -> None:
+    Each worker writes its index to a pipe once it listens; when all have, the supervisor ``announce``s.
+    """
+
+    def __init__(self, config: ServeConfig, make_app, announce) -> None:
         self.config = config
         self.make_app = make_app
+        self.announce = announce
+        self.ready_read, self.ready_write = os.pipe()
+        os.set_blocking(self.ready_read, False)
+        self.listening: set[int] | None = set()  # the workers that listen so far; None once all have
         # bound, never listening: it fixes the port (port 0 included) for the workers' own listeners
         self.placeholder = make_listener(config.host, config.port, listen=False)
         self.port = self.placeholder.getsockname()[1]
@@ -165,7 +183,9 @@ class _Supervisor:
         def child() -> int:
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             self.placeholder.close()
-            return _worker_main(self.config, self.make_app, worker, make_listener(self.config.host, self.port))
+            os.close(self.ready_read)
+            return _worker_main(self.config, self.make_app, worker, make_listener(self.config.host, self.port),
+                                lambda host, port: os.write(self.ready_write, b"%d\n" % worker))
 
         pid = fork_child(f"worker {worker}", child)
         self.pids[pid] = worker
@@ -183,6 +203,19 @@ class _Supervisor:
             backoff = self.backoff.after_death(worker, time.monotonic() - self.started_at[worker])
             log(f"worker {worker} (pid {pid}) exited with {code}; restarting in {backoff:.1f}s")
             self.pending[worker] = time.monotonic() + backoff
+
+    def _read_ready(self) -> None:
+        try:
+            data = os.read(self.ready_read, 65536)
+        except BlockingIOError:
+            return
+        if self.listening is None:
+            return  # a restarted worker: the process was announced already
+        self.listening.update(int(index) for index in data.split())
+        if len(self.listening) == self.config.workers:
+            self.listening = None
+            log(f"{self.config.name} supervisor: all {self.config.workers} workers listening")
+            self.announce(_ready_info(self.config, self.config.host, self.port))
 
     def _signal_all(self, signum: int) -> None:
         for pid in self.pids:
@@ -205,8 +238,10 @@ class _Supervisor:
                 if when <= now and not stopping:
                     del self.pending[worker]
                     self._spawn(worker)
-            timeout = min([when - now for when in self.pending.values()] + [1.0])
+            # until every worker listens, the ready pipe is looked at often
+            timeout = min([when - now for when in self.pending.values()] + [1.0 if self.listening is None else 0.01])
             info = signal.sigtimedwait(watched, max(timeout, 0.01))
+            self._read_ready()
             if info is None:
                 continue
             if info.si_signo == signal.SIGCHLD:
@@ -221,4 +256,6 @@ class _Supervisor:
                 self._signal_all(info.si_signo)
                 return 1
         self.placeholder.close()
+        os.close(self.ready_read)
+        os.close(self.ready_write)
         return 0

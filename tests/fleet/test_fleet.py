@@ -278,10 +278,13 @@ def test_sigterm_and_shutdown_stop_everything_with_exit_0():
         assert all(exited(pid) for pid in workers)
         assert "fleet stopped" in server.log()
     with start_fleet(50, base=base) as server:
+        assert server.ready() == {"name": "fleet", "pid": server.proc.pid, "url": server.url,
+                                  "ports": f"{base}-{base + 49}", "started": 50, "failed": 0}
         response = httpx.post(f"{server.url}/shutdown")
         assert response.json()["status"] == "stopping"
         assert server.proc.wait(10) == 0
         assert refused(base + 49)
+        assert not os.path.exists(server.ready_path)  # gone with the fleet
 
 
 def test_a_port_in_use_is_retried_counted_and_listed():
@@ -339,6 +342,8 @@ def test_management_port_in_use_is_a_clear_error():
     (["10", "--base-port", "70000"], "--base-port"),
     (["10", "--idle-timeout", "soon"], "--idle-timeout"),
     (["10", "--token-reads"], "--token-reads"),
+    (["10", "--detach", "--ready-file", "/tmp/fleet.ready"], "--ready-file"),
+    (["10", "--ready-file", "/no/such/dir/fleet.ready"], "--ready-file"),
 ])
 def test_bad_cli_values_are_usage_errors(args, named):
     result = subprocess.run([sys.executable, "-m", "fastmock", "fleet", *args], capture_output=True, text=True,

@@ -32,7 +32,8 @@ def run_fleet(config: FleetConfig, pid_file=None, ready=None) -> int:
     """Serve the fleet until SIGTERM/SIGINT or POST /shutdown; return the exit status.
 
     ``pid_file`` holds this process's PID while it runs; ``ready(info)``, if given, is called once every
-    port accepts or failed, with {"url", "started", "failed"} (what --detach waits for). Raises OSError when
+    port accepts or failed and the management API answers, with {"name", "pid", "url", "ports", "started",
+    "failed"} (what --detach and --ready-file wait for). Raises OSError when
     the management port cannot be bound or --reserve-ports cannot write the sysctl.
     """
     started = time.monotonic()
@@ -81,17 +82,6 @@ async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started
         loop.add_signal_handler(signum, on_signal, signum)
 
     result = await supervisor.start(config.count)
-    base = config.base_port
-    failed = sorted(result["failed"].items())
-    shown = ", ".join(f"{base + slot} ({reason})" for slot, reason in failed[:SHOWN_FAILURES])
-    more = f" and {len(failed) - SHOWN_FAILURES} more" if len(failed) > SHOWN_FAILURES else ""
-    log(f"fleet ready: {len(result['started'])} of {config.count} ports accepting in "
-        f"{time.monotonic() - started:.2f}s on {config.host} ports {base}-{base + config.count - 1}; "
-        f"{len(failed)} failed to bind{': ' + shown + more if failed else ''}; "
-        f"management API {url(config.host, config.mgmt_port)} (workers: {len(supervisor.workers)})")
-    if ready is not None:
-        ready({"url": url(config.host, config.mgmt_port), "started": len(result["started"]), "failed": len(failed)})
-
     advertise = config.advertise_host or ("localhost" if config.host in ("0.0.0.0", "::") else config.host)
     api = ManagementApi(supervisor, config.token, config.seed, advertise, token_reads=config.token_reads)
     server = Server(loop, api.routes, api.default_route, buffer_size=65536)
@@ -100,6 +90,19 @@ async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started
     if config.chaos is not None:
         async with supervisor.lock:
             await api.start_schedule(config.chaos)
+
+    base = config.base_port
+    ports = f"{base}-{base + config.count - 1}"
+    failed = sorted(result["failed"].items())
+    shown = ", ".join(f"{base + slot} ({reason})" for slot, reason in failed[:SHOWN_FAILURES])
+    more = f" and {len(failed) - SHOWN_FAILURES} more" if len(failed) > SHOWN_FAILURES else ""
+    log(f"fleet ready: {len(result['started'])} of {config.count} ports accepting in "
+        f"{time.monotonic() - started:.2f}s on {config.host} ports {ports}; "
+        f"{len(failed)} failed to bind{': ' + shown + more if failed else ''}; "
+        f"management API {url(config.host, config.mgmt_port)} (workers: {len(supervisor.workers)})")
+    if ready is not None:
+        ready({"name": "fleet", "pid": os.getpid(), "url": url(config.host, config.mgmt_port), "ports": ports,
+               "started": len(result["started"]), "failed": len(failed)})
 
     reason = await asyncio.wait([stop, api.stopped], return_when=asyncio.FIRST_COMPLETED)
     reason = (stop if stop.done() else api.stopped).result()
