@@ -118,7 +118,7 @@ def test_the_sdist_carries_the_cython_sources_and_builds_from_them(built):
     with zipfile.ZipFile(wheel) as archive:
         in_wheel = set(archive.namelist())
     assert any(re.fullmatch(r"fastmock/_core\..*\.so", name) for name in in_wheel)
-    assert "fastmock/proto/echo.proto" in in_wheel
+    assert {"fastmock/proto/echo.proto", "fastmock/fleet/management/dashboard.html"} <= in_wheel
     assert not any(name.endswith((".pyx", ".pxd", ".c")) for name in in_wheel)
 
 

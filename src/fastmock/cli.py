@@ -18,8 +18,8 @@ from fastmock.client import DEFAULT_URL
 from fastmock.documents import DocumentError, decode_text, read_text
 from fastmock.ctl import ctl
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
-from fastmock.fleet.chaos import ChaosError, parse_schedule
-from fastmock.fleet.detach import DetachError, default_paths, start_detached
+from fastmock.fleet.management.chaos import ChaosError, parse_schedule
+from fastmock.fleet.management.detach import DetachError, default_paths, start_detached
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
 from fastmock.load import LoadConfig, Progress, run_load, summary_dict, summary_text, write_records

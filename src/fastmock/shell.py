@@ -13,7 +13,7 @@ import click
 
 from fastmock.client import FleetClient, FleetError
 from fastmock.ctl import Console, ctl
-from fastmock.fleet.detach import DetachError, default_paths, start_detached, state_dir
+from fastmock.fleet.management.detach import DetachError, default_paths, start_detached, state_dir
 
 __all__ = ["FleetShell", "run_shell"]
 

@@ -7,7 +7,7 @@ import pytest
 
 from cases import chaos_text, fault_spec, seeds
 from fastmock.faults import FaultSpecError, parse_fault_spec
-from fastmock.fleet.chaos import ChaosError, parse_schedule
+from fastmock.fleet.management.chaos import ChaosError, parse_schedule
 
 pytestmark = pytest.mark.filterwarnings("ignore::ruamel.yaml.error.ReusedAnchorWarning")
 

@@ -1,7 +1,8 @@
 """``fastmock fleet N``: N tiny servers, one per port, over port-worker processes, with a management API.
 
-supervisor.py forks the workers and drives them; worker.py serves a slice of the ports; api.py is the
-management API; state.py the shared memory they all see; ports.py the ephemeral-range checks.
+supervisor.py forks the workers and drives them; worker.py serves a slice of the ports; state.py is the
+shared memory they all see; ports.py the ephemeral-range checks. The management package (API, dashboard,
+chaos, event log, --detach) sits above them; ``run_fleet`` puts the two together.
 """
 
 import asyncio
@@ -14,7 +15,7 @@ import time
 import uvloop
 
 from fastmock._core import Server
-from fastmock.fleet.api import ManagementApi
+from fastmock.fleet.management.api import ManagementApi
 from fastmock.fleet.ports import PortReservation, ephemeral_overlap, fix_command
 from fastmock.fleet.supervisor import FleetConfig, Supervisor, ports_per_worker
 from fastmock.runtime import log, make_listener, raise_open_files_limit, url

@@ -25,7 +25,6 @@ __all__ = ["FleetConfig", "WorkerGone", "Supervisor", "FaultTableFull"]
 
 MAX_PORTS_PER_WORKER = 12500
 MAX_FAULT_SPECS = 255  # distinct specs: a port's fault is one byte
-EVENT_LOG_SIZE = 100000
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,6 @@ class Supervisor:
         self.fault_indexes: dict[str, int] = {}
         self.fault_codes = bytearray(256)  # fault index -> display code of its category (DISPLAY_CODES)
         self.lock = asyncio.Lock()  # one change at a time (API and chaos): sizes and states stay consistent
-        self.events: deque[dict] = deque(maxlen=EVENT_LOG_SIZE)
-        self.event_seq = 0
         self.worker_config = WorkerConfig(config.host, config.idle_timeout_s, config.header_timeout_s,
                                           config.max_connections, config.seed, self.fault_specs)
         self.count = 0  # slots [0, count) are in the fleet
@@ -185,18 +182,6 @@ class Supervisor:
             f"{len(result['started'])} ports re-bound, {len(result['failed'])} failed{': ' + failed if failed else ''}")
 
     # --- what the API and the CLI call --------------------------------------------------------------
-
-    def record(self, source: str, action: str, slots, **details) -> dict:
-        """Append an applied change to the event log (GET /events) and to the log lines (GET /logs)."""
-        self.event_seq += 1
-        ports = [self.config.base_port + slot for slot in slots]
-        event = {"seq": self.event_seq, "time": round(time.time(), 6), "source": source, "action": action,
-                 **details, "ports": ports}
-        self.events.append(event)
-        shown = ", ".join(map(str, ports[:5])) + (f" and {len(ports) - 5} more" if len(ports) > 5 else "")
-        extra = "".join(f" {key}={value}" for key, value in details.items())
-        log(f"event {self.event_seq}: {source} {action}{extra}: {len(ports)} port(s) {shown}")
-        return event
 
     def display_states(self) -> bytes:
         """Per slot in the fleet its display code: absent, alive, killed, failed or its fault's category."""

@@ -14,8 +14,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from fastmock._core import EventStream, Response, Route
 from fastmock.documents import MAX_DOCUMENT_BYTES
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError
-from fastmock.fleet.chaos import EXAMPLE as CHAOS_EXAMPLE
-from fastmock.fleet.chaos import ChaosError, ChaosRun, parse_schedule
+from fastmock.fleet.management.chaos import EXAMPLE as CHAOS_EXAMPLE
+from fastmock.fleet.management.chaos import ChaosError, ChaosRun, parse_schedule
+from fastmock.fleet.management.events import EventLog
 from fastmock.fleet.ports import parse_port_range
 from fastmock.fleet.state import ALIVE, FAILED, KILLED, STATE_NAMES, STATES_BY_NAME
 from fastmock.fleet.supervisor import FaultTableFull, Supervisor, WorkerGone
@@ -28,7 +29,7 @@ __all__ = ["ManagementApi"]
 
 ENDPOINTS = ["/", "/health", "/stats", "/endpoints", "/scale", "/kill", "/revive", "/fault", "/chaos", "/events",
              "/stream", "/metrics", "/logs", "/shutdown"]
-DASHBOARD = (importlib.resources.files("fastmock.fleet") / "dashboard.html").read_bytes()
+DASHBOARD = (importlib.resources.files("fastmock.fleet.management") / "dashboard.html").read_bytes()
 TRUE = ("1", "true", "yes", "on")
 
 
@@ -72,6 +73,7 @@ class ManagementApi:
         self.rng = random.Random(seed)
         self.url_host = f"[{advertise_host}]" if ":" in advertise_host else advertise_host
         self.stream_interval_s = stream_interval_s
+        self.event_log = EventLog(supervisor.config.base_port)
         self.chaos: ChaosRun | None = None
         self.stopped = asyncio.get_running_loop().create_future()
         # path -> method -> (changes the fleet: needs the token, handler(query, req))
@@ -207,7 +209,7 @@ class ManagementApi:
         example = "/events?since=0&limit=1000"
         since = _int_param(query, "since", example, default=0, minimum=0)
         limit = _int_param(query, "limit", example, default=10000, minimum=1)
-        chosen = [event for event in self.supervisor.events if event["seq"] > since][:limit]
+        chosen = self.event_log.after(since)[:limit]
         return Response(200, b"".join(orjson.dumps(event) + b"\n" for event in chosen), b"application/x-ndjson")
 
     def stream(self, query, req) -> Response:
@@ -283,7 +285,7 @@ class ManagementApi:
             if count > len(alive):
                 raise ApiError(409, f"only {len(alive)} ports are alive", example, available=len(alive))
             killed = await supervisor.kill(sorted(self.rng.sample(alive, count)))
-            supervisor.record("api", "kill", killed)
+            self.event_log.record("api", "kill", killed)
             return _json({"killed": [self.config.base_port + slot for slot in killed]})
         port, slot = self._slot(query, example)
         current = self.state.states[slot]
@@ -291,7 +293,7 @@ class ManagementApi:
             raise ApiError(409, f"port {port} is {STATE_NAMES[current]}, not alive", example, state=STATE_NAMES[current])
         if not await supervisor.kill([slot]):  # killed by its own /kill meanwhile
             raise ApiError(409, f"port {port} is already killed", example, state="killed")
-        supervisor.record("api", "kill", [slot])
+        self.event_log.record("api", "kill", [slot])
         return _json({"port": port, "state": "killed"})
 
     async def revive(self, query, req) -> Response:
@@ -300,7 +302,7 @@ class ManagementApi:
         if query.get("all", [""])[-1].lower() in TRUE:
             revived, failed = await supervisor.revive(self.state.slots_in(KILLED, 0, supervisor.count))
             if revived:
-                supervisor.record("api", "revive", revived)
+                self.event_log.record("api", "revive", revived)
             return _json({"revived": len(revived), "failed": [self.config.base_port + slot for slot in sorted(failed)]})
         port, slot = self._slot(query, example)
         if self.state.states[slot] == ALIVE:
@@ -308,7 +310,7 @@ class ManagementApi:
         revived, failed = await supervisor.revive([slot])
         if failed:
             raise ApiError(503, f"port {port} could not be bound: {failed[slot]}", example, state="failed")
-        supervisor.record("api", "revive", revived)
+        self.event_log.record("api", "revive", revived)
         return _json({"port": port, "state": "alive"})
 
     async def fault(self, query, req) -> Response:
@@ -323,7 +325,7 @@ class ManagementApi:
             raise ApiError(400, str(exc), example, position=exc.position) from None
         except FaultTableFull as exc:
             raise ApiError(409, f"{exc}; clear some (DELETE /fault) before adding new specs", example) from None
-        self.supervisor.record("api", "fault", faulted, spec=spec)
+        self.event_log.record("api", "fault", faulted, spec=spec)
         display = self.supervisor.display_states()
         return _json({"ports": [self.config.base_port + slot for slot in faulted], "spec": spec,
                       "states": sorted({STATE_NAMES.get(display[slot], "alive") for slot in faulted})})
@@ -333,7 +335,7 @@ class ManagementApi:
         faults = self.state.faults
         cleared = await self.supervisor.set_fault([slot for slot in slots if faults[slot]], None)
         if cleared:
-            self.supervisor.record("api", "clear", cleared)
+            self.event_log.record("api", "clear", cleared)
         return _json({"cleared": [self.config.base_port + slot for slot in cleared]})
 
     def chaos_status(self, query, req) -> Response:
@@ -359,7 +361,7 @@ class ManagementApi:
         """Replace the running schedule (its pending reverts apply now); the caller holds the lock."""
         if self.chaos is not None:
             await self.chaos.stop()
-        self.chaos = ChaosRun(self.supervisor, schedule, self.seed)
+        self.chaos = ChaosRun(self.supervisor, self.event_log, schedule, self.seed)
         self.chaos.start()
         log(f"chaos: schedule of {len(schedule.rules)} rule(s) started (seed {self.chaos.seed})")
 
@@ -384,7 +386,7 @@ class DashboardStream(EventStream):
     def __init__(self, *, api: ManagementApi, **stream_options) -> None:  # the options went to __cinit__
         self.api = api
         self.shown = None  # the display states this client has
-        self.event_seq = api.supervisor.event_seq
+        self.event_seq = api.event_log.seq
         self.quiet_ticks = 0
 
     def next_event(self) -> bytes:
@@ -406,7 +408,7 @@ class DashboardStream(EventStream):
                                 for value in (supervisor.config.base_port + block + i, code)]
             out.append(_sse("delta", {"changes": changes, "counts": counts}))
         self.shown = display
-        fresh = [event for event in supervisor.events if event["seq"] > self.event_seq][-50:]
+        fresh = self.api.event_log.after(self.event_seq)[-50:]
         if fresh:
             self.event_seq = fresh[-1]["seq"]
             out.append(_sse("events", fresh))

@@ -205,8 +205,9 @@ class _Due:
 class ChaosRun:
     """A schedule running on a fleet: ``start()``, ``stop()`` (which applies the pending reverts at once)."""
 
-    def __init__(self, supervisor, schedule: Schedule, seed: int) -> None:
+    def __init__(self, supervisor, event_log, schedule: Schedule, seed: int) -> None:
         self.supervisor = supervisor
+        self.event_log = event_log
         self.schedule = schedule
         self.seed = schedule.seed if schedule.seed is not None else seed
         self.rng = random.Random(self.seed)
@@ -327,7 +328,7 @@ class ChaosRun:
         details = {"rule": due.rule, "name": rule.name, "t": due.t}
         if rule.spec is not None:
             details["spec"] = rule.spec
-        supervisor.record("chaos", rule.action, changed, **details)
+        self.event_log.record("chaos", rule.action, changed, **details)
         if rule.for_s is not None and changed:
             self._push(due.t + rule.for_s, REVERT, due.rule, due.occurrence,
                        undo=(changed, undo, supervisor.state.faults[changed[0]] if undo is not None else None))
@@ -356,7 +357,7 @@ class ChaosRun:
         details = {"rule": due.rule, "name": rule.name, "t": due.t, "revert": True}
         if stopped:
             details["stopped"] = True
-        supervisor.record("chaos", _REVERSE[rule.action], changed, **details)
+        self.event_log.record("chaos", _REVERSE[rule.action], changed, **details)
 
 
 _REVERSE = {"kill": "revive", "revive": "kill", "fault": "restore", "clear": "restore"}
