@@ -21,9 +21,9 @@ export LD_PRELOAD=$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc PYTHONP
 FASTMOCK_FUZZ_SECONDS=$seconds "$python" -m pytest -q -p no:cacheprovider tests/fuzz
 
 port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$python" -m fastmock hp --port "$port" --mem-interval 0 --grpc-port 0 2>"$build/hp.log" &
+"$python" -m fastmock hp --port "$port" --mem-interval 0 --grpc-port 0 --ready-file "$build/hp.ready" 2>"$build/hp.log" &
 server=$!
-for _ in $(seq 100); do grep -q "listening on" "$build/hp.log" && break; sleep 0.1; done
+for _ in $(seq 100); do [ -e "$build/hp.ready" ] && break; sleep 0.1; done
 status=0
 env -u LD_PRELOAD -u PYTHONMALLOC "$python" benchmarks/fuzz_network.py --port "$port" --pid "$server" --cases "$cases" || status=$?
 kill -TERM "$server"; wait "$server" || status=$?
