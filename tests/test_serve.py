@@ -127,13 +127,36 @@ def test_ipv6():
         assert server.stop() == 0
 
 
+def _start_fails_on(port, *args):
+    result = subprocess.run([sys.executable, "-m", "fastmock", *args, "--port", str(port)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use: another program listens there (--port)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_port_in_use_is_a_clear_error():
     with socket.create_server(("127.0.0.1", 0)) as taken:  # no SO_REUSEPORT: nobody can share it
-        port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "fastmock", "hp", "--port", str(port)],
-                                capture_output=True, text=True, timeout=10)
-    assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1 port {port}: Address already in use" in result.stderr
+        _start_fails_on(taken.getsockname()[1], "hp")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_reuseport_listener_of_another_program_is_never_joined(workers):
+    with socket.create_server(("127.0.0.1", 0), reuse_port=True) as other:
+        _start_fails_on(other.getsockname()[1], "hp", "--workers", workers, "--mem-interval", "0")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_server_on_our_port_is_refused(workers):
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--workers", workers) as hp:
+        _start_fails_on(hp.port, "proxy", "--upstream", "http://127.0.0.1:9")
+        assert httpx.get(f"{hp.url}/health").status_code == 200
+
+
+def test_a_single_worker_listens_without_reuseport():
+    with start_server("hp", "--port", "0", "--mem-interval", "0") as hp:
+        with pytest.raises(OSError):  # no other program can join it, even one that skips the probe
+            socket.create_server(("127.0.0.1", hp.port), reuse_port=True).close()
 
 
 def test_connections_refused_near_the_open_files_limit_are_counted_and_logged():

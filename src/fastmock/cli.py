@@ -1,6 +1,7 @@
 """The ``fastmock`` command line: one click group, one subcommand per mode."""
 
 import difflib
+import errno
 import importlib.util
 import json
 import os
@@ -218,6 +219,9 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
     except StartError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(f"port {config.port} on {config.host} is in use: another program "
+                                       f"listens there (--port)") from None
         raise click.ClickException(f"cannot listen on {config.host} port {config.port}: "
                                    f"{exc.strerror or exc}") from exc
     sys.exit(status)

@@ -2,8 +2,9 @@
 
 Every mode that serves HTTP on one port goes through ``serve()``: ``make_app(worker_index)`` returns an
 object whose ``build(loop, **server_options)`` makes the core's Server (with the mode's routes and
-options added) and returns it with the protocol factory for the listener. With ``workers > 1`` the parent forks that many workers, each with its own SO_REUSEPORT
-listener on the same port, and supervises them.
+options added) and returns it with the protocol factory for the listener. With ``workers > 1`` the parent
+forks that many workers, each with its own SO_REUSEPORT listener on the same port, and supervises them; a
+port that anything else holds is refused first (EADDRINUSE), so only our own workers ever share it.
 """
 
 import asyncio
@@ -153,7 +154,8 @@ def serve(config: ServeConfig, make_app) -> int:
     raise_open_files_limit()
     with ready_announcer(config.ready_file) as announce:
         if config.workers == 1:
-            return _worker_main(config, make_app, 0, make_listener(config.host, config.port),
+            # without SO_REUSEPORT: no other program can share the port and take some of its connections
+            return _worker_main(config, make_app, 0, make_listener(config.host, config.port, reuse_port=False),
                                 lambda host, port: announce(_ready_info(config, host, port)))
         return _Supervisor(config, make_app, announce).run()
 
@@ -171,7 +173,10 @@ class _Supervisor:
         self.ready_read, self.ready_write = os.pipe()
         os.set_blocking(self.ready_read, False)
         self.listening: set[int] | None = set()  # the workers that listen so far; None once all have
-        # bound, never listening: it fixes the port (port 0 included) for the workers' own listeners
+        # a probe bind without SO_REUSEPORT fails if anything holds the port, even a SO_REUSEPORT listener that
+        # ours would join; then the placeholder, bound but never listening, fixes the port (port 0 included)
+        # for the workers' own listeners
+        make_listener(config.host, config.port, listen=False, reuse_port=False).close()
         self.placeholder = make_listener(config.host, config.port, listen=False)
         self.port = self.placeholder.getsockname()[1]
         self.pids: dict[int, int] = {}          # pid -> worker index

@@ -287,10 +287,12 @@ def test_sigterm_and_shutdown_stop_everything_with_exit_0():
         assert not os.path.exists(server.ready_path)  # gone with the fleet
 
 
-def test_a_port_in_use_is_retried_counted_and_listed():
+@pytest.mark.parametrize("reuse_port", [False, True])  # a SO_REUSEPORT listener is never joined either
+def test_a_port_in_use_is_retried_counted_and_listed(reuse_port):
     base = free_base(200)
     taken = socket.socket()
     taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # earlier tests may leave TIME_WAIT behind
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse_port))
     taken.bind(("127.0.0.1", base + 3))
     taken.listen()
     with start_fleet(10, base=base) as server:
@@ -330,6 +332,11 @@ def test_management_port_in_use_is_a_clear_error():
         assert result.returncode == 1
         assert f"cannot listen on 127.0.0.1 port {server.port} (--mgmt-port): Address already in use" in result.stderr
         assert "Traceback" not in result.stderr
+    with socket.create_server(("127.0.0.1", 0), reuse_port=True) as other:
+        result = subprocess.run([sys.executable, "-m", "fastmock", "fleet", "5", "--base-port", "11000",
+                                 "--max-port", "11010", "--mgmt-port", str(other.getsockname()[1])],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1 and "Address already in use" in result.stderr
 
 
 @pytest.mark.parametrize(("args", "named"), [
