@@ -125,6 +125,34 @@ def test_upstream_connections_are_reused(proxy, upstream):
     assert metric(proxy, "proxy_upstream_idle_connections") >= 1
 
 
+def _ids(response):
+    return response.headers.get_list("x-trace-id"), response.headers.get_list("x-request-id")
+
+
+@pytest.mark.parametrize("answer", ["local", "fault", "bad fault spec", "dropped", "refused upstream", "malformed"])
+def test_every_answer_carries_trace_ids_and_echoes_the_clients(upstream, answer):
+    args = {"dropped": ["--drop-rate", "1"]}.get(answer, [])
+    target = f"http://127.0.0.1:{free_port()}" if answer == "refused upstream" else upstream.url
+    with start_server("proxy", "--upstream", target, "--port", "0", *args) as server:
+        if answer == "malformed":  # no head to take ids from: fresh ones
+            with server.connect() as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n")
+                reply = recv_until_closed(sock)
+            assert reply.startswith(b"HTTP/1.1 400 ")
+            assert re.search(rb"\r\nX-Trace-Id: [0-9a-f]{32}\r\nX-Request-Id: [0-9a-f]{16}\r\n", reply)
+            return
+        path, headers = {"local": ("/metrics", {}), "fault": ("/a", {"X-Fastmock-Fault": "418"}),
+                         "bad fault spec": ("/a", {"X-Fastmock-Fault": "ok,7000"})}.get(answer, ("/a", {}))
+        generated = httpx.get(f"{server.url}{path}", headers=headers)
+        trace, request = _ids(generated)
+        assert len(trace) == len(request) == 1
+        assert re.fullmatch("[0-9a-f]{32}", trace[0]) and re.fullmatch("[0-9a-f]{16}", request[0])
+        echoed = httpx.get(f"{server.url}{path}", headers={**headers, "X-Trace-Id": "t-1", "X-Request-Id": "r-1"})
+        assert _ids(echoed) == (["t-1"], ["r-1"])
+        expected = {"local": 200, "fault": 418, "bad fault spec": 400, "dropped": 503, "refused upstream": 502}
+        assert generated.status_code == echoed.status_code == expected[answer]
+
+
 def test_upstream_timeout_is_504(proxy):
     started = time.monotonic()
     response = httpx.get(f"{proxy.url}/delay/3000")
@@ -194,7 +222,20 @@ def test_settings_from_the_environment_and_dotenv(upstream, tmp_path, monkeypatc
         started = time.monotonic()
         response = httpx.get(f"{server.url}/x")
         assert response.status_code == 200 and time.monotonic() - started >= 0.15
-        assert response.json()["headers"]["X-Mod"] == "env"
+        assert response.headers["x-mod"] == "env"  # on the response, as the old proxy documents it
+        assert "X-Mod" not in response.json()["headers"]
+
+
+def test_request_and_response_headers(upstream):
+    with start_server("proxy", "--upstream", upstream.url, "--port", "0", "--request-header", "X-Up: 1",
+                      "--response-header", "Server: edge", "--response-header", "X-Down: 2") as server:
+        response = httpx.get(f"{server.url}/echo")
+        assert response.json()["headers"]["X-Up"] == "1"
+        assert "X-Down" not in response.json()["headers"]
+        assert response.headers.get_list("server") == ["edge"]  # replaces the upstream's
+        assert response.headers["x-down"] == "2"
+        local = httpx.get(f"{server.url}/metrics")
+        assert local.headers["x-down"] == "2"
 
 
 def test_malformed_request_is_400(proxy):
@@ -208,6 +249,7 @@ def test_malformed_request_is_400(proxy):
     (["--upstream", "ftp://x"], "--upstream"),
     (["--upstream", "http://x/path"], "--upstream"),
     (["--upstream", "http://x", "--header", "no colon"], "--header"),
+    (["--upstream", "http://x", "--response-header", "X: a\rb"], "--response-header"),
     (["--upstream", "http://x", "--drop-rate", "2"], "--drop-rate"),
     (["--upstream", "http://x", "--fault", "/=nope"], "--fault"),
 ])

@@ -385,9 +385,13 @@ HEADER_LINE = Parsed("'NAME: VALUE'", parse_header, envvar_list_splitter="\n")  
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               envvar=["FASTMOCK_PROXY_DROP_RATE", "PROXY_DROP_RATE"],
               help="Fraction of requests answered 503 without forwarding (env PROXY_DROP_RATE).")
-@click.option("--header", "headers", type=HEADER_LINE, multiple=True,
-              envvar=["FASTMOCK_PROXY_HEADER", "PROXY_MOD_HEADER"],
-              help="A header added to upstream requests (repeatable; env PROXY_MOD_HEADER).")
+@click.option("--request-header", "--header", "request_headers", type=HEADER_LINE, multiple=True,
+              envvar=["FASTMOCK_PROXY_REQUEST_HEADER", "FASTMOCK_PROXY_HEADER"],
+              help="A header added to upstream requests (repeatable; --header is the same).")
+@click.option("--response-header", "response_headers", type=HEADER_LINE, multiple=True,
+              envvar=["FASTMOCK_PROXY_RESPONSE_HEADER", "PROXY_MOD_HEADER"],
+              help="A header set on every answer, replacing an upstream field of that name (repeatable; "
+                   "env PROXY_MOD_HEADER, one per line).")
 @click.option("--fault", "faults", type=FaultRule(), multiple=True, metavar="PREFIX=SPEC",
               help="A fault spec for requests whose path starts with PREFIX (repeatable), e.g. '/=503:1,ok:9'.")
 @click.option("--header-faults/--no-header-faults", default=True, show_default=True,
@@ -405,12 +409,12 @@ HEADER_LINE = Parsed("'NAME: VALUE'", parse_header, envvar_list_splitter="\n")  
 @click.option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
               help="On SIGTERM, how long in-flight exchanges may finish (bare number: seconds).")
 @READY_FILE_OPTION
-def proxy(upstream, host, port, workers, delay_ms, drop_rate, headers, faults, header_faults, max_hang,
-          upstream_timeout, seed, metrics_path, idle_timeout, shutdown_timeout, ready_file):
+def proxy(upstream, host, port, workers, delay_ms, drop_rate, request_headers, response_headers, faults,
+          header_faults, max_hang, upstream_timeout, seed, metrics_path, idle_timeout, shutdown_timeout, ready_file):
     """A fault-injecting reverse proxy in front of --upstream.
 
-    Adds X-Forwarded-For/-Proto, Via and X-Trace-Id/X-Request-Id (kept when present), strips hop-by-hop
-    headers, streams bodies both ways. Reads UPSTREAM_BASE_URL, PROXY_DELAY_MS, PROXY_DROP_RATE,
+    Adds X-Forwarded-For/-Proto, Via and X-Trace-Id/X-Request-Id (the client's own when it sent them; on
+    every answer, forwarded or not), strips hop-by-hop headers, streams bodies both ways. Reads UPSTREAM_BASE_URL, PROXY_DELAY_MS, PROXY_DROP_RATE,
     PROXY_MOD_HEADER and RNG_SEED from the environment and from ./.env; flags win.
     """
     if not metrics_path.startswith("/"):
@@ -420,7 +424,8 @@ def proxy(upstream, host, port, workers, delay_ms, drop_rate, headers, faults, h
                          shutdown_timeout_s=shutdown_timeout, mem_interval_s=0, ready_file=ready_file)
     upstream_host, upstream_port = upstream
     _serve_until_stopped(config, lambda worker: ProxyApp(ProxyConfig(
-        upstream_host=upstream_host, upstream_port=upstream_port, headers=headers, drop_rate=drop_rate,
+        upstream_host=upstream_host, upstream_port=upstream_port, request_headers=request_headers,
+        response_headers=response_headers, drop_rate=drop_rate,
         delay_s=delay_ms / 1000, upstream_timeout_s=upstream_timeout, faults=faults,
         header_faults=header_faults, max_hang_s=max_hang, seed=seed + worker, metrics_path=metrics_path,
         worker=worker)))

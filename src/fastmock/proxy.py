@@ -17,7 +17,8 @@ __all__ = ["ProxyConfig", "ProxyApp", "parse_upstream", "parse_header"]
 class ProxyConfig:
     upstream_host: str
     upstream_port: int
-    headers: tuple = ()           # (name, value) bytes pairs added to upstream requests
+    request_headers: tuple = ()   # (name, value) bytes pairs added to upstream requests
+    response_headers: tuple = ()  # ... and set on every answer
     drop_rate: float = 0.0
     delay_s: float = 0.0
     upstream_timeout_s: float = 30.0
@@ -58,7 +59,8 @@ class ProxyApp:
         config = self.config
         routes = [Route("metrics", config.metrics_path.encode(), handler=self._metrics)]
         self.proxy = Proxy(
-            loop, config.upstream_host, config.upstream_port, routes, headers=list(config.headers),
+            loop, config.upstream_host, config.upstream_port, routes, headers=list(config.request_headers),
+            response_headers=list(config.response_headers),
             drop_rate=config.drop_rate, delay_s=config.delay_s, upstream_timeout_s=config.upstream_timeout_s,
             proxy_seed=config.seed, fault_rules=[(prefix.encode(), plan) for prefix, plan in config.faults],
             header_faults=PlanCache().from_header if config.header_faults else None, seed=config.seed,

@@ -58,6 +58,7 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _apply_fault(self) except -1
     cdef bytes _garbage(self)
     cdef int _respond(self, Response response) except -1
+    cdef bytes _answer_fields(self)
     cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s)
     cdef void _log_request(self, int status, int outcome)
     cdef void _set_addresses(self, Request req)

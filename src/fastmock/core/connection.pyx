@@ -177,7 +177,7 @@ cdef class ServerProtocol(ParserHandler):
         cdef int conn
         if self.fault != NULL:
             return self._answer_fault()
-        if route.static is not None:
+        if route.static is not None and not self._answer_fields():
             static = self._static(route)
             conn = self._conn_mode()
             data = static.get(conn, self.head_only)
@@ -187,7 +187,7 @@ cdef class ServerProtocol(ParserHandler):
                 self.must_close = True
                 return 1
             return 0
-        response = self._call_handler()
+        response = self._call_handler() if route.static is None else self._static(route).response()
         if not isinstance(response, Response):
             # an awaitable (a handler that waits for something else): answer when it is done
             self._wait_for(asyncio.ensure_future(response, loop=self.server.loop))
@@ -197,6 +197,10 @@ cdef class ServerProtocol(ParserHandler):
             return self._respond_later(response)
         self._respond(response)
         return 1 if self.must_close or self.state != CS_READING else 0
+
+    cdef bytes _answer_fields(self):
+        """Header lines added to every answer to the current request (the proxy's trace ids); none here."""
+        return b""
 
     cdef StaticResponse _static(self, Route route):
         """The route's static response as it stands (its draining variant during a graceful shutdown)."""
@@ -257,8 +261,7 @@ cdef class ServerProtocol(ParserHandler):
             self.fault = NULL
             return 0
         if route.static is not None:
-            static = self._static(route)
-            response = Response(static.status, static.body, static.content_type, static.extra_headers)
+            response = self._static(route).response()
         else:
             response = self._call_handler()
             if not isinstance(response, Response):
@@ -308,7 +311,7 @@ cdef class ServerProtocol(ParserHandler):
             self.must_close = True
         nbytes = self.writer.send(response, conn, self.head_only, self.parser.http_minor, kind, arg,
                                   &self.server.counters.route_bytes_out[self.route.index] if self.route is not None
-                                  else NULL)
+                                  else NULL, self._answer_fields())
         self._done(response.status, nbytes, _now() - self.started)
         if response.websocket is not None and response.status == 101:
             # the connection speaks WebSocket from here on; bytes that came after the handshake are frames
@@ -391,7 +394,7 @@ cdef class ServerProtocol(ParserHandler):
     cdef int _protocol_error(self, int status, str msg) except -1:
         self.route = self.server.error_route
         self.request = None
-        data = error_response(status, msg)
+        data = error_response(status, msg, self._answer_fields())
         self.writer.out.append(data)
         self._done(status, len(data), 0.0)
         self.must_close = True

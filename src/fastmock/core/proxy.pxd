@@ -7,7 +7,9 @@ cdef class Proxy:
         str upstream_host
         int upstream_port
         bytes host_header
-        bytes extra_headers
+        bytes extra_headers     # header lines added to upstream requests
+        bytes response_fields   # ... and to every answer (replacing an upstream field of the same name)
+        set response_names      # their lower-case names (None: no such header)
         double drop_rate
         double delay_s
         double upstream_timeout_s
@@ -45,6 +47,7 @@ cdef class ProxyProtocol(ServerProtocol):
         bytes request_head
         bytes trace_id
         bytes request_id
+        bytes id_fields         # the two as header lines for the current request's answer (None: no head yet)
         int response_status
         Py_ssize_t response_bytes
         double upstream_started
@@ -55,6 +58,9 @@ cdef class ProxyProtocol(ServerProtocol):
         # a truncate or drip fault acts on the forwarded response (the writer cuts or paces it)
         int shaping
         double shaping_rate
+    cdef void _set_ids(self, str trace_id, str request_id)
+    cdef bytes _answer_fields(self)
+    cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s)
     cdef bytes _upstream_request_head(self, RequestParser parser, set dropped)
     cdef int _forward(self, UpstreamConnection conn) except -1
     cdef void _arm_timeout(self)

@@ -88,12 +88,12 @@ cdef class Proxy:
     """One proxy listener's forwarding state: the upstream, its idle connections, options and counters.
 
     ``routes`` are answered locally (e.g. /metrics); everything else is forwarded. ``headers`` are extra
-    (name, value) fields for upstream requests; ``drop_rate`` of requests get 503 without forwarding;
+    (name, value) fields for upstream requests, ``response_headers`` for every answer; ``drop_rate`` of requests get 503 without forwarding;
     ``delay_s`` waits before forwarding. Other keyword arguments are the Server's.
     """
 
     def __cinit__(self, loop, str upstream_host, int upstream_port, list routes, *, list headers=None,
-                  double drop_rate=0.0, double delay_s=0.0, double upstream_timeout_s=30.0,
+                  list response_headers=None, double drop_rate=0.0, double delay_s=0.0, double upstream_timeout_s=30.0,
                   Py_ssize_t max_idle=256, unsigned long long proxy_seed=0, **server_options):
         self.loop = loop
         self.upstream_host = upstream_host
@@ -101,6 +101,8 @@ cdef class Proxy:
         self.host_header = (f"[{upstream_host}]:{upstream_port}" if ":" in upstream_host
                             else f"{upstream_host}:{upstream_port}").encode()
         self.extra_headers = b"".join(name + b": " + value + b"\r\n" for name, value in headers or [])
+        self.response_fields = b"".join(name + b": " + value + b"\r\n" for name, value in response_headers or [])
+        self.response_names = {name.lower() for name, _ in response_headers or []} or None
         self.drop_rate = drop_rate
         self.delay_s = delay_s
         self.upstream_timeout_s = upstream_timeout_s
@@ -249,6 +251,8 @@ cdef class ProxyProtocol(ServerProtocol):
         cdef FaultOutcome* fault
         cdef set dropped = _connection_tokens(parser)
         self.forwarding = False
+        # every answer to this request carries its ids, the client's own when it sent them
+        self._set_ids(_header_value(parser, b"x-trace-id"), _header_value(parser, b"x-request-id"))
         _check_connection_tokens(dropped, 400)
         rc = ServerProtocol._on_head(self, parser)
         if self.route is not proxy.forward_route or self.must_close:
@@ -283,12 +287,29 @@ cdef class ProxyProtocol(ServerProtocol):
             self.delay_handle = proxy.loop.call_soon(self._connect)
         return 1
 
+    cdef void _set_ids(self, str trace_id, str request_id):
+        cdef Proxy proxy = self.proxy
+        self.trace_id = trace_id.encode("latin-1") if trace_id is not None else _hex_id(proxy.rng, 32)
+        self.request_id = request_id.encode("latin-1") if request_id is not None else _hex_id(proxy.rng, 16)
+        self.id_fields = b"X-Trace-Id: %s\r\nX-Request-Id: %s\r\n%s" % (
+            self.trace_id, self.request_id, proxy.response_fields)
+
+    cdef bytes _answer_fields(self):
+        if self.id_fields is None:  # an answer before any head was read (a malformed one): fresh ids
+            self._set_ids(None, None)
+        return self.id_fields
+
+    cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s):
+        ServerProtocol._done(self, status, nbytes, duration_s)
+        self.id_fields = None  # the next request's ids come with its head
+
     cdef bytes _upstream_request_head(self, RequestParser parser, set dropped):
         cdef Proxy proxy = self.proxy
         cdef unsigned int i
         cdef list parts = [parser.head[:parser.method_len], b" ", _forwarded_target(parser),
                            b" HTTP/1.1\r\nHost: ", proxy.host_header, b"\r\n"]
-        forwarded_for = via = trace_id = request_id = None
+        forwarded_for = via = None
+        cdef bint has_trace = False, has_request = False
         cdef const char* name
         cdef size_t n
         for i in range(parser.header_count):
@@ -306,20 +327,16 @@ cdef class ProxyProtocol(ServerProtocol):
                 value = _value_of(parser, i)
                 via = value if via is None else via + b", " + value
                 continue
-            if n == 10 and _ieq(name, b"x-trace-id", 10):
-                trace_id = _value_of(parser, i)
-            elif n == 12 and _ieq(name, b"x-request-id", 12):
-                request_id = _value_of(parser, i)
+            has_trace |= n == 10 and _ieq(name, b"x-trace-id", 10)
+            has_request |= n == 12 and _ieq(name, b"x-request-id", 12)
             parts += [parser.head[g_headers[i].name_start:g_headers[i].value_start + g_headers[i].value_len],
                       b"\r\n"]
         if self.client_ip is None:
             self.client_ip = self.transport.get_extra_info("peername")[0].encode()
         client = self.client_ip
-        self.trace_id = trace_id if trace_id is not None else _hex_id(proxy.rng, 32)
-        self.request_id = request_id if request_id is not None else _hex_id(proxy.rng, 16)
-        if trace_id is None:
+        if not has_trace:
             parts += [b"X-Trace-Id: ", self.trace_id, b"\r\n"]
-        if request_id is None:
+        if not has_request:
             parts += [b"X-Request-Id: ", self.request_id, b"\r\n"]
         parts += [b"X-Forwarded-For: ", client if forwarded_for is None else forwarded_for + b", " + client,
                   b"\r\nX-Forwarded-Proto: http\r\nVia: ", b"1.1 fastmock" if via is None else via + b", 1.1 fastmock",
@@ -448,7 +465,7 @@ cdef class ProxyProtocol(ServerProtocol):
         for i in range(parser.header_count):
             name = parser.head + g_headers[i].name_start
             n = g_headers[i].name_len
-            if _not_copied(name, n, dropped):
+            if _not_copied(name, n, dropped) or _listed(proxy.response_names, name, n):
                 continue
             has_trace |= n == 10 and _ieq(name, b"x-trace-id", 10)
             has_request |= n == 12 and _ieq(name, b"x-request-id", 12)
@@ -458,7 +475,7 @@ cdef class ProxyProtocol(ServerProtocol):
             parts += [b"X-Trace-Id: ", self.trace_id, b"\r\n"]
         if not has_request:
             parts += [b"X-Request-Id: ", self.request_id, b"\r\n"]
-        parts.append(b"Via: 1.1 fastmock\r\n")
+        parts += [proxy.response_fields, b"Via: 1.1 fastmock\r\n"]
         if parser.content_length >= 0 and not parser.chunked:
             parts.append(b"Content-Length: %d\r\n" % parser.content_length)
         body_follows = not self.head_only and parser.status != 204 and parser.status != 304
@@ -530,8 +547,7 @@ cdef class ProxyProtocol(ServerProtocol):
         self.keep_alive = False  # the request body may be half-sent: this connection ends after the answer
         status = 504 if kind == E_TIMEOUT else 502
         self._respond(Response(status, b'{"error":"%s","trace_id":"%s"}' % (
-            message.replace('"', "'").encode(), self.trace_id),
-            headers=[(b"X-Trace-Id", self.trace_id), (b"X-Request-Id", self.request_id)]))
+            message.replace('"', "'").encode(), self.trace_id)))
         self.state = CS_READING
         self._flush()
         return 0

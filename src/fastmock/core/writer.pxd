@@ -11,6 +11,7 @@ cdef class StaticResponse:
         unsigned int generation
 
     cdef bytes get(self, int conn, bint head_only)
+    cdef Response response(self)
 
 
 cdef enum Step:
@@ -58,7 +59,7 @@ cdef class ResponseWriter:
     cdef void attach(self, object loop, object pattern, Py_ssize_t piece_size, unsigned long long* bytes_out,
                      ServerProtocol owner)
     cdef Py_ssize_t send(self, Response response, int conn, bint head_only, int http_minor, int fault_kind,
-                         double fault_arg, unsigned long long* body_bytes) except -1
+                         double fault_arg, unsigned long long* body_bytes, bytes fields=*) except -1
     cdef int emit(self, object data) except -1
     cdef int flush(self) except -1
     cdef bytes framed(self, bytes data)

@@ -54,14 +54,16 @@ cdef enum Framing:
 
 
 cdef bytes _render(int status, bytes body, bytes content_type, list headers, int conn, bint head_only,
-                  PatternStream stream=None, int framing=FRAMING_AUTO):
-    """The response's bytes; with a stream or a framing of its own, only the head: the protocol sends the body."""
+                  PatternStream stream=None, int framing=FRAMING_AUTO, bytes fields=b""):
+    """The response's bytes; with a stream or a framing of its own, only the head: the protocol sends the body.
+    ``fields`` are header lines (each ending in CRLF) added by the connection, not by the response."""
     parts = [STATUS_LINES[status], SERVER_HEADER, g_date_header]
     if content_type:
         parts.append(b"Content-Type: " + content_type + b"\r\n")
     if headers:
         for name, value in headers:
             parts.append(name + b": " + value + b"\r\n")
+    parts.append(fields)
     if framing == FRAMING_CHUNKED or framing == FRAMING_AUTO and stream is not None and stream.frame_size:
         parts.append(b"Transfer-Encoding: chunked\r\n")
     elif _has_body(status) and framing == FRAMING_AUTO:
@@ -82,9 +84,10 @@ def render(int status, bytes body=b"", bytes content_type=b"", list headers=None
     return _render(status, body, content_type, headers, conn, head_only)
 
 
-def error_response(int status, str msg):
+def error_response(int status, str msg, bytes fields=b""):
     """A protocol error answer: plain-text reason, then the connection closes."""
-    return _render(status, msg.encode("utf-8") + b"\n", b"text/plain; charset=utf-8", None, CONN_CLOSE, False)
+    return _render(status, msg.encode("utf-8") + b"\n", b"text/plain; charset=utf-8", None, CONN_CLOSE, False,
+                   None, FRAMING_AUTO, fields)
 
 
 cdef class StaticResponse:
@@ -111,6 +114,10 @@ cdef class StaticResponse:
         return data
 
     # === Public API ===
+
+    cdef Response response(self):
+        """The same answer as a Response: for one that gets more (a fault's status, the connection's fields)."""
+        return Response(self.status, self.body, self.content_type, self.extra_headers)
 
     def bytes_for(self, *, bint keep_alive=True, bint http10=False, bint head_only=False):
         conn = CONN_CLOSE if not keep_alive else (CONN_KEEP_ALIVE if http10 else CONN_DEFAULT)
@@ -303,10 +310,10 @@ cdef class ResponseWriter:
         self.owner = owner
 
     cdef Py_ssize_t send(self, Response response, int conn, bint head_only, int http_minor, int fault_kind,
-                         double fault_arg, unsigned long long* body_bytes) except -1:
-        """Render ``response`` into the batch; returns the bytes rendered. A stream or events body follows
-        from its producer (``body_open`` until it is out); a truncate fault halves the body, a drip fault
-        paces everything from this response on at ``fault_arg`` bytes a second."""
+                         double fault_arg, unsigned long long* body_bytes, bytes fields=b"") except -1:
+        """Render ``response`` (plus the header lines ``fields``) into the batch; returns the bytes rendered.
+        A stream or events body follows from its producer (``body_open`` until it is out); a truncate fault
+        halves the body, a drip fault paces everything from this response on at ``fault_arg`` bytes a second."""
         cdef int status = response.status
         cdef bint has_body = _has_body(status) and not head_only
         cdef PatternStream stream = response.stream
@@ -314,7 +321,7 @@ cdef class ResponseWriter:
         cdef Py_ssize_t body_len
         cdef bint events = response.events is not None and has_body
         data = _render(status, response.body, response.content_type, response.headers, conn, head_only, stream,
-                       FRAMING_AUTO if not events else FRAMING_CHUNKED if http_minor else FRAMING_CLOSE)
+                       FRAMING_AUTO if not events else FRAMING_CHUNKED if http_minor else FRAMING_CLOSE, fields)
         if stream is not None and has_body:
             producer = stream
             self.chunked = stream.frame_size > 0
