@@ -20,10 +20,10 @@ def load(*args, timeout=120):
                           timeout=timeout)
 
 
-def load_summary(tmp_path, *args):
+def load_summary(tmp_path, *args, code=0):
     path = tmp_path / "summary.json"
     result = load(*args, "--summary-json", path)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == code, result.stderr
     return json.loads(path.read_text()), result.stdout
 
 
@@ -72,7 +72,9 @@ def test_statuses_match_the_servers_seeded_choices(tmp_path):
 
 def test_retries_back_off_doubling(hp, tmp_path):
     started = time.monotonic()
-    summary, _ = load_summary(tmp_path, f"{hp.url}/status/503", "-n", 1, "--retries", 3, "--retry-backoff-ms", 100)
+    summary, text = load_summary(tmp_path, f"{hp.url}/status/503", "-n", 1, "--retries", 3, "--retry-backoff-ms", 100,
+                                 code=1)
+    assert "FAIL       every request failed" in text  # with no threshold, a run where nothing worked fails
     elapsed = time.monotonic() - started
     assert summary["retries"] == 3
     assert summary["statuses"] == {"503": 1}
@@ -85,14 +87,14 @@ def test_connection_errors_are_retried_and_counted(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     summary, text = load_summary(tmp_path, f"http://127.0.0.1:{port}/", "-n", 3, "--retries", 1,
-                                 "--retry-backoff-ms", 10)
+                                 "--retry-backoff-ms", 10, code=1)
     assert summary["errors"] == {"refused": 3}
     assert summary["retries"] == 3
     assert "refused 3" in text
 
 
 def test_timeouts_and_no_keepalive(hp, tmp_path):
-    summary, _ = load_summary(tmp_path, f"{hp.url}/delay/2000", "-n", 2, "-c", 2, "--timeout", "200ms")
+    summary, _ = load_summary(tmp_path, f"{hp.url}/delay/2000", "-n", 2, "-c", 2, "--timeout", "200ms", code=1)
     assert summary["errors"] == {"timeout": 2}
     before = served(hp, "fastmock_connections_total")
     summary, _ = load_summary(tmp_path, f"{hp.url}/health", "-n", 50, "-c", 5, "--no-keepalive")
@@ -112,14 +114,21 @@ def test_client_trace_ids_reach_the_server_and_the_records(tmp_path):
     assert len(set(traces)) == 20
 
 
-@pytest.mark.parametrize("output_format", ["json", "csv"])
-def test_outputs_parse_and_match_the_summary(hp, tmp_path, output_format):
-    output = tmp_path / f"records.{output_format}"
+@pytest.mark.parametrize(("output_format", "extension"), [("json", "out"), ("jsonl", "out"), ("csv", "out"),
+                                                          (None, "json"), (None, "csv"), (None, "txt")])
+def test_outputs_parse_and_match_the_summary(hp, tmp_path, output_format, extension):
+    output = tmp_path / f"records.{extension}"
+    chosen = ["--format", output_format] if output_format else []
     summary, _ = load_summary(tmp_path, f"{hp.url}/status/200:0.5,404:0.5", "-n", 300, "-c", 4, "--output", output,
-                              "--format", output_format)
+                              *chosen)
+    output_format = output_format or {"json": "json", "csv": "csv"}.get(extension, "jsonl")
     if output_format == "csv":
         with open(output, newline="") as file:
             records = list(csv.DictReader(file))
+    elif output_format == "json":  # one document: the summary and the requests
+        document = json.loads(output.read_text())
+        assert document["summary"] == summary
+        records = document["requests"]
     else:
         records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [int(record["index"]) for record in records] == list(range(300))
@@ -173,11 +182,55 @@ def test_body_and_method(hp, tmp_path):
     (["http://127.0.0.1:1/", "-n", "1", "--body", "a", "--body-file", "/etc/hostname"], "--body-file"),
     (["http://127.0.0.1:1/", "-n", "1", "--output", "/nonexistent/x"], "'--output': /nonexistent is not a writable"),
     (["http://127.0.0.1:1/", "-n", "1", "--summary-json", "/nonexistent/x"], "--summary-json"),
+    (["http://127.0.0.1:1/", "-n", "1", "--threshold", "p99<soon"], "'--threshold': 'p99<soon': 'soon' is not a"),
+    (["http://127.0.0.1:1/", "-n", "1", "--threshold", "speed>1"], "unknown metric 'speed'"),
+    (["http://127.0.0.1:1/", "--url", "http://127.0.0.1:1/", "-n", "1"], "'--url'"),
+    (["-n", "1"], "give the URL"),
+    (["http://127.0.0.1:1/", "-n", "1", "--format", "xml"], "--format"),
 ])
 def test_bad_flags_are_usage_errors(args, named):
     result = load(*args)
     assert result.returncode == 2
     assert named in result.stderr
+
+
+def test_thresholds_pass_fail_and_set_the_exit_code(hp, tmp_path):
+    gates = ["--threshold", "p99<10s", "--threshold", "errors<1%", "--threshold", "rps>1",
+             "--threshold", "requests==200"]
+    summary, text = load_summary(tmp_path, f"{hp.url}/health", "-n", 200, *gates)
+    assert [check["ok"] for check in summary["thresholds"]] == [True] * 4
+    assert summary["thresholds"][1] == {"threshold": "errors<1%", "metric": "errors", "value": 0.0, "ok": True}
+    assert "  threshold  requests==200    pass  (200.0)" in text
+    # a third of the answers are 500: 'failed' counts them, 'errors' (no response) does not
+    summary, text = load_summary(tmp_path, f"{hp.url}/status/200:2,500:1", "-n", 300, "--threshold", "errors<1%",
+                                 "--threshold", "failed<10%", "--threshold", "p50<0.001ms", code=1)
+    assert [check["ok"] for check in summary["thresholds"]] == [True, False, False]
+    assert 0.25 < summary["thresholds"][1]["value"] < 0.42
+    assert "  threshold  failed<10%       FAIL" in text
+
+
+def test_latency_thresholds_fail_when_nothing_was_answered(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    summary, text = load_summary(tmp_path, f"http://127.0.0.1:{port}/", "-n", 2, "--threshold", "p99<1s", code=1)
+    assert summary["thresholds"] == [{"threshold": "p99<1s", "metric": "p99", "value": None, "ok": False}]
+    assert "(nothing measured)" in text
+
+
+def test_the_old_flag_names_and_the_default_concurrency(hp, tmp_path):
+    summary, _ = load_summary(tmp_path, "--url", f"{hp.url}/health", "--n", 30, "--concurrency", 3)
+    assert summary["requests"] == 30 and summary["concurrency"] == 3
+    summary, _ = load_summary(tmp_path, f"{hp.url}/health", "-n", 30)
+    assert summary["concurrency"] == 10
+
+
+def test_records_keep_the_trace_id_a_proxy_returned(hp, tmp_path):
+    output = tmp_path / "records.jsonl"
+    with start_server("proxy", "--upstream", hp.url, "--port", "0") as proxy:
+        load_summary(tmp_path, f"{proxy.url}/health", "-n", 20, "--output", output)
+    trace_ids = [json.loads(line)["trace_id"] for line in output.read_text().splitlines()]
+    assert len(set(trace_ids)) == 20 and all(len(trace_id) == 32 for trace_id in trace_ids)
 
 
 def test_live_progress_only_on_a_terminal(hp):

@@ -23,7 +23,8 @@ from fastmock.fleet.management.chaos import ChaosError, parse_schedule
 from fastmock.fleet.management.detach import DetachError, default_paths, start_detached
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
-from fastmock.load import LoadConfig, Progress, run_load, summary_dict, summary_text, write_records
+from fastmock.load import (OUTPUT_FORMATS, LoadConfig, Progress, output_format_for, passed, run_load, summary_dict,
+                           summary_text, write_records)
 from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.scenario import RunSettings, ScenarioError, load_scenario, run_scenario
@@ -31,6 +32,7 @@ from fastmock.shell import run_shell
 from fastmock.runtime import raise_open_files_limit, ready_announcer, write_whole
 from fastmock.serve import ServeConfig, StartError, serve
 from fastmock.params import Duration, Size
+from fastmock.thresholds import THRESHOLD_EXAMPLE, parse_threshold
 
 __all__ = ["cli", "main"]
 
@@ -369,6 +371,7 @@ class Parsed(click.ParamType):
 
 UPSTREAM_URL = Parsed("URL", parse_upstream)
 HEADER_LINE = Parsed("'NAME: VALUE'", parse_header, envvar_list_splitter="\n")  # several headers: one per line
+THRESHOLD = Parsed("METRIC<VALUE", parse_threshold)
 
 
 @cli.command()
@@ -446,12 +449,13 @@ class LoadUrl(click.ParamType):
 
 
 @cli.command()
-@click.argument("url", type=LoadUrl())
-@click.option("-n", "--requests", type=click.IntRange(1), default=None, help="How many requests.")
+@click.argument("url", type=LoadUrl(), required=False)
+@click.option("--url", "url_option", type=LoadUrl(), default=None, help="The URL (instead of the argument).")
+@click.option("-n", "--requests", "--n", type=click.IntRange(1), default=None, help="How many requests.")
 @click.option("-d", "--duration", type=Duration(minimum=0.001), default=None,
               help="How long to send (bare number: seconds); with -n, whichever ends first.")
 @click.option("-c", "--concurrency", type=click.IntRange(1), default=None,
-              help="Connections: the closed loop's (default 1), or the most the open loop opens (default 256).")
+              help="Connections: the closed loop's (default 10), or the most the open loop opens (default 256).")
 @click.option("--rate", type=click.FloatRange(0, min_open=True), default=None,
               help="Open loop: this many requests per second, latency measured from each one's scheduled time.")
 @click.option("-m", "--method", default="GET", show_default=True, help="Request method.")
@@ -473,21 +477,34 @@ class LoadUrl(click.ParamType):
               help="Processes (each on its share of requests and rate), or 'auto' for one per CPU.")
 @click.option("--output", type=OutputPath(), default=None,
               help="Write one record per request here.")
-@click.option("--format", "output_format", type=click.Choice(["json", "csv"]), default="json", show_default=True,
-              help="Format of --output (json: one object per line).")
+@click.option("--format", "output_format", type=click.Choice(OUTPUT_FORMATS), default=None,
+              help="Format of --output: json (one document: summary and requests), jsonl (one request per "
+                   "line) or csv  [default: from the extension, else jsonl]")
 @click.option("--summary-json", type=OutputPath(), default=None,
-              help="Write the summary here as JSON.")
+              help="Write the summary (with the thresholds) here as JSON.")
+@click.option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
+              help=f"Exit 1 unless this holds (repeatable), e.g. {THRESHOLD_EXAMPLE}. Without any, exit 1 "
+                   f"when every request failed (no response or 5xx).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated trace ids.")
-def load(url, requests, duration, concurrency, rate, method, headers, body, body_file, timeout, connect_timeout,
-         retries, retry_backoff_ms, client_trace, keepalive, workers, output, output_format, summary_json, seed):
-    """Send HTTP/1.1 load to URL and report rates, statuses, errors and latency percentiles."""
+def load(url, url_option, requests, duration, concurrency, rate, method, headers, body, body_file, timeout,
+         connect_timeout, retries, retry_backoff_ms, client_trace, keepalive, workers, output, output_format,
+         summary_json, thresholds, seed):
+    """Send HTTP/1.1 load to URL and report rates, statuses, errors and latency percentiles.
+
+    Exits 1 when a --threshold fails (or, with none, when every request failed), for CI.
+    """
+    if url is not None and url_option is not None:
+        raise click.BadParameter("give the URL once: as the argument or as --url", param_hint="'--url'")
+    url = url or url_option
+    if url is None:
+        raise click.UsageError("give the URL (as the argument, or --url)")
     if requests is None and duration is None:
         raise click.UsageError("give -n/--requests or -d/--duration")
     if body is not None and body_file is not None:
         raise click.BadParameter("give --body or --body-file, not both", param_hint="'--body-file'")
     config = LoadConfig(
         url=url, requests=requests if requests is not None else -1, duration_s=duration or 0.0,
-        concurrency=concurrency or (256 if rate else 1), rate=rate or 0.0, method=method.upper(),
+        concurrency=concurrency or (256 if rate else 10), rate=rate or 0.0, method=method.upper(),
         headers=tuple((name.decode(), value.decode()) for name, value in headers),
         body=body_file.read() if body_file else (body or "").encode(), timeout_s=timeout,
         connect_timeout_s=connect_timeout, retries=retries, retry_backoff_s=retry_backoff_ms / 1000,
@@ -496,12 +513,15 @@ def load(url, requests, duration, concurrency, rate, method, headers, body, body
     result = run_load(config, progress)
     if progress is not None:
         progress.clear()
-    summary = summary_dict(result, config)
+    summary = summary_dict(result, config, thresholds)
     click.echo(summary_text(summary))
     if output is not None:
-        _write_or_fail(output, lambda file: write_records(result["records"], file, output_format))
+        _write_or_fail(output, lambda file: write_records(result["records"], file,
+                                                          output_format or output_format_for(output), summary))
     if summary_json is not None:
         _write_or_fail(summary_json, lambda file: json.dump(summary, file, indent=2))
+    if not passed(summary):
+        sys.exit(1)
 
 
 class Shard(click.ParamType):

@@ -7,6 +7,7 @@ rate; their counters, histograms and records are merged exactly.
 import asyncio
 import csv
 import json
+import math
 import os
 import pickle
 import sys
@@ -18,8 +19,10 @@ import uvloop
 
 from fastmock._core import LatencyHistogram, LoadEngine
 from fastmock.runtime import fork_child
+from fastmock.thresholds import evaluate
 
-__all__ = ["LoadConfig", "run_load", "summary_text", "PERCENTILES"]
+__all__ = ["LoadConfig", "run_load", "summary_dict", "summary_text", "passed", "write_records", "output_format_for",
+           "OUTPUT_FORMATS", "PERCENTILES"]
 
 PERCENTILES = (50, 90, 99, 99.9)
 PROGRESS_INTERVAL_S = 0.25
@@ -148,7 +151,27 @@ def run_load(config: LoadConfig, progress=None) -> dict:
             "histogram": merged, "records": records}
 
 
-def summary_dict(result: dict, config: LoadConfig) -> dict:
+def _measure(result: dict):
+    """thresholds.evaluate's ``measure`` for a load result: latencies of the answered requests in seconds,
+    shares of all requests, rates; NaN where there is nothing to measure (which fails the threshold)."""
+    histogram, requests = result["histogram"], result["requests"]
+    errors = sum(result["errors"].values())
+    failed = errors + sum(count for status, count in result["statuses"].items() if status >= 500)
+
+    def measure(metric: str) -> float:
+        if metric in ("rps", "requests"):
+            return result[metric]
+        if metric in ("errors", "failed"):
+            return (errors if metric == "errors" else failed) / requests if requests else math.nan
+        if not histogram.count:
+            return math.nan
+        return getattr(histogram, metric) if metric in ("min", "max", "mean") else histogram.percentile(float(metric[1:]))
+
+    return measure
+
+
+def summary_dict(result: dict, config: LoadConfig, thresholds=()) -> dict:
+    """The run's summary; ``thresholds`` (thresholds.Threshold) are checked and listed with their values."""
     histogram = result["histogram"]
     latency = {"min": histogram.min, **{f"p{p:g}": histogram.percentile(p) for p in PERCENTILES},
                "max": histogram.max, "mean": histogram.mean}
@@ -159,7 +182,18 @@ def summary_dict(result: dict, config: LoadConfig) -> dict:
         "statuses": {str(status): count for status, count in result["statuses"].items()},
         "errors": result["errors"], "retries": result["retries"], "bytes": result["bytes"],
         "latency_ms": {key: round(value * 1000, 3) for key, value in latency.items()},
+        "thresholds": [{**check, "value": None if math.isnan(check["value"]) else round(check["value"], 6)}
+                       for check in evaluate(thresholds, _measure(result))],
     }
+
+
+def passed(summary: dict) -> bool:
+    """Whether the run passes: its thresholds, or with none, at least one request was not a failure."""
+    if summary["thresholds"]:
+        return all(check["ok"] for check in summary["thresholds"])
+    failures = sum(summary["errors"].values()) + sum(
+        count for status, count in summary["statuses"].items() if int(status) >= 500)
+    return not summary["requests"] or failures < summary["requests"]
 
 
 def summary_text(summary: dict) -> str:
@@ -168,23 +202,53 @@ def summary_text(summary: dict) -> str:
     statuses = ", ".join(f"{status}: {count}" for status, count in summary["statuses"].items()) or "none"
     mode = f"open loop at {summary['rate']:g}/s" if summary["mode"] == "open" else \
         f"closed loop, {summary['concurrency']} connections"
-    return "\n".join([
+    lines = [
         f"{summary['url']}: {mode}, {summary['workers']} worker(s)",
         f"  requests   {summary['requests']} in {summary['elapsed_s']:.2f}s = {summary['rps']:,.1f}/s",
         f"  statuses   {statuses}",
         f"  errors     {errors}",
         f"  retries    {summary['retries']}",
         "  latency    " + "  ".join(f"{key} {value:.3f}ms" for key, value in latency.items()),
-    ])
+    ]
+    for check in summary["thresholds"]:
+        lines.append(f"  threshold  {check['threshold']:<16} {'pass' if check['ok'] else 'FAIL'}  "
+                     f"({_shown(check)})")
+    if not summary["thresholds"] and not passed(summary):
+        lines.append("  FAIL       every request failed")
+    return "\n".join(lines)
 
 
-def write_records(records: list, file, output_format: str) -> None:
-    """Per-request records as JSON lines or CSV."""
+def _shown(check: dict) -> str:
+    value = check["value"]
+    if value is None:
+        return "nothing measured"
+    if check["metric"] in ("errors", "failed"):
+        return f"{value * 100:.2f}%"
+    if check["metric"] in ("rps", "requests"):
+        return f"{value:,.1f}"
+    return f"{value * 1000:.3f}ms"
+
+
+OUTPUT_FORMATS = ("json", "jsonl", "csv")
+
+
+def output_format_for(path: str) -> str:
+    """--format when not given: from the file's extension (.json, .csv), else JSON lines."""
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    return extension if extension in ("json", "csv") else "jsonl"
+
+
+def write_records(records: list, file, output_format: str, summary: dict) -> None:
+    """Per-request records: one JSON document {"summary", "requests"}, JSON lines, or CSV."""
     if output_format == "csv":
         writer = csv.writer(file)
         writer.writerow(RECORD_FIELDS)
         for record in records:
             writer.writerow(_record_values(record))
+    elif output_format == "json":
+        json.dump({"summary": summary, "requests": [dict(zip(RECORD_FIELDS, _record_values(record)))
+                                                     for record in records]}, file)
+        file.write("\n")
     else:
         for record in records:
             file.write(json.dumps(dict(zip(RECORD_FIELDS, _record_values(record)))) + "\n")

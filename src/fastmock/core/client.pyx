@@ -21,6 +21,10 @@ cdef class LoadConnection(ParserHandler):
     cdef int _on_head(self, RequestParser parser) except -1:
         if parser.status >= 200:
             self.status = parser.status
+            if self.engine is not None and self.engine.records is not None and not self.engine.trace:
+                # the trace id a proxy on the way gave this request, for the record
+                trace_id = _header_value(parser, b"x-trace-id")
+                self.trace_id = trace_id.encode("latin-1") if trace_id is not None else None
         return 0
 
     cdef int _on_body(self, const char* data, size_t length) except -1:
@@ -133,6 +137,7 @@ cdef class LoadEngine:
             conn.trace_id = _hex_id(self.rng, 32)
             conn.transport.write(self.head + b"X-Trace-Id: " + conn.trace_id + b"\r\n\r\n" + self.body)
         else:
+            conn.trace_id = None  # until the response brings one
             conn.transport.write(self.request)
 
     cdef void _open(self):
