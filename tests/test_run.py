@@ -253,8 +253,150 @@ def test_a_binary_file_is_a_usage_error(tmp_path):
 def test_templates_reach_only_public_faker_providers(hp, tmp_path):
     text = f"base_url: {hp.url}\ntasks:\n  t:\n    requests: [{{path: /, json: {{a: '{{{{ faker.__class__ }}}}'}}}}]\n"
     result, records, _ = run(tmp_path, text)
-    assert result.returncode == 1
-    assert records[0]["error"] == "\"no faker provider '__class__'\""
+    assert result.returncode == 2 and records == []  # refused before anything ran
+    assert "scenario.yaml:4: json: {{ faker.__class__ }}: no names starting with '_'" in result.stderr
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("{{ faker.nope }}", "no faker provider 'nope'"),
+    ("{{ faker.pyint(1, 2, 3, 4) }}", "faker.pyint: too many positional arguments"),
+    ("{{ faker.pyint(lo=1) }}", "faker.pyint: got an unexpected keyword argument 'lo'"),
+    ("{{ price * 2 }}", "no value named 'price' (extracted by an earlier step: none yet)"),
+    ("{{ open('/etc/passwd') }}", "only faker providers can be called"),
+    ("{{ [1, 2] }}", "List is not allowed in a template"),
+    ("{{ 1 + }}", "not an expression"),
+])
+def test_templates_are_checked_before_the_run(tmp_path, template, message):
+    text = f"base_url: http://127.0.0.1:1\ntasks:\n  t:\n    requests:\n      - path: /x\n        body: \"{template}\"\n"
+    result, records, _ = run(tmp_path, text)
+    assert result.returncode == 2 and records == []
+    assert f"scenario.yaml:6: body: " in result.stderr and message in result.stderr, result.stderr
+
+
+def test_templates_take_arguments_and_compute_from_extracted_values(tmp_path):
+    capture = RecordingServer(lambda n: b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n"
+                                        b"\r\n" + b'{"items": [{"id": "a7", "price": 12.5}]}')
+    result, lines, _ = run(tmp_path, f"""\
+base_url: {capture.url}
+seed: 3
+tasks:
+  flow:
+    steps:
+      - {{name: prices, path: /prices, extract: {{item: json.items.0}}}}
+      - name: book
+        method: POST
+        path: /reservations/{{{{ item.id + '-' + 'x' }}}}
+        json: {{total: "{{{{ item.price * 2 + 1 }}}}", n: "{{{{ faker.pyint(1, 10) }}}}",
+               day: "{{{{ faker.date_between('-1y', 'today') }}}}", half: "{{{{ item['price'] // 2 }}}}"}}
+""")
+    assert result.returncode == 0, result.stderr
+    head, body = capture.requests[1]
+    assert head.startswith("POST /reservations/a7-x ")
+    sent = json.loads(body)
+    assert sent["total"] == 26.0 and sent["half"] == 6.0 and 1 <= sent["n"] <= 10
+    assert sent["day"][:2] == "20" and len(sent["day"]) == 10
+
+
+TWO_TASKS = """\
+base_url: {url}
+{default}tasks:
+  first:
+    requests: [{{path: /first}}]
+  second:
+    requests: [{{path: /second}}]
+"""
+
+
+def test_which_task_runs(tmp_path):
+    capture = RecordingServer()
+
+    def paths(*args, default="", env=None):
+        capture.requests.clear()
+        result, _, _ = run(tmp_path, TWO_TASKS.format(url=capture.url, default=default), *args, env=env)
+        return result, sorted(head.split()[1] for head, _ in capture.requests)
+
+    result, sent = paths()
+    assert result.returncode == 2 and sent == []
+    assert "has several tasks (first, second): choose one with --task" in result.stderr
+    assert paths(default="default_task: second\n")[1] == ["/second"]
+    assert paths(default="default_task: second\n", env={"TASK": "first"})[1] == ["/first"]
+    assert paths("--all")[1] == ["/first", "/second"]
+    result, _ = paths("--all", "--task", "first")
+    assert result.returncode == 2 and "'--all'" in result.stderr
+    result, _ = paths(default="default_task: third\n")
+    assert result.returncode == 2 and "scenario.yaml:2: default_task: no task 'third'" in result.stderr
+    single = f"base_url: {capture.url}\ntasks:\n  only:\n    requests: [{{path: /only}}]\n"
+    capture.requests.clear()
+    assert run(tmp_path, single)[0].returncode == 0 and capture.requests[0][0].startswith("GET /only ")
+
+
+def test_duration_seconds_caps_the_whole_task(hp, tmp_path):
+    text = f"""\
+base_url: {hp.url}
+tasks:
+  t:
+    requests: [{{path: /health}}]
+    load: {{stages: [{{rate: 20, duration: 1s}}, {{rate: 20, duration: 30s}}]}}
+"""
+    started = time.monotonic()
+    result, lines, _ = run(tmp_path, text, env={"DURATION_SECONDS": "1.5"})
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 20  # not the stages' 31 s
+    assert 20 <= len(lines) <= 31  # all of the first stage, half a second of the second
+
+
+def test_retries_back_off_honour_retry_after_and_are_counted(tmp_path):
+    answers = [b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+               b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n",
+               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]
+    capture = RecordingServer(lambda n: answers[min(n, 2)])
+    started = time.monotonic()
+    result, lines, _ = run(tmp_path, f"""\
+base_url: {capture.url}
+retries: {{attempts: 2}}
+tasks:
+  t:
+    retries: {{attempts: 3, backoff: 10ms, max_backoff: 5s}}
+    requests: [{{name: r, path: /x}}]
+""")
+    assert result.returncode == 0, result.stderr
+    assert len(capture.requests) == 3  # the task's policy (3 attempts) wins over the file's
+    assert time.monotonic() - started >= 1  # Retry-After: 1
+    retries = [line for line in lines if "retry" in line]
+    assert [(line["retry"], line["reason"]) for line in retries] == [(1, "status 503"), (2, "status 429")]
+    assert retries[1]["wait_ms"] >= 1000
+    assert [line["status"] for line in lines if "status" in line] == [200]
+    assert "t/r: 1 requests, 0 failed, 2 retries" in result.stderr
+
+
+def test_retries_give_up_with_the_last_answer(tmp_path):
+    capture = RecordingServer(lambda n: b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")
+    text = (f"base_url: {capture.url}\ntasks:\n  t:\n    requests:\n      - path: /x\n"
+            f"        retries: {{attempts: 2, backoff: 1ms, on: [5xx]}}\n")
+    result, lines, _ = run(tmp_path, text)
+    assert result.returncode == 1 and len(capture.requests) == 2
+    assert lines[-1]["status"] == 500 and lines[-1]["ok"] is False
+
+
+def test_thresholds_decide_the_exit_code(hp, tmp_path):
+    text = MIX.format(url=hp.url).replace("for: 2s", "for: 200ms").replace("/status/204", "/status/500")
+    passing = text.replace("tasks:", "thresholds: ['failed<60%', 'p99<10s', 'requests>=20']\ntasks:")
+    result, _, _ = run(tmp_path, passing)
+    assert result.returncode == 0, result.stderr  # failed checks, but under the threshold
+    assert "threshold failed<60%: pass" in result.stderr
+    result, _, _ = run(tmp_path, passing, "--threshold", "failed<1%")
+    assert result.returncode == 1 and "threshold failed<1%: FAIL" in result.stderr
+    result, _, _ = run(tmp_path, text.replace("tasks:", "thresholds: ['p99<soon']\ntasks:"))
+    assert result.returncode == 2 and "thresholds: 'p99<soon': 'soon' is not a duration" in result.stderr
+
+
+def test_debug_logs_add_headers_and_bodies(hp, tmp_path):
+    text = f"base_url: {hp.url}\ntasks:\n  t:\n    requests: [{{method: POST, path: /echo, body: hello}}]\n"
+    result, lines, _ = run(tmp_path, text, env={"LOG_LEVEL": "DEBUG"})
+    assert result.returncode == 0, result.stderr
+    assert lines[0]["request"]["body"] == "hello"
+    assert lines[0]["response"]["headers"]["content-type"] == "application/json"
+    assert '"method": "POST"' in lines[0]["response"]["body"] or "POST" in lines[0]["response"]["body"]
 
 
 def test_a_repeating_load_ends_when_its_for_does(hp, tmp_path):

@@ -27,7 +27,7 @@ from fastmock.load import (OUTPUT_FORMATS, LoadConfig, Progress, output_format_f
                            summary_text, write_records)
 from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
-from fastmock.scenario import RunSettings, ScenarioError, load_scenario, run_scenario
+from fastmock.scenario import RunSettings, ScenarioError, chosen_tasks, load_scenario, run_scenario
 from fastmock.shell import run_shell
 from fastmock.runtime import raise_open_files_limit, ready_announcer, write_whole
 from fastmock.serve import ServeConfig, StartError, serve
@@ -542,11 +542,17 @@ class Shard(click.ParamType):
         return int(index_text), int(count_text)
 
 
+IMAGE_SCENARIO = "/etc/fastmock/scenario.yaml"  # what the Docker image runs when no file is given
+
+
 @cli.command()
-@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
-@click.option("--task", envvar="TASK", default=None, help="Run only this task (env TASK); default: all at once.")
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--task", envvar="TASK", default=None,
+              help="Run this task (env TASK); default: the file's default_task, or its only task.")
+@click.option("--all", "all_tasks", is_flag=True, help="Run every task at once.")
 @click.option("--duration", type=Duration(minimum=0.001), envvar="DURATION_SECONDS", default=None,
-              help="Override every repeating load's length (env DURATION_SECONDS; bare number: seconds).")
+              help="Each task's whole length: replaces 'for', cuts stages that run past it "
+                   "(env DURATION_SECONDS; bare number: seconds).")
 @click.option("--base-url", envvar="BASE_URL", default=None, help="Override base_url (env BASE_URL).")
 @click.option("--api-token", envvar="API_TOKEN", default=None,
               help="Send 'Authorization: Bearer TOKEN' (env API_TOKEN).")
@@ -556,25 +562,37 @@ class Shard(click.ParamType):
               help="Override timeouts.read (env READ_TIMEOUT; bare number: seconds).")
 @click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-              help="info: a JSON line per request; warning: failures only (env LOG_LEVEL).")
+              help="info: a JSON line per request; debug: with headers and bodies; warning: failures only "
+                   "(env LOG_LEVEL).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
               help="Serve Prometheus metrics on 127.0.0.1:PORT while running.")
 @click.option("--shard", type=Shard(), default="0/1", show_default=True,
               help="Take shard I of N of the rates and iterations (N alone: I from JOB_COMPLETION_INDEX).")
-def run(scenario, task, duration, base_url, api_token, connect_timeout, read_timeout, log_level, metrics_port,
-        shard):
-    """Run the tasks of a scenario file: JSON lines per request on stdout, exit 1 if a check failed."""
+@click.option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
+              help=f"Exit 1 unless this holds (repeatable; beside the file's thresholds), e.g. {THRESHOLD_EXAMPLE}.")
+def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeout, read_timeout, log_level,
+        metrics_port, shard, thresholds):
+    """Run a scenario file's task: JSON lines per request on stdout; exit 1 if a check failed (or, when
+    there are thresholds, if one fails). Without SCENARIO, the Docker image's /etc/fastmock/scenario.yaml."""
+    if scenario is None:
+        if not os.path.exists(IMAGE_SCENARIO):
+            raise click.UsageError(f"give a SCENARIO file (there is no {IMAGE_SCENARIO})")
+        scenario = IMAGE_SCENARIO
+    if task is not None and all_tasks:
+        raise click.BadParameter("--all runs every task: give no --task (or TASK) with it", param_hint="'--all'")
     try:
         loaded = load_scenario(scenario)
     except ScenarioError as exc:
         raise click.BadParameter(str(exc), param_hint="'SCENARIO'") from None
-    settings = RunSettings(task=task, duration_s=duration, base_url=base_url, api_token=api_token,
-                           connect_timeout_s=connect_timeout, read_timeout_s=read_timeout, log_level=log_level,
-                           shard=shard[0], shards=shard[1], metrics_port=metrics_port)
+    settings = RunSettings(task=task, all_tasks=all_tasks, duration_s=duration, base_url=base_url,
+                           api_token=api_token, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
+                           log_level=log_level, shard=shard[0], shards=shard[1], metrics_port=metrics_port,
+                           thresholds=thresholds)
     try:
-        sys.exit(run_scenario(loaded, settings))
+        chosen_tasks(loaded, settings)
     except ScenarioError as exc:
         raise click.BadParameter(str(exc), param_hint="'--task'") from None
+    sys.exit(run_scenario(loaded, settings))
 
 
 # --- ctl and shell: clients of a fleet's management API ---------------------------------------------

@@ -7,9 +7,10 @@ extraction; the rates here are modest, unlike ``fastmock load``).
 """
 
 import asyncio
+import email.utils
 import json
+import math
 import random
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,12 +18,13 @@ from dataclasses import dataclass, field
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from fastmock.documents import DocumentError, load_yaml, read_text
+from fastmock.templates import TemplateError, check_templates, render
+from fastmock.thresholds import THRESHOLD_EXAMPLE, evaluate, parse_threshold
 from fastmock.units import MAX_DURATION_S, MIN_DURATION_S, parse_duration
 
-__all__ = ["ScenarioError", "Scenario", "RunSettings", "load_scenario", "run_scenario"]
+__all__ = ["ScenarioError", "Scenario", "RunSettings", "load_scenario", "chosen_tasks", "run_scenario"]
 
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-_TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
 
 
 class ScenarioError(ValueError):
@@ -36,6 +38,18 @@ class Check:
     headers: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 1              # tries in all: 1 is no retry
+    backoff_s: float = 0.2         # before the first retry; doubling, jittered, at most max_backoff_s
+    max_backoff_s: float = 5.0
+    on: frozenset = frozenset({"connect", "timeout", "5xx", 429})  # error kinds, "4xx"/"5xx" or statuses
+
+
+NO_RETRIES = RetryPolicy()
+RETRY_ON = ("connect", "timeout", "4xx", "5xx")
+
+
 @dataclass
 class Request:
     name: str
@@ -47,6 +61,7 @@ class Request:
     weight: float
     extract: dict
     check: Check
+    retries: RetryPolicy | None
 
 
 @dataclass
@@ -65,6 +80,7 @@ class Task:
     every_s: float = 0.0
     for_s: float = 0.0
     stages: list = field(default_factory=list)
+    retries: RetryPolicy | None = None
 
 
 @dataclass
@@ -76,6 +92,9 @@ class Scenario:
     read_timeout_s: float
     seed: int
     tasks: dict
+    default_task: str | None = None
+    retries: RetryPolicy | None = None
+    thresholds: tuple = ()
 
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -84,7 +103,10 @@ class _Reader:
     """Schema checks with positions: every error says where."""
 
     def __init__(self, path: str) -> None:
+        from faker import Faker  # slow to import: only where scenarios are read
+
         self.path = path
+        self.faker = Faker()  # templates are checked against its providers
 
     def fail(self, node, key, message: str):
         line = None
@@ -124,9 +146,9 @@ class _Reader:
         return value
 
 
-_TOP = ("base_url", "headers", "timeouts", "seed", "tasks")
-_REQUEST = ("name", "method", "path", "headers", "json", "body", "weight", "extract", "check")
-_TASK = ("requests", "steps", "load")
+_TOP = ("base_url", "headers", "timeouts", "seed", "tasks", "default_task", "retries", "thresholds")
+_REQUEST = ("name", "method", "path", "headers", "json", "body", "weight", "extract", "check", "retries")
+_TASK = ("requests", "steps", "load", "retries")
 _CHECK = ("status", "json", "headers")
 
 
@@ -146,13 +168,41 @@ def load_scenario(path: str) -> Scenario:
     tasks = reader.mapping(top["tasks"], "tasks", None, "tasks")
     if not tasks:
         raise reader.fail(top, "tasks", "at least one task is needed")
+    default_task = top.get("default_task")
+    if default_task is not None and default_task not in tasks:
+        raise reader.fail(top, "default_task", f"no task {default_task!r} (tasks: {', '.join(map(str, tasks))})")
+    thresholds = top.get("thresholds", [])
+    if not isinstance(thresholds, list) or not all(isinstance(text, str) for text in thresholds):
+        raise reader.fail(top, "thresholds", f"must be a list like [{THRESHOLD_EXAMPLE}]")
+    try:
+        parsed_thresholds = tuple(parse_threshold(text) for text in thresholds)
+    except ValueError as exc:
+        raise reader.fail(top, "thresholds", str(exc)) from None
     return Scenario(
         path=path, base_url=str(top["base_url"]).rstrip("/"), headers={str(k): str(v) for k, v in
                                                                         top.get("headers", {}).items()},
         connect_timeout_s=reader.duration(timeouts, "connect") if "connect" in timeouts else 10.0,
         read_timeout_s=reader.duration(timeouts, "read") if "read" in timeouts else 30.0,
         seed=int(reader.number(top, "seed", integer=True)) if "seed" in top else 0,
-        tasks={str(name): _task(reader, tasks, name) for name in tasks})
+        tasks={str(name): _task(reader, tasks, name) for name in tasks},
+        default_task=None if default_task is None else str(default_task), retries=_retries(reader, top),
+        thresholds=parsed_thresholds)
+
+
+def _retries(reader: _Reader, node) -> RetryPolicy | None:
+    """The ``retries`` mapping of ``node`` (the file, a task or a request), or None when it has none."""
+    if "retries" not in node:
+        return None
+    spec = reader.mapping(node["retries"], "retries", ("attempts", "backoff", "max_backoff", "on"), "retries")
+    on = spec.get("on", sorted(NO_RETRIES.on, key=str))
+    if not isinstance(on, list) or not all(value in RETRY_ON or isinstance(value, int) and 100 <= value <= 599
+                                           for value in on):
+        raise reader.fail(spec, "on", f"must be a list of {', '.join(RETRY_ON)} or status codes")
+    return RetryPolicy(
+        attempts=int(reader.number(spec, "attempts", 1, integer=True)) if "attempts" in spec else 3,
+        backoff_s=reader.duration(spec, "backoff") if "backoff" in spec else NO_RETRIES.backoff_s,
+        max_backoff_s=reader.duration(spec, "max_backoff") if "max_backoff" in spec else NO_RETRIES.max_backoff_s,
+        on=frozenset(on))
 
 
 def _task(reader: _Reader, tasks, name) -> Task:
@@ -163,15 +213,25 @@ def _task(reader: _Reader, tasks, name) -> Task:
     items = node[kind]
     if not isinstance(items, list) or not items:
         raise reader.fail(node, kind, "must be a non-empty list")
-    parsed = [_request(reader, items, i, f"{kind}[{i}] of task {name!r}") for i in range(len(items))]
+    names: set = set()  # what the steps so far extract (a weighted mix carries nothing between requests)
+    parsed = []
+    for i in range(len(items)):
+        parsed.append(_request(reader, items, i, f"{kind}[{i}] of task {name!r}", names))
+        if kind == "steps":
+            names |= parsed[-1].extract.keys()
     task = Task(name=str(name), requests=parsed if kind == "requests" else [],
-                steps=parsed if kind == "steps" else [], shape="once")
+                steps=parsed if kind == "steps" else [], shape="once", retries=_retries(reader, node))
     _shape(reader, node, task)
     return task
 
 
-def _request(reader: _Reader, items, index: int, context: str) -> Request:
+def _request(reader: _Reader, items, index: int, context: str, names: set) -> Request:
     node = reader.mapping(items[index], index, _REQUEST, context)
+    for key in ("path", "headers", "json", "body"):
+        try:
+            check_templates(_plain(node.get(key)), reader.faker, names)
+        except TemplateError as exc:
+            raise reader.fail(node, key, str(exc)) from None
     if "path" not in node:
         raise reader.fail(node, None, f"{context} needs a 'path'")
     method = str(node.get("method", "GET")).upper()
@@ -194,7 +254,8 @@ def _request(reader: _Reader, items, index: int, context: str) -> Request:
         body=node.get("body"), weight=float(reader.number(node, "weight")) if "weight" in node else 1.0,
         extract={str(k): str(v) for k, v in extract.items()},
         check=Check(status=statuses, json=_plain(check_node.get("json")),
-                    headers={str(k): str(v) for k, v in check_node.get("headers", {}).items()}))
+                    headers={str(k): str(v) for k, v in check_node.get("headers", {}).items()}),
+        retries=_retries(reader, node))
 
 
 def _shape(reader: _Reader, node, task: Task) -> None:
@@ -238,16 +299,22 @@ def _plain(value):
 
 @dataclass(frozen=True)
 class RunSettings:
-    task: str | None = None              # one task, or all of them at once
-    duration_s: float | None = None      # overrides 'for' and the stages' durations (DURATION_SECONDS)
+    task: str | None = None              # one task (TASK); None: the file's default_task, or its only task
+    all_tasks: bool = False              # every task at once (--all)
+    duration_s: float | None = None      # caps each task's whole run (DURATION_SECONDS)
     base_url: str | None = None          # BASE_URL
     api_token: str | None = None         # API_TOKEN → Authorization: Bearer
     connect_timeout_s: float | None = None
     read_timeout_s: float | None = None
-    log_level: str = "info"              # info/debug: a line per request; warning/error: failures only
+    log_level: str = "info"              # info: a line per request; debug: with headers and bodies;
+                                         # warning/error: failures only
     shard: int = 0
     shards: int = 1
     metrics_port: int | None = None
+    thresholds: tuple = ()               # --threshold, beside the file's
+
+
+DEBUG_BODY = 1000  # characters of a body in a LOG_LEVEL=debug line
 
 
 class _Metrics:
@@ -259,18 +326,38 @@ class _Metrics:
                                 registry=self.registry)
         self.failures = Counter("fastmock_run_check_failures", "Failed checks and request errors",
                                 ["task", "step"], registry=self.registry)
+        self.retries = Counter("fastmock_run_retries", "Requests sent again by a retry policy", ["task", "step"],
+                               registry=self.registry)
         self.latency = Histogram("fastmock_run_latency_seconds", "Scenario request latency", ["task", "step"],
                                  registry=self.registry)
         start_http_server(port, addr="127.0.0.1", registry=self.registry)
 
 
+@dataclass
+class _Totals:
+    requests: int = 0
+    failures: int = 0      # failed checks or no response
+    errors: int = 0        # no response (after its retries)
+    retries: int = 0
+    latencies: list = field(default_factory=list)
+
+
+class _Retry(Exception):
+    """A response the retry policy sends again (raised inside the attempt, so tenacity sees it)."""
+
+    def __init__(self, response) -> None:
+        super().__init__(f"status {response.status_code}")
+        self.response = response
+
+
 class _Runner:
-    def __init__(self, scenario: Scenario, settings: RunSettings) -> None:
+    def __init__(self, scenario: Scenario, settings: RunSettings, tasks: list) -> None:
         import httpx
         from faker import Faker
 
         self.scenario = scenario
         self.settings = settings
+        self.tasks = tasks
         headers = dict(scenario.headers)
         if settings.api_token:
             headers["Authorization"] = f"Bearer {settings.api_token}"
@@ -282,59 +369,84 @@ class _Runner:
         self.faker.seed_instance(scenario.seed + settings.shard)
         self.rng = random.Random(scenario.seed + settings.shard)
         self.quiet = settings.log_level.lower() in ("warning", "error", "critical")
-        self.totals: dict[tuple[str, str], list] = {}   # (task, step) -> [requests, failures, latencies]
+        self.debug = settings.log_level.lower() == "debug"
+        self.totals: dict[tuple[str, str], _Totals] = {}
         self.metrics = _Metrics(settings.metrics_port) if settings.metrics_port else None
         self.pending: set = set()
+        self.started = time.monotonic()
 
     def _log(self, record: dict) -> None:
-        sys.stdout.write(json.dumps({"ts": round(time.time(), 6), **record}) + "\n")
+        sys.stdout.write(json.dumps({"ts": round(time.time(), 6), **record}, default=str) + "\n")
         sys.stdout.flush()
 
-    # templates: {{ faker.name }}, {{ faker.date }}, ... or {{ name }} of a value extracted by an earlier step
-    def _render(self, value, variables: dict):
-        if isinstance(value, dict):
-            return {k: self._render(v, variables) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._render(v, variables) for v in value]
-        if not isinstance(value, str):
-            return value
-        whole = _TEMPLATE.fullmatch(value.strip())
-        if whole:  # a lone template keeps the value's type (an extracted number stays a number in JSON)
-            return self._lookup(whole.group(1), variables)
-        return _TEMPLATE.sub(lambda match: str(self._lookup(match.group(1), variables)), value)
+    def _policy(self, task: Task, request: Request) -> RetryPolicy:
+        return request.retries or task.retries or self.scenario.retries or NO_RETRIES
 
-    def _lookup(self, name: str, variables: dict):
-        if name.startswith("faker."):
-            provider_name = name[len("faker."):]
-            # a provider is a public method: no dunder (faker.__class__) and no path into other objects
-            provider = None if "." in provider_name or provider_name.startswith("_") \
-                else getattr(self.faker, provider_name, None)
-            if not callable(provider):
-                raise KeyError(f"no faker provider {name[len('faker.'):]!r}")
-            result = provider()
-            return result.isoformat() if hasattr(result, "isoformat") else result
-        if name not in variables:
-            raise KeyError(f"no value named {name!r} (extract it in an earlier step)")
-        return variables[name]
+    async def _send(self, task: Task, request: Request, policy: RetryPolicy, args: tuple):
+        """The request, sent again as ``policy`` says (jittered exponential backoff, Retry-After honoured up
+        to max_backoff); each retry is logged and counted. Returns the last response or raises its error."""
+        import httpx
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, _Retry):
+                return True
+            kind = "timeout" if isinstance(exc, httpx.TimeoutException) else \
+                "connect" if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError)) else None
+            return kind in policy.on
+
+        def wait(state) -> float:
+            backoff = min(policy.max_backoff_s, policy.backoff_s * 2 ** (state.attempt_number - 1))
+            backoff = backoff / 2 + self.rng.uniform(0, backoff / 2)  # jitter: retries of many clients spread
+            exc = state.outcome.exception()
+            if isinstance(exc, _Retry):
+                backoff = max(backoff, min(policy.max_backoff_s, _retry_after(exc.response)))
+            return backoff
+
+        def before_sleep(state) -> None:
+            totals = self.totals.setdefault((task.name, request.name), _Totals())
+            totals.retries += 1
+            if self.metrics:
+                self.metrics.retries.labels(task.name, request.name).inc()
+            self._log({"task": task.name, "step": request.name, "retry": state.attempt_number,
+                       "reason": str(state.outcome.exception()) or type(state.outcome.exception()).__name__,
+                       "wait_ms": round(state.upcoming_sleep * 1000, 3)})
+
+        def last_outcome(state):
+            exc = state.outcome.exception()
+            if isinstance(exc, _Retry):
+                return exc.response
+            raise exc
+
+        async for attempt in AsyncRetrying(stop=stop_after_attempt(policy.attempts), wait=wait,
+                                           retry=retry_if_exception(retryable), before_sleep=before_sleep,
+                                           retry_error_callback=last_outcome):
+            with attempt:
+                response = await self.client.request(*args[:2], **args[2])
+                status = response.status_code
+                if status in policy.on or f"{status // 100}xx" in policy.on:
+                    raise _Retry(response)
+        return response
 
     async def _call(self, task: Task, request: Request, variables: dict) -> bool:
         import httpx
 
         key = (task.name, request.name)
-        totals = self.totals.setdefault(key, [0, 0, []])
+        totals = self.totals.setdefault(key, _Totals())
         record = {"task": task.name, "step": request.name, "method": request.method}
         started = time.monotonic()
         try:
-            path = self._render(request.path, variables)
-            kwargs = {"headers": self._render(request.headers, variables)}
+            path = render(request.path, variables, self.faker)
+            kwargs = {"headers": render(request.headers, variables, self.faker)}
             if request.json is not None:
-                kwargs["json"] = self._render(request.json, variables)
+                kwargs["json"] = render(request.json, variables, self.faker)
             elif request.body is not None:
-                kwargs["content"] = str(self._render(request.body, variables)).encode()
-            response = await self.client.request(request.method, path, **kwargs)
-        except (httpx.HTTPError, KeyError) as exc:
-            totals[0] += 1
-            totals[1] += 1
+                kwargs["content"] = str(render(request.body, variables, self.faker)).encode()
+            response = await self._send(task, request, self._policy(task, request), (request.method, path, kwargs))
+        except (httpx.HTTPError, TemplateError) as exc:
+            totals.requests += 1
+            totals.failures += 1
+            totals.errors += 1
             message = str(exc) or type(exc).__name__
             self._log({**record, "url": str(request.path), "status": None,
                        "latency_ms": round((time.monotonic() - started) * 1000, 3), "ok": False, "error": message})
@@ -348,15 +460,20 @@ class _Runner:
                 variables[name] = _extract(value, response)
             except (KeyError, IndexError, ValueError, TypeError):
                 failures.append(("extract", f"{name}: nothing at {value}"))
-        totals[0] += 1
-        totals[2].append(latency)
+        totals.requests += 1
+        totals.latencies.append(latency)
         ok = not failures
         if not ok:
-            totals[1] += 1
+            totals.failures += 1
         if not (self.quiet and ok):
-            self._log({**record, "url": str(response.url), "status": response.status_code,
-                       "latency_ms": round(latency * 1000, 3), "ok": ok,
-                       "error": "; ".join(message for _, message in failures) or None})
+            line = {**record, "url": str(response.url), "status": response.status_code,
+                    "latency_ms": round(latency * 1000, 3), "ok": ok,
+                    "error": "; ".join(message for _, message in failures) or None}
+            if self.debug:
+                line["request"] = {"headers": dict(response.request.headers),
+                                   "body": response.request.content.decode("utf-8", "replace")[:DEBUG_BODY]}
+                line["response"] = {"headers": dict(response.headers), "body": response.text[:DEBUG_BODY]}
+            self._log(line)
         for check, message in failures:
             self._log({"task": task.name, "step": request.name, "check": check, "ok": False, "error": message})
         if self.metrics:
@@ -387,6 +504,8 @@ class _Runner:
             if settings.shard == 0:
                 await self._iteration(task)
             return
+        # DURATION_SECONDS is the task's whole length: it replaces `for`, and cuts stages that run past it
+        task_end = time.monotonic() + settings.duration_s if settings.duration_s else math.inf
         if task.shape == "every":  # the old per-second loop; iterations start on time even if one is slow
             length = settings.duration_s or task.for_s
             count = int(length / task.every_s + 1e-9)
@@ -399,42 +518,93 @@ class _Runner:
                     self._launch(task)
             return
         for stage in task.stages:
-            length = settings.duration_s or stage.duration_s
+            deadline = min(time.monotonic() + stage.duration_s, task_end)
             if stage.rate:
                 rate = stage.rate / settings.shards
                 start = time.monotonic()
-                for k in range(int(length * rate + 1e-9)):
+                for k in range(int(stage.duration_s * rate + 1e-9)):
                     await asyncio.sleep(max(0.0, start + k / rate - time.monotonic()))
-                    if time.monotonic() - start >= length:
+                    if time.monotonic() >= deadline:
                         break
                     self._launch(task)
             else:
                 workers = stage.concurrency // settings.shards + (settings.shard < stage.concurrency % settings.shards)
-                deadline = time.monotonic() + length
 
                 async def loop():
                     while time.monotonic() < deadline:
                         await self._iteration(task)
 
                 await asyncio.gather(*(loop() for _ in range(workers)))
+            if time.monotonic() >= task_end:
+                return
 
     async def run(self) -> int:
-        tasks = [self.scenario.tasks[self.settings.task]] if self.settings.task else list(self.scenario.tasks.values())
         try:
-            await asyncio.gather(*(self._run_task(task) for task in tasks))
+            await asyncio.gather(*(self._run_task(task) for task in self.tasks))
             while self.pending:
                 await asyncio.gather(*list(self.pending))
         finally:
             await self.client.aclose()
-        failed = sum(totals[1] for totals in self.totals.values())
-        for (task, step), (requests, failures, latencies) in sorted(self.totals.items()):
-            latencies.sort()
-            p50 = latencies[len(latencies) // 2] * 1000 if latencies else 0.0
-            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000 if latencies else 0.0
-            sys.stderr.write(f"fastmock: {task}/{step}: {requests} requests, {failures} failed, "
-                             f"p50 {p50:.1f}ms p99 {p99:.1f}ms\n")
-        sys.stderr.write(f"fastmock: {'FAILED' if failed else 'ok'}: {failed} failed checks or requests\n")
-        return 1 if failed else 0
+        elapsed = time.monotonic() - self.started
+        everything = _Totals()
+        for (task, step), totals in sorted(self.totals.items()):
+            totals.latencies.sort()
+            sys.stderr.write(f"fastmock: {task}/{step}: {totals.requests} requests, {totals.failures} failed, "
+                             f"{totals.retries} retries, p50 {_percentile(totals.latencies, 50) * 1000:.1f}ms "
+                             f"p99 {_percentile(totals.latencies, 99) * 1000:.1f}ms\n")
+            everything.requests += totals.requests
+            everything.failures += totals.failures
+            everything.errors += totals.errors
+            everything.latencies += totals.latencies
+        everything.latencies.sort()
+        thresholds = self.scenario.thresholds + tuple(self.settings.thresholds)
+        if not thresholds:  # every failed check or request fails the run
+            failed = everything.failures
+            sys.stderr.write(f"fastmock: {'FAILED' if failed else 'ok'}: {failed} failed checks or requests\n")
+            return 1 if failed else 0
+        checks = evaluate(thresholds, _measure(everything, elapsed))
+        for check in checks:
+            sys.stderr.write(f"fastmock: threshold {check['threshold']}: {'pass' if check['ok'] else 'FAIL'} "
+                             f"({check['value']:g})\n")
+        return 0 if all(check["ok"] for check in checks) else 1
+
+
+def _percentile(ordered: list, percent: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))] if ordered else 0.0
+
+
+def _measure(totals: _Totals, elapsed_s: float):
+    """thresholds.evaluate's ``measure`` for a run: latencies in seconds, shares of requests, rates."""
+    def measure(metric: str) -> float:
+        if metric == "requests":
+            return totals.requests
+        if metric == "rps":
+            return totals.requests / elapsed_s if elapsed_s else math.nan
+        if metric in ("errors", "failed"):
+            count = totals.errors if metric == "errors" else totals.failures
+            return count / totals.requests if totals.requests else math.nan
+        if not totals.latencies:
+            return math.nan
+        if metric == "min":
+            return totals.latencies[0]
+        if metric == "max":
+            return totals.latencies[-1]
+        if metric == "mean":
+            return sum(totals.latencies) / len(totals.latencies)
+        return _percentile(totals.latencies, float(metric[1:]))
+
+    return measure
+
+
+def _retry_after(response) -> float:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date); 0 without one."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return 0.0
 
 
 def _check(check: Check, response) -> list:
@@ -475,7 +645,22 @@ def _extract(path: str, response):
     return value
 
 
+def chosen_tasks(scenario: Scenario, settings: RunSettings) -> list:
+    """The tasks to run: TASK/--task, every one with --all, else the file's default_task or its only task."""
+    names = ", ".join(scenario.tasks)
+    if settings.task is not None:
+        if settings.task not in scenario.tasks:
+            raise ScenarioError(f"{scenario.path}: no task {settings.task!r} (tasks: {names})")
+        return [scenario.tasks[settings.task]]
+    if settings.all_tasks:
+        return list(scenario.tasks.values())
+    if scenario.default_task is not None:
+        return [scenario.tasks[scenario.default_task]]
+    if len(scenario.tasks) == 1:
+        return list(scenario.tasks.values())
+    raise ScenarioError(f"{scenario.path} has several tasks ({names}): choose one with --task (or TASK=NAME), "
+                        f"name one as default_task in the file, or run them all at once with --all")
+
+
 def run_scenario(scenario: Scenario, settings: RunSettings) -> int:
-    if settings.task is not None and settings.task not in scenario.tasks:
-        raise ScenarioError(f"{scenario.path}: no task {settings.task!r} (tasks: {', '.join(scenario.tasks)})")
-    return asyncio.run(_Runner(scenario, settings).run())
+    return asyncio.run(_Runner(scenario, settings, chosen_tasks(scenario, settings)).run())
