@@ -16,6 +16,8 @@ RUN python -m pip install --no-cache-dir build==1.2.2 \
 # Runtime stage: the wheel (with gRPC) on a slim Python, no compiler, a non-root user.
 FROM python:3.12-slim
 COPY --from=build /wheels /wheels
+# what `docker run -e TASK=ping_once fastmock run` runs when no scenario file is given
+COPY examples/scenario.yaml /etc/fastmock/scenario.yaml
 RUN python -m pip install --no-cache-dir "$(echo /wheels/fastmock-*.whl)[grpc]" \
     && rm -rf /wheels \
     && useradd --system --uid 10001 --no-create-home fastmock

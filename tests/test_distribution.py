@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fastmock.cli import cli
+from fastmock.cli import IMAGE_SCENARIO, cli
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -168,6 +168,8 @@ def test_the_dockerfile_lints_clean_and_agrees_with_the_cli():
     command = json.loads(runtime["CMD"])
     cli.commands[command[0]].make_context(command[0], command[1:])  # a click usage error if CMD went stale
     assert runtime["USER"] not in ("root", "0")
+    copies = [argument.split() for keyword, argument in dockerfile_stages()[-1] if keyword == "COPY"]
+    assert ["examples/scenario.yaml", IMAGE_SCENARIO] in copies  # `fastmock run` with no file runs it
     assert runtime["STOPSIGNAL"] == "SIGTERM"
 
 

@@ -262,7 +262,7 @@ def test_templates_reach_only_public_faker_providers(hp, tmp_path):
     ("{{ faker.pyint(1, 2, 3, 4) }}", "faker.pyint: too many positional arguments"),
     ("{{ faker.pyint(lo=1) }}", "faker.pyint: got an unexpected keyword argument 'lo'"),
     ("{{ price * 2 }}", "no value named 'price' (extracted by an earlier step: none yet)"),
-    ("{{ open('/etc/passwd') }}", "only faker providers can be called"),
+    ("{{ open('/etc/passwd') }}", "only faker providers and int, float, str, round can be called"),
     ("{{ [1, 2] }}", "List is not allowed in a template"),
     ("{{ 1 + }}", "not an expression"),
 ])
@@ -406,3 +406,20 @@ def test_a_repeating_load_ends_when_its_for_does(hp, tmp_path):
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 10  # 1,000 iterations asked; none is started after the second is over
     assert 0 < len(records) <= 1000
+
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "scenario.yaml")
+
+
+@pytest.mark.parametrize(("task", "duration", "requests"), [
+    (None, None, 1),                       # default_task: ping_once
+    ("ping_loop", "2.5", 2),              # every 1s: at 0 s and 1 s (2.5 s hold two whole periods)
+    ("price_reservation", "1.2", 6),       # a rate of 2 for 1.2 s: 3 flows of 2 steps
+])
+def test_the_shipped_examples_run_against_hp(hp, tmp_path, task, duration, requests):
+    env = {"BASE_URL": hp.url, **({"TASK": task} if task else {}), **({"DURATION_SECONDS": duration} if duration else {})}
+    with open(EXAMPLE) as example:
+        result, lines, failed = run(tmp_path, example.read(), env=env)
+    assert result.returncode == 0, result.stderr
+    assert failed == [] and len(lines) == requests and all(line["ok"] for line in lines)
+    assert "threshold failed<1%: pass" in result.stderr

@@ -246,8 +246,8 @@ def _request(reader: _Reader, items, index: int, context: str, names: set) -> Re
         raise reader.fail(check_node, "status", "must be a status code or a list of them (100-599)")
     extract = reader.mapping(node.get("extract", {}), "extract", None, "extract")
     for key, value in extract.items():
-        if not isinstance(value, str) or not (value.startswith("json.") or value.startswith("header.")):
-            raise reader.fail(extract, key, "extract from 'json.a.b.0' or 'header.Name'")
+        if not isinstance(value, str) or not (value == "json" or value.startswith(("json.", "header."))):
+            raise reader.fail(extract, key, "extract from 'json' (the whole body), 'json.a.b.0' or 'header.Name'")
     return Request(
         name=str(node.get("name", f"{method} {node['path']}")), method=method, path=str(node["path"]),
         headers={str(k): str(v) for k, v in node.get("headers", {}).items()}, json=_plain(node.get("json")),
@@ -640,7 +640,7 @@ def _extract(path: str, response):
             raise KeyError(rest)
         return value
     value = response.json()
-    for part in rest.split("."):
+    for part in rest.split(".") if rest else ():
         value = value[int(part)] if isinstance(value, list) else value[part]
     return value
 

@@ -3,6 +3,7 @@
     EXPR := faker.PROVIDER | faker.PROVIDER(LITERAL, ..., name=LITERAL)     a seeded Faker value
           | NAME | NAME.key | NAME[0]                                       a value extracted earlier
           | LITERAL | EXPR (+ - * / // %) EXPR | -EXPR | (EXPR)             arithmetic, string concatenation
+          | int(EXPR) | float(EXPR) | str(EXPR) | round(EXPR[, DIGITS])     conversions (a query value is text)
 
 The expression is parsed by Python's ``ast`` and only these node kinds are accepted; everything is checked
 before a run (providers exist, their arguments fit their signatures, names are extracted by an earlier
@@ -23,6 +24,7 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 MAX_EXPRESSION = 500
 MAX_REPEAT = 1 << 20  # a repeated string or list: at most this long
+CONVERSIONS = {"int": int, "float": float, "str": str, "round": round}
 
 
 class TemplateError(ValueError):
@@ -43,14 +45,23 @@ def _parse(text: str) -> ast.expr:
             raise TemplateError(f"{{{{{text}}}}}: {type(node).__name__} is not allowed in a template")
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             raise TemplateError(f"{{{{{text}}}}}: no names starting with '_'")
-        if isinstance(node, ast.Call) and _provider_name(node.func) is None:
-            raise TemplateError(f"{{{{{text}}}}}: only faker providers can be called")
-        if isinstance(node, ast.Call) and not all(isinstance(arg, ast.Constant) for arg in
-                                                  [*node.args, *(keyword.value for keyword in node.keywords)]):
-            raise TemplateError(f"{{{{{text}}}}}: a provider's arguments are literals")
-        if isinstance(node, ast.Call) and any(keyword.arg is None for keyword in node.keywords):
-            raise TemplateError(f"{{{{{text}}}}}: no **arguments")
+        if isinstance(node, ast.Call):
+            if _conversion(node) is not None:
+                if node.keywords or not 1 <= len(node.args) <= 2:
+                    raise TemplateError(f"{{{{{text}}}}}: {node.func.id}() takes one value (round: and digits)")
+            elif _provider_name(node.func) is None:
+                raise TemplateError(f"{{{{{text}}}}}: only faker providers and {', '.join(CONVERSIONS)} can be "
+                                    f"called")
+            elif not all(isinstance(arg, ast.Constant) for arg in [*node.args, *(k.value for k in node.keywords)]):
+                raise TemplateError(f"{{{{{text}}}}}: a provider's arguments are literals")
+            elif any(keyword.arg is None for keyword in node.keywords):
+                raise TemplateError(f"{{{{{text}}}}}: no **arguments")
     return tree
+
+
+def _conversion(node: ast.Call):
+    """int(...), float(...), str(...) or round(...): the function, else None."""
+    return CONVERSIONS.get(node.func.id) if isinstance(node.func, ast.Name) else None
 
 
 def _provider_name(node: ast.expr) -> str | None:
@@ -90,9 +101,16 @@ def check_templates(value, faker, names) -> None:
                                                              **{k.arg: k.value.value for k in call.keywords})
                         except TypeError as exc:
                             raise TemplateError(f"faker.{name}: {exc}") from None
-                elif isinstance(node, ast.Name) and node.id not in names and (node.id != "faker" or node is tree):
+                elif isinstance(node, ast.Name) and node.id not in names and not _known_function(node, tree):
                     known = ", ".join(sorted(names)) or "none yet"
                     raise TemplateError(f"no value named {node.id!r} (extracted by an earlier step: {known})")
+
+
+def _known_function(name: ast.Name, tree: ast.expr) -> bool:
+    """``name`` is faker (of a provider) or a conversion being called, not a value."""
+    return any(isinstance(node, ast.Call) and node.func is name or
+               isinstance(node, ast.Attribute) and node.value is name and name.id == "faker"
+               for node in ast.walk(tree))
 
 
 def render(value, variables: dict, faker):
@@ -112,6 +130,12 @@ def render(value, variables: dict, faker):
 def _evaluate(node: ast.expr, variables: dict, faker):
     if isinstance(node, ast.Constant):
         return node.value
+    if isinstance(node, ast.Call) and _conversion(node) is not None:
+        args = [_evaluate(arg, variables, faker) for arg in node.args]
+        try:
+            return _conversion(node)(*args)
+        except (TypeError, ValueError) as exc:
+            raise TemplateError(f"{ast.unparse(node)}: {exc}") from None
     name = _provider_name(node.func if isinstance(node, ast.Call) else node)
     if name is not None:
         args = [arg.value for arg in node.args] if isinstance(node, ast.Call) else []
