@@ -1,10 +1,13 @@
 """What every process shares (runtime.py): the process log, and the core's log records reaching it."""
 
 import asyncio
+import os
 
+import pytest
 import uvloop
 
 from fastmock import runtime
+from fastmock.runtime import available_cpus
 from fastmock._core import Route, Server, StaticResponse
 
 
@@ -40,3 +43,28 @@ def test_a_restarting_worker_backs_off_while_it_keeps_dying_quickly():
     assert [backoff.after_death(0, lived_s=0.5) for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
     assert backoff.after_death(0, lived_s=60.0) == 0.1  # it lived: the next death starts over
     assert backoff.after_death(1, lived_s=0.5) == 0.2  # each worker counts its own
+
+
+def _cgroup_tree(tmp_path, proc_lines, files):
+    proc = tmp_path / "cgroup"
+    proc.write_text("".join(line + "\n" for line in proc_lines))
+    for name, text in files.items():
+        path = tmp_path / "fs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(tmp_path / "fs"), str(proc)
+
+
+@pytest.mark.parametrize(("proc_lines", "files", "expected"), [
+    (["0::/kubepods/pod1"], {"kubepods/pod1/cpu.max": "50000 100000\n"}, 1),         # v2: half a CPU → 1
+    (["0::/"], {"cpu.max": "max 100000\n"}, None),                                     # v2: no quota
+    (["4:cpu,cpuacct:/docker/abc"], {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "100000\n",
+                                     "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"}, 1),  # v1
+    (["4:cpu,cpuacct:/"], {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"},
+     None),                                                                            # v1: no quota
+    (["0::/gone"], {}, None),                                                          # nothing readable
+])
+def test_available_cpus_honours_the_cgroup_quota(tmp_path, proc_lines, files, expected):
+    root, proc = _cgroup_tree(tmp_path, proc_lines, files)
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(root, proc) == (min(affinity, expected) if expected else affinity)

@@ -29,7 +29,7 @@ from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
 from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.scenario import RunSettings, ScenarioError, chosen_tasks, load_scenario, run_scenario
 from fastmock.shell import run_shell
-from fastmock.runtime import raise_open_files_limit, ready_announcer, write_whole
+from fastmock.runtime import available_cpus, raise_open_files_limit, ready_announcer, write_whole
 from fastmock.serve import ServeConfig, StartError, serve
 from fastmock.params import Duration, Size
 from fastmock.thresholds import THRESHOLD_EXAMPLE, parse_threshold
@@ -57,7 +57,8 @@ class FaultRule(click.ParamType):
 
 
 class Workers(click.ParamType):
-    """``N`` (at least 1) or ``auto``: one per available CPU, or (``per_cpu=False``) None: the mode decides."""
+    """``N`` (at least 1) or ``auto``: one per available CPU (the cgroup quota counts), or (``per_cpu=False``)
+    None: the mode decides."""
 
     name = "N|auto"
 
@@ -68,7 +69,7 @@ class Workers(click.ParamType):
         if isinstance(value, int) or value is None:
             return value
         if str(value).lower() == "auto":
-            return len(os.sched_getaffinity(0)) if self.per_cpu else None
+            return available_cpus() if self.per_cpu else None
         try:
             workers = int(value)
         except ValueError:

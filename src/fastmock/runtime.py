@@ -8,6 +8,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import os
 import resource
 import socket
@@ -16,7 +17,7 @@ import sys
 import tempfile
 
 __all__ = ["log", "recent_log_lines", "url", "make_listener", "raise_open_files_limit", "fork_child",
-           "RestartBackoff", "write_whole", "ready_announcer", "BACKLOG"]
+           "RestartBackoff", "write_whole", "ready_announcer", "available_cpus", "BACKLOG"]
 
 BACKLOG = 4096
 TCP_FASTOPEN_QUEUE = 16384
@@ -28,6 +29,42 @@ def raise_open_files_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def available_cpus(cgroup_root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> int:
+    """The CPUs this process may use: its affinity, lowered by a cgroup CPU quota (v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us``/``cpu.cfs_period_us``) rounded up, as Go's automaxprocs does for a container."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        with open(proc_cgroup) as file:
+            lines = [line.rstrip("\n").split(":", 2) for line in file if line.count(":") >= 2]
+    except OSError:
+        return cpus
+    for hierarchy, controllers, path in lines:
+        if hierarchy == "0":  # v2: one unified tree
+            candidates = [(os.path.join(cgroup_root, path.lstrip("/"), "cpu.max"), None)]
+        elif "cpu" in controllers.split(","):
+            for mount in (controllers, "cpu", "cpu,cpuacct"):
+                directory = os.path.join(cgroup_root, mount, path.lstrip("/"))
+                candidates = [(os.path.join(directory, "cpu.cfs_quota_us"),
+                               os.path.join(directory, "cpu.cfs_period_us"))]
+                if os.path.exists(candidates[0][0]):
+                    break
+        else:
+            continue
+        for quota_path, period_path in candidates:
+            try:
+                with open(quota_path) as file:
+                    fields = file.read().split()
+                if period_path is not None:
+                    with open(period_path) as file:
+                        fields.append(file.read().strip())
+                quota, period = fields[0], fields[1]
+            except (OSError, IndexError):
+                continue
+            if quota not in ("max", "-1") and int(period) > 0:
+                cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    return cpus
 
 
 def make_listener(host: str, port: int, *, listen: bool = True, reuse_port: bool = True) -> socket.socket:
