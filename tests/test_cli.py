@@ -50,6 +50,11 @@ def test_version_says_whether_the_core_is_compiled(runner):
     (["--mem-interval", "-1"], "Invalid value for '--mem-interval': invalid duration '-1'"),
     (["--no-such-flag"], "No such option '--no-such-flag'"),
     (["--request-log", "/nonexistent/x"], "Invalid value for '--request-log': /nonexistent is not a writable"),
+    (["--addr", "8080"], "Invalid value for '--addr' / '-addr': '8080' is not HOST:PORT"),
+    (["-addr=:99999"], "Invalid value for '--addr' / '-addr': ':99999' is not HOST:PORT"),
+    (["--addr", ":8080", "--port", "9000"], "Invalid value for '--addr': give --addr or --host/--port, not both"),
+    (["--quiet=maybe"], "Invalid value for '--quiet': 'maybe' is not a valid boolean"),
+    (["--quiet", "--access-log"], "Invalid value for '--quiet': --quiet turns the access log off"),
 ])
 def test_bad_flags_are_usage_errors_naming_the_flag(runner, args, message):
     result = runner.invoke(cli, ["hp", *args])

@@ -203,10 +203,11 @@ def test_metrics_count_requests_by_route_and_status(hp):
         assert name in after
 
 
-def test_access_log_writes_json_lines(tmp_path):
+@pytest.mark.parametrize("flags", [["--access-log"], ["--quiet=false"]])  # the second: the old server's form
+def test_access_log_writes_json_lines(tmp_path, flags):
     log_path = tmp_path / "access.log"
     with open(log_path, "wb") as out, \
-            start_server("hp", "--port", "0", "--mem-interval", "0", "--access-log", stdout=out) as server:
+            start_server("hp", "--port", "0", "--mem-interval", "0", *flags, stdout=out) as server:
         httpx.get(f"{server.url}/status/404?x=1")
         httpx.get(f"{server.url}/health")
         server.stop()
@@ -214,6 +215,15 @@ def test_access_log_writes_json_lines(tmp_path):
     assert [(line["method"], line["uri"], line["status"]) for line in lines] == \
         [("GET", "/status/404?x=1", 404), ("GET", "/health", 200)]
     assert lines[0]["client"].startswith("127.0.0.1:") and lines[0]["bytes"] > 0
+
+
+@pytest.mark.parametrize("spelling", ["--addr", "-addr="])
+def test_the_old_servers_addr_flag(spelling):
+    value = "127.0.0.1:0"
+    args = [spelling + value] if spelling.endswith("=") else [spelling, value]
+    with start_server("hp", *args, "--mem-interval", "0", "--grpc-port", "0") as server:
+        assert server.host == "127.0.0.1" and server.port > 0
+        assert httpx.get(f"{server.url}/health").status_code == 200
 
 
 def test_mem_interval_prints_a_line():

@@ -93,6 +93,23 @@ class OutputPath(click.Path):
         return path
 
 
+class Parsed(click.ParamType):
+    """A value that ``parse`` turns into a tuple; its ValueError is the usage error."""
+
+    def __init__(self, name: str, parse, envvar_list_splitter: str | None = None) -> None:
+        self.name = name
+        self.parse = parse
+        self.envvar_list_splitter = envvar_list_splitter
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return self.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 READY_FILE_OPTION = click.option(
     "--ready-file", type=OutputPath(), default=None,
     help="Once every port accepts, write a JSON document here (pid, url, ...); it is removed at exit. "
@@ -124,10 +141,21 @@ def cli(ctx):
         dotenv.load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
 
 
+def parse_addr(text: str) -> tuple[str, int]:
+    """The old server's ``HOST:PORT`` (``:8080`` is every address, ``[::1]:8080`` IPv6); ValueError."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. :8080 or 127.0.0.1:8080)")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (:: for IPv6).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port to listen on (0 picks a free one).")
+@click.option("--addr", "-addr", "addr", type=Parsed("HOST:PORT", parse_addr), default=None,
+              help="The old server's HOST:PORT (':8080': every address), instead of --host and --port.")
 @click.option("--workers", type=Workers(), default="1", show_default=True,
               help="Processes sharing the port (SO_REUSEPORT), or 'auto' for one per CPU.")
 @click.option("--buffer-size", type=click.IntRange(64, 4096), default=1024, show_default=True,
@@ -180,19 +208,28 @@ def cli(ctx):
               help="Requests kept for /getlogs (per worker); 0 turns the request log off.")
 @click.option("--request-log", "request_log_path", type=OutputPath(), default=None,
               help="Also append every request to this file as a JSON line.")
-@click.option("--quiet/--access-log", default=True, show_default=True,
-              help="--access-log writes one JSON line per request to stdout.")
+@click.option("--access-log", is_flag=True, help="Write one JSON line per request to stdout.")
+@click.option("--quiet", type=click.BOOL, is_flag=False, flag_value=True, default=None,
+              help="No access log (the default); --quiet=false is --access-log, as the old server had it.")
 @click.option("--mem-interval", type=Duration(), default="10s", show_default=True,
               help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
 @READY_FILE_OPTION
-def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, body_timeout, body_min_rate, max_connections,
+def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, body_timeout, body_min_rate, max_connections,
        shutdown_timeout, max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults,
-       header_faults, max_hang, ws_max_message, ws_idle_timeout, ws_ping_interval, sse_heartbeat, grpc_port, grpc_threads, request_log_size, request_log_path, quiet,
-       mem_interval, ready_file):
+       header_faults, max_hang, ws_max_message, ws_idle_timeout, ws_ping_interval, sse_heartbeat, grpc_port, grpc_threads, request_log_size, request_log_path, access_log,
+       quiet, mem_interval, ready_file):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
     Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
     """
+    if addr is not None:
+        source = click.get_current_context().get_parameter_source
+        if ParameterSource.COMMANDLINE in (source("host"), source("port")):
+            raise click.BadParameter("give --addr or --host/--port, not both", param_hint="'--addr'")
+        host, port = addr
+    if quiet is not None and access_log and quiet:
+        raise click.BadParameter("--quiet turns the access log off: not with --access-log", param_hint="'--quiet'")
+    access_log = access_log or quiet is False
     seed = secrets.randbits(32) if seed is None else seed
     grpc_required = click.get_current_context().get_parameter_source("grpc_port") != ParameterSource.DEFAULT
     if grpc_port and grpc_required and importlib.util.find_spec("grpc") is None:  # find_spec: no import before fork
@@ -203,7 +240,7 @@ def hp(host, port, workers, buffer_size, idle_timeout, header_timeout, body_time
         idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
         body_min_rate=body_min_rate, max_connections=max_connections, shutdown_timeout_s=shutdown_timeout,
         max_target_size=max_target_size,
-        max_header_size=max_header_size, max_headers=max_headers, access_log=not quiet,
+        max_header_size=max_header_size, max_headers=max_headers, access_log=access_log,
         mem_interval_s=mem_interval, ready_file=ready_file,
     )
     _serve_until_stopped(config, lambda worker: HpApp(HpConfig(
@@ -351,23 +388,6 @@ def _detach(config, pid_file, log_file) -> None:
                f"  {ctl} kill {config.base_port}\n"
                f"  {ctl} logs\n"
                f"  {ctl} stop")
-
-
-class Parsed(click.ParamType):
-    """A value that ``parse`` turns into a tuple; its ValueError is the usage error."""
-
-    def __init__(self, name: str, parse, envvar_list_splitter: str | None = None) -> None:
-        self.name = name
-        self.parse = parse
-        self.envvar_list_splitter = envvar_list_splitter
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            return self.parse(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 UPSTREAM_URL = Parsed("URL", parse_upstream)
