@@ -123,6 +123,16 @@ def test_stdin_to_stdout_and_json_stays_json(tmp_path):
     assert json.loads(result.stdout)["targets"][1]["url"] == "http://127.0.0.1:10002/health"
 
 
+@pytest.mark.parametrize(("host_format", "host"), [("hostport", "127.0.0.1:10001"),
+                                                   ("url", "http://127.0.0.1:10001/health")])
+def test_host_format(tmp_path, host_format, host):
+    document = '{"a": {"url": "http://a"}, "b": {"host": "b:1"}}\n'
+    result = rewrite("-", "-", "--endpoints-file", endpoints_file(tmp_path, 2), "--host-format", host_format,
+                     stdin=document)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"a": {"url": "http://127.0.0.1:10000/health"}, "b": {"host": host}}
+
+
 def test_dry_run_prints_a_unified_diff_and_writes_nothing(tmp_path):
     (tmp_path / "in.yaml").write_text(CONFIG)
     result = rewrite(tmp_path / "in.yaml", tmp_path / "out.yaml", "--endpoints-file", endpoints_file(tmp_path, 5),

@@ -26,7 +26,7 @@ from fastmock.hp import HpApp, HpConfig
 from fastmock.load import (OUTPUT_FORMATS, LoadConfig, Progress, output_format_for, passed, run_load, summary_dict,
                            summary_text, write_records)
 from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
-from fastmock.rewrite import ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
+from fastmock.rewrite import HOST_FORMATS, ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.scenario import RunSettings, ScenarioError, chosen_tasks, load_scenario, run_scenario
 from fastmock.shell import run_shell
 from fastmock.runtime import available_cpus, raise_open_files_limit, ready_announcer, write_whole
@@ -641,9 +641,11 @@ def shell(url, token):
               help="The largest IN (and endpoints file or answer) read.")
 @click.option("--field", "fields", multiple=True, default=("url", "host"), show_default=True,
               help="A key whose values are replaced (repeatable); 'host' gets HOST:PORT, others the URL.")
+@click.option("--host-format", type=click.Choice(HOST_FORMATS), default="hostport", show_default=True,
+              help="What 'host' fields get: HOST:PORT, or the whole URL (the old tool's output).")
 @click.option("--cycle", is_flag=True, help="Reuse the endpoints when the document has more fields.")
 @click.option("--dry-run", is_flag=True, help="Print a unified diff instead of writing OUT.")
-def rewrite_config(source, target, endpoints_url, endpoints_file, max_size, fields, cycle, dry_run):
+def rewrite_config(source, target, endpoints_url, endpoints_file, max_size, fields, host_format, cycle, dry_run):
     """Point every url/host field of a YAML or JSON document at fleet endpoints.
 
     IN and OUT may be '-' (stdin, stdout). Comments, order, quoting and layout are kept; OUT is written
@@ -653,7 +655,7 @@ def rewrite_config(source, target, endpoints_url, endpoints_file, max_size, fiel
     try:
         endpoints = parse_endpoints(_read_text(endpoints_file, max_size, "'--endpoints-file'")) if endpoints_file \
             else fetch_endpoints(endpoints_url, max_bytes=max_size)
-        result, replaced = rewrite(text, endpoints, fields, cycle)
+        result, replaced = rewrite(text, endpoints, fields, cycle, host_format)
     except ConfigError as exc:
         raise click.BadParameter(f"{source.name}: {exc}", param_hint="'IN'") from None
     except EndpointsError as exc:

@@ -115,12 +115,17 @@ def _render(value: str, style: str | None) -> str:
     return value
 
 
-def _value_for(field: str, endpoint: str) -> str:
-    """``host`` fields get HOST:PORT; every other field the endpoint's URL."""
-    return urllib.parse.urlsplit(endpoint).netloc if field == "host" else endpoint
+HOST_FORMATS = ("hostport", "url")
 
 
-def rewrite(text: str, endpoints: list[str], fields=("url", "host"), cycle: bool = False) -> tuple[str, int]:
+def _value_for(field: str, endpoint: str, host_format: str) -> str:
+    """``host`` fields get HOST:PORT (``host_format`` "url": the URL, as the old tool wrote them); every
+    other field the endpoint's URL."""
+    return urllib.parse.urlsplit(endpoint).netloc if field == "host" and host_format == "hostport" else endpoint
+
+
+def rewrite(text: str, endpoints: list[str], fields=("url", "host"), cycle: bool = False,
+            host_format: str = "hostport") -> tuple[str, int]:
     """The document with its fields replaced by successive endpoints, and how many were replaced."""
     try:
         found = _fields(text, set(fields))
@@ -135,7 +140,7 @@ def rewrite(text: str, endpoints: list[str], fields=("url", "host"), cycle: bool
                              f"{len(endpoints)} endpoints" + ("" if cycle else " (--cycle reuses them)"))
     pieces, position = [], 0
     for i, (key, value) in enumerate(found):
-        new = _value_for(key.value, endpoints[i % len(endpoints)])
+        new = _value_for(key.value, endpoints[i % len(endpoints)], host_format)
         style = value.style or None  # plain: None from PyYAML, "" from libyaml
         if value.value == "" and style is None:  # an empty value: write after the key's colon
             start = end = text.index(":", key.end_mark.index) + 1
