@@ -1,6 +1,7 @@
 """The fault language and engine: parsing, seeded draws, statistics, and every outcome seen by real clients."""
 
 import asyncio
+import re
 import json
 import math
 import socket
@@ -383,6 +384,27 @@ def test_getlogs_lists_the_last_requests_in_order(tmp_path):
     lines = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert [line["path"] for line in lines] == ["/health", "/echo/one?x=1", "/status/404", "/delay/50", "/anything",
                                                 "/getlogs?limit=10", "/getlogs?limit=x", "/getlogs?limit=1"]
+
+
+def test_getlogs_as_text_and_getbalance_as_html():  # the old server's forms
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--max-hang", "50ms") as server:
+        with httpx.Client(base_url=server.url) as client:
+            client.get("/status/418?x=1")
+            text = client.get("/getlogs?limit=1&format=text")
+            assert text.headers["content-type"].startswith("text/plain")
+            assert re.fullmatch(r"[0-9.]+ 127\.0\.0\.1:\d+ GET /status/418\?x=1 418 ok [0-9.]+ms\n", text.text)
+            assert client.get("/getlogs?format=xml").status_code == 400
+        for _ in range(100):  # /getbalance is unreliable on purpose: the first 200
+            try:
+                page = httpx.get(f"{server.url}/getbalance?format=html", timeout=1)
+            except httpx.HTTPError:
+                continue
+            if page.status_code == 200:
+                break
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        assert page.text.startswith("<!doctype html>") and re.search(r"<strong id=balance>[0-9.]+ [A-Z]{3}</strong>",
+                                                                      page.text)
+        assert page.text.count("<tr>") == 4  # a header row and three transactions
 
 
 def test_getlogs_when_the_log_is_off():

@@ -183,6 +183,10 @@ def test_help_lists_the_endpoints(hp):
     assert response.headers["content-type"].startswith("text/plain")
     for endpoint in ("/health", "/status/", "/delay/", "/metrics", "/help"):
         assert endpoint in response.text
+    # each kind under its own heading, its lines right below it
+    sections = {block.split("\n", 1)[0]: block for block in response.text.split("\n\n")}
+    assert "/sse?count=N" in sections["Server-Sent Events"] and "/sse" not in sections["WebSocket"]
+    assert "GET /ws " in sections["WebSocket"] and "/getbalance" in sections["HTTP"]
 
 
 def test_metrics_count_requests_by_route_and_status(hp):

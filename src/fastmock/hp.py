@@ -3,6 +3,7 @@
 import base64
 import binascii
 import hashlib
+import html
 import re
 import socket
 import time
@@ -29,6 +30,7 @@ GRPC_SERVICES = "echo.EchoService, grpc.health.v1.Health, reflection"
 HELP_TEXT = """\
 fastmock hp endpoints (any method unless stated)
 
+HTTP
 GET /health                      200 {"status":"ok"}; 503 {"status":"draining"} while shutting down
 /  and any other path            echo of the request as JSON               curl localhost:8080/any/path?a=1
 /status/{code}                   that status with the echo JSON             curl localhost:8080/status/503
@@ -45,13 +47,23 @@ GET /health                      200 {"status":"ok"}; 503 {"status":"draining"} 
                                  (?timeout=20&503=10&ok=70, ?spec=SPEC, &delay=DIST)
                                                                             curl localhost:8080/unreliable?503=1&ok=1
 /getbalance                      the same mix; 200 is a fake account JSON   curl localhost:8080/getbalance
+                                 ?format=html: the old server's page
 /getlogs?limit=N                 the last requests: time, client, method, path, outcome, status, latency
-/sse?count=N&interval=MS&size=B  Server-Sent Events (count=0: until the client leaves)
-GET /ws                          WebSocket echo (text and binary)    websocat ws://localhost:8080/ws
-GET /ws/close                    WebSocket: one message answered "Server received: ...", then close 1000
+                                 &format=text: a line per request
+
+Server-Sent Events
+/sse?count=N&interval=MS&size=B  events (count=0: until the client leaves)
                                                                             curl -N 'localhost:8080/sse?count=3&interval=500'
+
+WebSocket
+GET /ws                          echo (text and binary)                     websocat ws://localhost:8080/ws
+GET /ws/close                    one message answered "Server received: ...", then close 1000
+
+Faults
 Any request with X-Fastmock-Fault: SPEC gets that fault (fault language, see --fault)
                                                   curl -H 'X-Fastmock-Fault: 503:1,ok:1' localhost:8080/health
+
+Service
 /metrics                         Prometheus metrics
 /help                            this text
 
@@ -337,17 +349,32 @@ class HpApp:
         req.fault_plan = self.unreliable_default
 
     def _getbalance(self, req) -> Response:
-        return Response(200, orjson.dumps(fake_account(self.rng)))
+        output = _output_format(req, "html", "/getbalance?format=html")
+        if isinstance(output, Response):
+            return output
+        account = fake_account(self.rng)
+        if output == "html":  # the old server's page
+            return Response(200, _balance_page(account).encode(), b"text/html; charset=utf-8")
+        return Response(200, orjson.dumps(account))
 
     def _getlogs(self, req) -> Response:
-        example = "/getlogs?limit=100"
+        example = "/getlogs?limit=100 (&format=text)"
         if self.server.request_log is None:
             return _error("the request log is off (--request-log-size 0)", example, 404)
+        output = _output_format(req, "text", example)
+        if isinstance(output, Response):
+            return output
         try:
             limit = parse_whole(parse_qs(req.query_string).get("limit", ["100"])[-1], "limit", 0, MAX_INT63)
         except ValueError as exc:
             return _error(str(exc), example)
-        return Response(200, orjson.dumps(self.server.request_log.last(limit)))
+        records = self.server.request_log.last(limit)
+        if output == "text":  # the old server's text form: one line per request
+            lines = "".join(f"{record['time']} {record['client']} {record['method']} {record['path']} "
+                            f"{record['status'] if record['status'] is not None else '-'} {record['outcome']} "
+                            f"{record['latency_ms']}ms\n" for record in records)
+            return Response(200, lines.encode(), b"text/plain; charset=utf-8")
+        return Response(200, orjson.dumps(records))
 
     def _sse(self, req) -> Response:
         example = "/sse?count=10&interval=1000&size=64"
@@ -440,6 +467,26 @@ def fake_account(rng: Random) -> dict:
         "currency": pick(_CURRENCIES),
         "recent_transactions": transactions,
     }
+
+
+def _output_format(req, other: str, example: str):
+    """``?format=json`` (the default) or ``other``, or the 400 answer to anything else."""
+    output = parse_qs(req.query_string).get("format", ["json"])[-1].lower()
+    if output not in ("json", other):
+        return _error(f"format {output!r} is not json or {other}", example)
+    return output
+
+
+def _balance_page(account: dict) -> str:
+    rows = "".join(f"<tr><td>{html.escape(tx['id'])}</td><td>{html.escape(tx['description'])}</td>"
+                   f"<td>{tx['type']}</td><td class=amount>{tx['amount']:.2f}</td><td>{tx['days_ago']} days ago</td></tr>"
+                   for tx in account["recent_transactions"])
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>Balance {html.escape(account['account_id'])}"
+            f"</title></head><body><h1>Account {html.escape(account['account_id'])}</h1>"
+            f"<p>Holder: {html.escape(account['holder'])}</p>"
+            f"<p>Balance: <strong id=balance>{account['balance']:.2f} {html.escape(account['currency'])}</strong></p>"
+            f"<table><tr><th>Transaction</th><th>Description</th><th>Type</th><th>Amount</th><th>When</th></tr>"
+            f"{rows}</table></body></html>\n")
 
 
 def _header(req, name: str) -> str | None:
