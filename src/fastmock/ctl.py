@@ -52,7 +52,11 @@ class Console:
 
     def stats(self, as_json: bool = False) -> None:
         stats = self.client.stats()
-        self._show(stats, as_json, table([[key, value] for key, value in stats.items()], ["STAT", "VALUE"]))
+        rows = []
+        for key, value in stats.items():  # a mapping (the ports by state) gets a row per entry
+            rows += [[f"{key}.{name}", count] for name, count in value.items()] if isinstance(value, dict) \
+                else [[key, value]]
+        self._show(stats, as_json, table(rows, ["STAT", "VALUE"]))
 
     def endpoints(self, limit: int = 20, state: str = "alive", as_json: bool = False) -> None:
         entries = self.client.endpoints(limit=limit, state=state)
@@ -211,8 +215,11 @@ def revive(console, port, as_json):
 @click.argument("count", type=int)
 @json_option
 def scale(console, count, as_json):
-    """Start COUNT more ports (negative: stop the highest)."""
+    """Start COUNT more ports (negative: stop the highest; 'scale -10' needs no '--')."""
     console.scale(count, as_json)
+
+
+scale.context_settings["ignore_unknown_options"] = True  # -10 is a COUNT, not an option
 
 
 class PortRange(click.ParamType):

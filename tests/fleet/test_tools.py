@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 
@@ -50,6 +52,8 @@ def test_detach_then_every_ctl_command_then_stop(tmp_path, state_home):
         stats = ctl("stats")
         assert stats.returncode == 0
         assert any(line.split() == ["current_alive", "100"] for line in stats.stdout.splitlines())
+        assert any(line.split() == ["states.alive", "100"] for line in stats.stdout.splitlines())
+        assert "{" not in stats.stdout  # a table, no dict repr
         assert json.loads(ctl("stats", "--json").stdout)["current_alive"] == 100
 
         table = ctl("endpoints", "3").stdout.splitlines()
@@ -69,7 +73,7 @@ def test_detach_then_every_ctl_command_then_stop(tmp_path, state_home):
         assert ctl("kill", "80").stderr.strip().startswith("Error: port 80 is not in the fleet")
 
         assert ctl("scale", "5").stdout.strip() == f"started 5 ports; the fleet has 105 ({base}-{base + 104})"
-        assert ctl("scale", "--", "-5").stdout.strip() == f"stopped 5 ports; the fleet has 100 ({base}-{base + 99})"
+        assert ctl("scale", "-5").stdout.strip() == f"stopped 5 ports; the fleet has 100 ({base}-{base + 99})"
 
         status = ctl("status")
         assert status.returncode == 0
@@ -119,6 +123,18 @@ def test_detach_that_cannot_listen_reports_it(state_home):
                       "--detach", env=state_home)
     assert result.returncode == 1
     assert "cannot use management port 9 on 192.0.2.1" in result.stderr
+
+
+def test_detach_that_binds_no_port_stops_the_fleet_it_started(state_home):
+    base = free_base(1)
+    with socket.create_server(("127.0.0.1", base)):  # the fleet's only port is taken
+        result = fastmock("fleet", "1", "--base-port", str(base), "--mgmt-port", str(free_port()), "--detach",
+                          env=state_home)
+    assert result.returncode == 1
+    assert "started but does not answer: no port is alive; it was stopped" in result.stderr
+    pid = int(re.search(r"the fleet \(pid (\d+)\)", result.stderr).group(1))
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def test_shell_session(tmp_path, state_home):

@@ -4,6 +4,8 @@ import errno
 import json
 import os
 import select
+import signal
+import time
 import urllib.request
 from pathlib import Path
 
@@ -34,6 +36,18 @@ def default_paths(mgmt_port: int) -> tuple[Path, Path]:
 def _tail(path: Path) -> str:
     lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
     return "\n".join(f"  | {line}" for line in lines)
+
+
+def _stop(pid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM the fleet this call started and reap it; SIGKILL if it is still there after ``timeout_s``."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return
+        time.sleep(0.02)
 
 
 def start_detached(config: FleetConfig, pid_file: Path, log_file: Path, timeout_s: float = 120.0) -> dict:
@@ -76,8 +90,9 @@ def start_detached(config: FleetConfig, pid_file: Path, log_file: Path, timeout_
     with os.fdopen(ready_read, "rb") as channel:  # EOF without a line: the fleet exited before it was ready
         line = channel.readline() if select.select([channel], [], [], timeout_s)[0] else None
     if line is None:
-        raise DetachError(f"the fleet (pid {pid}) was not ready after {timeout_s:g}s; the end of "
-                          f"{log_file}:\n{_tail(log_file)}")
+        _stop(pid)
+        raise DetachError(f"the fleet (pid {pid}) was not ready after {timeout_s:g}s and was stopped; the end "
+                          f"of {log_file}:\n{_tail(log_file)}")
     if not line:
         _, status = os.waitpid(pid, 0)
         raise DetachError(f"the fleet exited with {os.waitstatus_to_exitcode(status)} before it was ready; "
@@ -92,7 +107,8 @@ def start_detached(config: FleetConfig, pid_file: Path, log_file: Path, timeout_
         with urllib.request.urlopen(first[0], timeout=10) as response:
             response.read()
     except (FleetError, OSError) as exc:
-        raise DetachError(f"the fleet (pid {pid}) started but does not answer: {exc}; the end of "
+        _stop(pid)  # a fleet that serves nothing is not left behind
+        raise DetachError(f"the fleet (pid {pid}) started but does not answer: {exc}; it was stopped; the end of "
                           f"{log_file}:\n{_tail(log_file)}") from None
     return {"pid": pid, "url": mgmt_url, "ports": f"{config.base_port}-{config.base_port + config.count - 1}",
             "alive": stats["current_alive"], "failed": stats["bind_failures"], "log": str(log_file),
