@@ -261,6 +261,22 @@ def test_bad_flags_are_usage_errors(args, named, tmp_path):
     assert named in result.stderr
 
 
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PROXY_DELAY_MS": "abc"}, "Invalid value for '--delay-ms': PROXY_DELAY_MS=abc: 'abc' is not a valid integer"),
+    ({"PROXY_DROP_RATE": "2"}, "Invalid value for '--drop-rate': PROXY_DROP_RATE=2: 2.0 is not in the range"),
+    ({"UPSTREAM_BASE_URL": "ftp://x"}, "Invalid value for '--upstream': UPSTREAM_BASE_URL=ftp://x: "),
+    ({}, "Missing option '--upstream'. Give it, or set FASTMOCK_PROXY_UPSTREAM or UPSTREAM_BASE_URL in the "
+         "environment or ./.env."),
+])
+def test_bad_environment_values_name_the_variable(env, message, tmp_path):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "UPSTREAM_", "FASTMOCK_"))}
+    args = [] if "UPSTREAM_BASE_URL" in env or not env else ["--upstream", "http://127.0.0.1:1"]
+    result = subprocess.run([sys.executable, "-m", "fastmock", "proxy", *args], capture_output=True, text=True,
+                            timeout=30, cwd=tmp_path, env={**environment, **env})
+    assert result.returncode == 2
+    assert message in result.stderr, result.stderr
+
+
 def _rss_mib(pid):
     with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -2,6 +2,7 @@
 
 import difflib
 import errno
+import functools
 import importlib.util
 import json
 import os
@@ -54,6 +55,37 @@ class FaultRule(click.ParamType):
             return prefix, parse_fault_spec(spec)
         except FaultSpecError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class EnvOption(click.Option):
+    """An option whose value may come from the environment: then its errors name the variable, and a missing
+    required one says which variables would give it."""
+
+    def _variables(self, ctx) -> list[str]:
+        if self.envvar:
+            return [self.envvar] if isinstance(self.envvar, str) else list(self.envvar)
+        prefix = ctx.auto_envvar_prefix
+        return [f"{prefix}_{self.name.upper()}"] if prefix and self.name else []
+
+    def process_value(self, ctx, value):
+        try:
+            return super().process_value(ctx, value)
+        except click.MissingParameter:
+            variables = self._variables(ctx)
+            if not variables:
+                raise
+            where = "the environment or ./.env" if ctx.command.name == "proxy" else "the environment"
+            raise click.MissingParameter(f"Give it, or set {' or '.join(variables)} in {where}.",
+                                         ctx=ctx, param=self) from None
+        except click.BadParameter as exc:
+            if ctx.get_parameter_source(self.name) != ParameterSource.ENVIRONMENT:
+                raise
+            variable = next(name for name in self._variables(ctx) if name in os.environ)
+            raise click.BadParameter(f"{variable}={os.environ[variable]}: {exc.message}", ctx=ctx,
+                                     param=self) from None
+
+
+option = functools.partial(click.option, cls=EnvOption)
 
 
 class Workers(click.ParamType):
@@ -110,7 +142,7 @@ class Parsed(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-READY_FILE_OPTION = click.option(
+READY_FILE_OPTION = option(
     "--ready-file", type=OutputPath(), default=None,
     help="Once every port accepts, write a JSON document here (pid, url, ...); it is removed at exit. "
          "For scripts that wait for the server.")
@@ -151,67 +183,67 @@ def parse_addr(text: str) -> tuple[str, int]:
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (:: for IPv6).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+@option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (:: for IPv6).")
+@option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port to listen on (0 picks a free one).")
-@click.option("--addr", "-addr", "addr", type=Parsed("HOST:PORT", parse_addr), default=None,
+@option("--addr", "-addr", "addr", type=Parsed("HOST:PORT", parse_addr), default=None,
               help="The old server's HOST:PORT (':8080': every address), instead of --host and --port.")
-@click.option("--workers", type=Workers(), default="1", show_default=True,
+@option("--workers", type=Workers(), default="1", show_default=True,
               help="Processes sharing the port (SO_REUSEPORT), or 'auto' for one per CPU.")
-@click.option("--buffer-size", type=click.IntRange(64, 4096), default=1024, show_default=True,
+@option("--buffer-size", type=click.IntRange(64, 4096), default=1024, show_default=True,
               help="Read/write buffer size in KB (also the streaming pattern buffer).")
-@click.option("--idle-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
+@option("--idle-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
               help="Close a keep-alive connection idle this long (bare number: seconds).")
-@click.option("--header-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
+@option("--header-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
               help="Answer 408 and close if a request head takes longer (bare number: seconds).")
-@click.option("--body-timeout", type=Duration(), default="30s", show_default=True,
+@option("--body-timeout", type=Duration(), default="30s", show_default=True,
               help="Answer 408 and close if a request body takes longer than this plus a second per "
                    "--body-min-rate bytes received (bare number: seconds); 0 turns it off.")
-@click.option("--body-min-rate", type=Size(minimum=1), default="1K", show_default=True,
+@option("--body-min-rate", type=Size(minimum=1), default="1K", show_default=True,
               help="Bytes per second a slow request body must average to earn more time (see --body-timeout).")
-@click.option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
+@option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
               help="Open connections per worker; beyond it new ones are closed at once.")
-@click.option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
+@option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
               help="On SIGTERM, how long in-flight responses may finish (bare number: seconds).")
-@click.option("--max-delay", type=Duration(bare_unit="ms"), default="10m", show_default=True,
+@option("--max-delay", type=Duration(bare_unit="ms"), default="10m", show_default=True,
               help="Longest /delay accepted (bare number: milliseconds).")
-@click.option("--max-target-size", type=Size(1, 1 << 20), default="8K", show_default=True,
+@option("--max-target-size", type=Size(1, 1 << 20), default="8K", show_default=True,
               help="Longest request-target; longer gets 414.")
-@click.option("--max-header-size", type=Size(1, 1 << 24), default="64K", show_default=True,
+@option("--max-header-size", type=Size(1, 1 << 24), default="64K", show_default=True,
               help="Largest header section; larger gets 431.")
-@click.option("--max-headers", type=click.IntRange(1, 4096), default=100, show_default=True,
+@option("--max-headers", type=click.IntRange(1, 4096), default=100, show_default=True,
               help="Most header fields in a request; more gets 431.")
-@click.option("--max-upload", type=Size(), default="0", show_default=True,
+@option("--max-upload", type=Size(), default="0", show_default=True,
               help="Largest /upload body (e.g. 10G); larger gets 413. 0: no limit.")
-@click.option("--seed", type=int, default=None, help="Seed of the random choices (worker k uses seed+k).")
-@click.option("--fault", "faults", type=FaultRule(), multiple=True, metavar="PREFIX=SPEC",
+@option("--seed", type=int, default=None, help="Seed of the random choices (worker k uses seed+k).")
+@option("--fault", "faults", type=FaultRule(), multiple=True, metavar="PREFIX=SPEC",
               help=f"Apply a fault spec to requests whose path starts with PREFIX (repeatable; the first "
                    f"match wins), e.g. '/api=503:1,ok:9'. Spec: {FAULT_EXAMPLE}")
-@click.option("--header-faults/--no-header-faults", default=True, show_default=True,
+@option("--header-faults/--no-header-faults", default=True, show_default=True,
               help="Honour an X-Fastmock-Fault: SPEC request header.")
-@click.option("--max-hang", type=Duration(), default="5m", show_default=True,
+@option("--max-hang", type=Duration(), default="5m", show_default=True,
               help="Longest a 'timeout' fault (or a fault's delay) holds a connection (bare number: seconds).")
-@click.option("--ws-max-message", type=Size(1, 1 << 30), default="16M", show_default=True,
+@option("--ws-max-message", type=Size(1, 1 << 30), default="16M", show_default=True,
               help="Largest WebSocket message; larger closes the connection with 1009.")
-@click.option("--ws-idle-timeout", type=Duration(), default="5m", show_default=True,
+@option("--ws-idle-timeout", type=Duration(), default="5m", show_default=True,
               help="Close a WebSocket (1001) that sent nothing this long (bare number: seconds); 0: never.")
-@click.option("--ws-ping-interval", type=Duration(), default="0", show_default=True,
+@option("--ws-ping-interval", type=Duration(), default="0", show_default=True,
               help="Ping an idle WebSocket this often; its pong keeps it open (bare number: seconds); 0: no pings.")
-@click.option("--sse-heartbeat", type=Duration(minimum=0.01), default="15s", show_default=True,
+@option("--sse-heartbeat", type=Duration(minimum=0.01), default="15s", show_default=True,
               help="A comment line on an idle /sse stream this often (bare number: seconds).")
-@click.option("--grpc-port", type=click.IntRange(0, 65535), default=50051, show_default=True,
+@option("--grpc-port", type=click.IntRange(0, 65535), default=50051, show_default=True,
               help="Port of the gRPC echo service (EchoService, health, reflection; needs fastmock[grpc]); "
                    "0 turns it off. At the default, a missing extra or a busy port is only logged.")
-@click.option("--grpc-threads", type=click.IntRange(1, 1024), default=16, show_default=True,
+@option("--grpc-threads", type=click.IntRange(1, 1024), default=16, show_default=True,
               help="Threads serving gRPC calls per worker (each open StreamEcho holds one).")
-@click.option("--request-log-size", type=click.IntRange(0), default=10000, show_default=True,
+@option("--request-log-size", type=click.IntRange(0), default=10000, show_default=True,
               help="Requests kept for /getlogs (per worker); 0 turns the request log off.")
-@click.option("--request-log", "request_log_path", type=OutputPath(), default=None,
+@option("--request-log", "request_log_path", type=OutputPath(), default=None,
               help="Also append every request to this file as a JSON line.")
-@click.option("--access-log", is_flag=True, help="Write one JSON line per request to stdout.")
-@click.option("--quiet", type=click.BOOL, is_flag=False, flag_value=True, default=None,
+@option("--access-log", is_flag=True, help="Write one JSON line per request to stdout.")
+@option("--quiet", type=click.BOOL, is_flag=False, flag_value=True, default=None,
               help="No access log (the default); --quiet=false is --access-log, as the old server had it.")
-@click.option("--mem-interval", type=Duration(), default="10s", show_default=True,
+@option("--mem-interval", type=Duration(), default="10s", show_default=True,
               help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
 @READY_FILE_OPTION
 def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, body_timeout, body_min_rate, max_connections,
@@ -269,39 +301,39 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
 
 @cli.command()
 @click.argument("count", type=click.IntRange(1))
-@click.option("--base-port", type=click.IntRange(1, 65535), default=10000, show_default=True,
+@option("--base-port", type=click.IntRange(1, 65535), default=10000, show_default=True,
               help="First port of the fleet.")
-@click.option("--max-port", type=click.IntRange(1, 65535), default=60000, show_default=True,
+@option("--max-port", type=click.IntRange(1, 65535), default=60000, show_default=True,
               help="Highest port the fleet may use (scaling up stops there).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address the ports listen on.")
-@click.option("--advertise-host", default=None,
+@option("--host", default="127.0.0.1", show_default=True, help="Address the ports listen on.")
+@option("--advertise-host", default=None,
               help="Host named in /endpoints URLs  [default: --host, or localhost for 0.0.0.0]")
-@click.option("--mgmt-port", type=click.IntRange(0, 65535), default=9999, show_default=True,
+@option("--mgmt-port", type=click.IntRange(0, 65535), default=9999, show_default=True,
               help="Port of the management API (on --host; 0 picks a free one).")
-@click.option("--workers", type=Workers(per_cpu=False), default="auto", show_default=True,
+@option("--workers", type=Workers(per_cpu=False), default="auto", show_default=True,
               help="Port worker processes; 'auto': one per 12,500 ports (fewer ports each under a low "
                    "open-files limit).")
-@click.option("--token", default=None, help="Require 'Authorization: Bearer TOKEN' on changing API calls.")
-@click.option("--token-reads", is_flag=True,
+@option("--token", default=None, help="Require 'Authorization: Bearer TOKEN' on changing API calls.")
+@option("--token-reads", is_flag=True,
               help="Require the token on reads too (all but the dashboard page and /health).")
-@click.option("--seed", type=int, default=None, help="Seed of random choices (/kill?count=K).")
-@click.option("--reserve-ports", is_flag=True,
+@option("--seed", type=int, default=None, help="Seed of random choices (/kill?count=K).")
+@option("--reserve-ports", is_flag=True,
               help="Add the fleet's part of the ephemeral range to net.ipv4.ip_local_reserved_ports while "
                    "it runs (needs root).")
-@click.option("--idle-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
+@option("--idle-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
               help="Close a keep-alive connection idle this long (bare number: seconds).")
-@click.option("--header-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
+@option("--header-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
               help="Answer 408 and close if a request head takes longer (bare number: seconds).")
-@click.option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
+@option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
               help="Open connections per worker; beyond it new ones are closed at once.")
-@click.option("--chaos", "chaos_file", type=click.Path(exists=True, dir_okay=False), default=None,
+@option("--chaos", "chaos_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Run this chaos schedule (YAML) from the start; see POST /chaos.")
-@click.option("--detach", is_flag=True,
+@option("--detach", is_flag=True,
               help="Run in the background (own session); return once every port accepts.")
-@click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the fleet's PID here while it runs  [default with --detach: "
                    "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.pid]")
-@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --detach: where the fleet's output goes  [default: "
                    "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
 @READY_FILE_OPTION
@@ -396,41 +428,41 @@ THRESHOLD = Parsed("METRIC<VALUE", parse_threshold)
 
 
 @cli.command()
-@click.option("--upstream", type=UPSTREAM_URL, required=True, envvar=["FASTMOCK_PROXY_UPSTREAM", "UPSTREAM_BASE_URL"],
+@option("--upstream", type=UPSTREAM_URL, required=True, envvar=["FASTMOCK_PROXY_UPSTREAM", "UPSTREAM_BASE_URL"],
               help="Where requests go: http://HOST[:PORT] (env UPSTREAM_BASE_URL).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+@option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port to listen on (0 picks a free one).")
-@click.option("--workers", type=Workers(), default="1", show_default=True,
+@option("--workers", type=Workers(), default="1", show_default=True,
               help="Processes sharing the port (SO_REUSEPORT), or 'auto'.")
-@click.option("--delay-ms", type=click.IntRange(0), default=0, show_default=True,
+@option("--delay-ms", type=click.IntRange(0), default=0, show_default=True,
               envvar=["FASTMOCK_PROXY_DELAY_MS", "PROXY_DELAY_MS"],
               help="Wait this long before forwarding each request (env PROXY_DELAY_MS).")
-@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               envvar=["FASTMOCK_PROXY_DROP_RATE", "PROXY_DROP_RATE"],
               help="Fraction of requests answered 503 without forwarding (env PROXY_DROP_RATE).")
-@click.option("--request-header", "--header", "request_headers", type=HEADER_LINE, multiple=True,
+@option("--request-header", "--header", "request_headers", type=HEADER_LINE, multiple=True,
               envvar=["FASTMOCK_PROXY_REQUEST_HEADER", "FASTMOCK_PROXY_HEADER"],
               help="A header added to upstream requests (repeatable; --header is the same).")
-@click.option("--response-header", "response_headers", type=HEADER_LINE, multiple=True,
+@option("--response-header", "response_headers", type=HEADER_LINE, multiple=True,
               envvar=["FASTMOCK_PROXY_RESPONSE_HEADER", "PROXY_MOD_HEADER"],
               help="A header set on every answer, replacing an upstream field of that name (repeatable; "
                    "env PROXY_MOD_HEADER, one per line).")
-@click.option("--fault", "faults", type=FaultRule(), multiple=True, metavar="PREFIX=SPEC",
+@option("--fault", "faults", type=FaultRule(), multiple=True, metavar="PREFIX=SPEC",
               help="A fault spec for requests whose path starts with PREFIX (repeatable), e.g. '/=503:1,ok:9'.")
-@click.option("--header-faults/--no-header-faults", default=True, show_default=True,
+@option("--header-faults/--no-header-faults", default=True, show_default=True,
               help="Honour an X-Fastmock-Fault: SPEC request header.")
-@click.option("--max-hang", type=Duration(), default="5m", show_default=True,
+@option("--max-hang", type=Duration(), default="5m", show_default=True,
               help="Longest a 'timeout' fault holds a connection (bare number: seconds).")
-@click.option("--upstream-timeout", type=Duration(minimum=0.001), default="30s", show_default=True,
+@option("--upstream-timeout", type=Duration(minimum=0.001), default="30s", show_default=True,
               help="From the whole request to the upstream's response head; past it, 504 (bare number: seconds).")
-@click.option("--seed", type=int, default=None, envvar=["FASTMOCK_PROXY_SEED", "RNG_SEED"],
+@option("--seed", type=int, default=None, envvar=["FASTMOCK_PROXY_SEED", "RNG_SEED"],
               help="Seed of drops, faults and generated ids; worker k uses seed+k (env RNG_SEED).")
-@click.option("--metrics-path", default="/metrics", show_default=True,
+@option("--metrics-path", default="/metrics", show_default=True,
               help="Path answered by the proxy itself with Prometheus metrics.")
-@click.option("--idle-timeout", type=Duration(minimum=0.01), default="60s", show_default=True,
+@option("--idle-timeout", type=Duration(minimum=0.01), default="60s", show_default=True,
               help="Close a client connection idle this long (bare number: seconds).")
-@click.option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
+@option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
               help="On SIGTERM, how long in-flight exchanges may finish (bare number: seconds).")
 @READY_FILE_OPTION
 def proxy(upstream, host, port, workers, delay_ms, drop_rate, request_headers, response_headers, faults,
@@ -471,42 +503,42 @@ class LoadUrl(click.ParamType):
 
 @cli.command()
 @click.argument("url", type=LoadUrl(), required=False)
-@click.option("--url", "url_option", type=LoadUrl(), default=None, help="The URL (instead of the argument).")
-@click.option("-n", "--requests", "--n", type=click.IntRange(1), default=None, help="How many requests.")
-@click.option("-d", "--duration", type=Duration(minimum=0.001), default=None,
+@option("--url", "url_option", type=LoadUrl(), default=None, help="The URL (instead of the argument).")
+@option("-n", "--requests", "--n", type=click.IntRange(1), default=None, help="How many requests.")
+@option("-d", "--duration", type=Duration(minimum=0.001), default=None,
               help="How long to send (bare number: seconds); with -n, whichever ends first.")
-@click.option("-c", "--concurrency", type=click.IntRange(1), default=None,
+@option("-c", "--concurrency", type=click.IntRange(1), default=None,
               help="Connections: the closed loop's (default 10), or the most the open loop opens (default 256).")
-@click.option("--rate", type=click.FloatRange(0, min_open=True), default=None,
+@option("--rate", type=click.FloatRange(0, min_open=True), default=None,
               help="Open loop: this many requests per second, latency measured from each one's scheduled time.")
-@click.option("-m", "--method", default="GET", show_default=True, help="Request method.")
-@click.option("-H", "--header", "headers", type=HEADER_LINE, multiple=True, help="'Name: value' (repeatable).")
-@click.option("--body", default=None, help="Request body.")
-@click.option("--body-file", type=click.File("rb"), default=None, help="Request body from a file.")
-@click.option("--timeout", type=Duration(minimum=0.001), default="30s", show_default=True,
+@option("-m", "--method", default="GET", show_default=True, help="Request method.")
+@option("-H", "--header", "headers", type=HEADER_LINE, multiple=True, help="'Name: value' (repeatable).")
+@option("--body", default=None, help="Request body.")
+@option("--body-file", type=click.File("rb"), default=None, help="Request body from a file.")
+@option("--timeout", type=Duration(minimum=0.001), default="30s", show_default=True,
               help="Per request, from sending to the end of the response (bare number: seconds).")
-@click.option("--connect-timeout", type=Duration(minimum=0.001), default="10s", show_default=True,
+@option("--connect-timeout", type=Duration(minimum=0.001), default="10s", show_default=True,
               help="Per connection attempt (bare number: seconds).")
-@click.option("--retries", type=click.IntRange(0), default=0, show_default=True,
+@option("--retries", type=click.IntRange(0), default=0, show_default=True,
               help="Retries of a request that met a connection error or a 5xx.")
-@click.option("--retry-backoff-ms", type=click.IntRange(0), default=100, show_default=True,
+@option("--retry-backoff-ms", type=click.IntRange(0), default=100, show_default=True,
               help="Wait before the first retry; it doubles for each next one.")
-@click.option("--client-trace", is_flag=True, help="Send a new X-Trace-Id with each request (and record it).")
-@click.option("--keepalive/--no-keepalive", default=True, show_default=True,
+@option("--client-trace", is_flag=True, help="Send a new X-Trace-Id with each request (and record it).")
+@option("--keepalive/--no-keepalive", default=True, show_default=True,
               help="Reuse connections, or a new connection per request.")
-@click.option("--workers", type=Workers(), default="1", show_default=True,
+@option("--workers", type=Workers(), default="1", show_default=True,
               help="Processes (each on its share of requests and rate), or 'auto' for one per CPU.")
-@click.option("--output", type=OutputPath(), default=None,
+@option("--output", type=OutputPath(), default=None,
               help="Write one record per request here.")
-@click.option("--format", "output_format", type=click.Choice(OUTPUT_FORMATS), default=None,
+@option("--format", "output_format", type=click.Choice(OUTPUT_FORMATS), default=None,
               help="Format of --output: json (one document: summary and requests), jsonl (one request per "
                    "line) or csv  [default: from the extension, else jsonl]")
-@click.option("--summary-json", type=OutputPath(), default=None,
+@option("--summary-json", type=OutputPath(), default=None,
               help="Write the summary (with the thresholds) here as JSON.")
-@click.option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
+@option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
               help=f"Exit 1 unless this holds (repeatable), e.g. {THRESHOLD_EXAMPLE}. Without any, exit 1 "
                    f"when every request failed (no response or 5xx).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated trace ids.")
+@option("--seed", type=int, default=0, show_default=True, help="Seed of the generated trace ids.")
 def load(url, url_option, requests, duration, concurrency, rate, method, headers, body, body_file, timeout,
          connect_timeout, retries, retry_backoff_ms, client_trace, keepalive, workers, output, output_format,
          summary_json, thresholds, seed):
@@ -568,28 +600,28 @@ IMAGE_SCENARIO = "/etc/fastmock/scenario.yaml"  # what the Docker image runs whe
 
 @cli.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False), required=False)
-@click.option("--task", envvar="TASK", default=None,
+@option("--task", envvar="TASK", default=None,
               help="Run this task (env TASK); default: the file's default_task, or its only task.")
-@click.option("--all", "all_tasks", is_flag=True, help="Run every task at once.")
-@click.option("--duration", type=Duration(minimum=0.001), envvar="DURATION_SECONDS", default=None,
+@option("--all", "all_tasks", is_flag=True, help="Run every task at once.")
+@option("--duration", type=Duration(minimum=0.001), envvar="DURATION_SECONDS", default=None,
               help="Each task's whole length: replaces 'for', cuts stages that run past it "
                    "(env DURATION_SECONDS; bare number: seconds).")
-@click.option("--base-url", envvar="BASE_URL", default=None, help="Override base_url (env BASE_URL).")
-@click.option("--api-token", envvar="API_TOKEN", default=None,
+@option("--base-url", envvar="BASE_URL", default=None, help="Override base_url (env BASE_URL).")
+@option("--api-token", envvar="API_TOKEN", default=None,
               help="Send 'Authorization: Bearer TOKEN' (env API_TOKEN).")
-@click.option("--connect-timeout", type=Duration(minimum=0.001), envvar="CONNECT_TIMEOUT", default=None,
+@option("--connect-timeout", type=Duration(minimum=0.001), envvar="CONNECT_TIMEOUT", default=None,
               help="Override timeouts.connect (env CONNECT_TIMEOUT; bare number: seconds).")
-@click.option("--read-timeout", type=Duration(minimum=0.001), envvar="READ_TIMEOUT", default=None,
+@option("--read-timeout", type=Duration(minimum=0.001), envvar="READ_TIMEOUT", default=None,
               help="Override timeouts.read (env READ_TIMEOUT; bare number: seconds).")
-@click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
+@option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               help="info: a JSON line per request; debug: with headers and bodies; warning: failures only "
                    "(env LOG_LEVEL).")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+@option("--metrics-port", type=click.IntRange(1, 65535), default=None,
               help="Serve Prometheus metrics on 127.0.0.1:PORT while running.")
-@click.option("--shard", type=Shard(), default="0/1", show_default=True,
+@option("--shard", type=Shard(), default="0/1", show_default=True,
               help="Take shard I of N of the rates and iterations (N alone: I from JOB_COMPLETION_INDEX).")
-@click.option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
+@option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
               help=f"Exit 1 unless this holds (repeatable; beside the file's thresholds), e.g. {THRESHOLD_EXAMPLE}.")
 def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeout, read_timeout, log_level,
         metrics_port, shard, thresholds):
@@ -622,8 +654,8 @@ cli.add_command(ctl)
 
 
 @cli.command()
-@click.option("--url", default=DEFAULT_URL, show_default=True, help="The fleet's management API.")
-@click.option("--token", default=None, help="Bearer token, if the fleet was started with --token.")
+@option("--url", default=DEFAULT_URL, show_default=True, help="The fleet's management API.")
+@option("--token", default=None, help="Bearer token, if the fleet was started with --token.")
 def shell(url, token):
     """An interactive shell for a local fleet: start, and every ctl command (stats, kill, revive, ...)."""
     sys.exit(run_shell(url, token))
@@ -632,19 +664,19 @@ def shell(url, token):
 @cli.command("rewrite-config")
 @click.argument("source", metavar="IN", type=click.File("rb"))
 @click.argument("target", metavar="OUT", type=OutputPath(allow_dash=True))
-@click.option("--endpoints-url", default=f"{DEFAULT_URL}/endpoints?limit=1000000", show_default=True,
+@option("--endpoints-url", default=f"{DEFAULT_URL}/endpoints?limit=1000000", show_default=True,
               callback=lambda ctx, param, url: _http_url(url, param, ctx),
               help="Where to read endpoint URLs (a fleet's /endpoints; http or https).")
-@click.option("--endpoints-file", type=click.File("rb"), default=None,
+@option("--endpoints-file", type=click.File("rb"), default=None,
               help="Read endpoint URLs from this file instead (one per line, # comments, or a JSON list).")
-@click.option("--max-size", type=Size(minimum=1), default="64M", show_default=True,
+@option("--max-size", type=Size(minimum=1), default="64M", show_default=True,
               help="The largest IN (and endpoints file or answer) read.")
-@click.option("--field", "fields", multiple=True, default=("url", "host"), show_default=True,
+@option("--field", "fields", multiple=True, default=("url", "host"), show_default=True,
               help="A key whose values are replaced (repeatable); 'host' gets HOST:PORT, others the URL.")
-@click.option("--host-format", type=click.Choice(HOST_FORMATS), default="hostport", show_default=True,
+@option("--host-format", type=click.Choice(HOST_FORMATS), default="hostport", show_default=True,
               help="What 'host' fields get: HOST:PORT, or the whole URL (the old tool's output).")
-@click.option("--cycle", is_flag=True, help="Reuse the endpoints when the document has more fields.")
-@click.option("--dry-run", is_flag=True, help="Print a unified diff instead of writing OUT.")
+@option("--cycle", is_flag=True, help="Reuse the endpoints when the document has more fields.")
+@option("--dry-run", is_flag=True, help="Print a unified diff instead of writing OUT.")
 def rewrite_config(source, target, endpoints_url, endpoints_file, max_size, fields, host_format, cycle, dry_run):
     """Point every url/host field of a YAML or JSON document at fleet endpoints.
 
