@@ -372,17 +372,17 @@ def test_getlogs_lists_the_last_requests_in_order(tmp_path):
             entries = client.get("/getlogs?limit=10").json()
             assert client.get("/getlogs?limit=x").status_code == 400
             assert len(client.get("/getlogs?limit=1").json()) == 1
-    assert [(e["method"], e["path"], e["outcome"], e["status"]) for e in entries] == [
-        ("GET", "/status/404", "ok", 404),
-        ("GET", "/delay/50", "status", 503),
-        ("GET", "/anything", "close", None),
+    assert [(e["method"], e["url"], e["outcome"], e["status"]) for e in entries] == [
+        ("GET", f"{server.url}/status/404", "ok", 404),
+        ("GET", f"{server.url}/delay/50", "status", 503),
+        ("GET", f"{server.url}/anything", "close", None),
     ]
     assert entries[1]["latency_ms"] >= 50
     assert entries[0]["client"].startswith("127.0.0.1:")
     assert entries[0]["time"] <= entries[1]["time"] <= entries[2]["time"]
     assert abs(entries[2]["time"] - time.time()) < 60
     lines = [json.loads(line) for line in log_file.read_text().splitlines()]
-    assert [line["path"] for line in lines] == ["/health", "/echo/one?x=1", "/status/404", "/delay/50", "/anything",
+    assert [line["url"].removeprefix(server.url) for line in lines] == ["/health", "/echo/one?x=1", "/status/404", "/delay/50", "/anything",
                                                 "/getlogs?limit=10", "/getlogs?limit=x", "/getlogs?limit=1"]
 
 
@@ -392,7 +392,8 @@ def test_getlogs_as_text_and_getbalance_as_html():  # the old server's forms
             client.get("/status/418?x=1")
             text = client.get("/getlogs?limit=1&format=text")
             assert text.headers["content-type"].startswith("text/plain")
-            assert re.fullmatch(r"[0-9.]+ 127\.0\.0\.1:\d+ GET /status/418\?x=1 418 ok [0-9.]+ms\n", text.text)
+            assert re.fullmatch(rf"[0-9.]+ 127\.0\.0\.1:\d+ GET {server.url}/status/418\?x=1 418 ok [0-9.]+ms\n",
+                                text.text)
             assert client.get("/getlogs?format=xml").status_code == 400
         for _ in range(100):  # /getbalance is unreliable on purpose: the first 200
             try:

@@ -370,7 +370,7 @@ class HpApp:
             return _error(str(exc), example)
         records = self.server.request_log.last(limit)
         if output == "text":  # the old server's text form: one line per request
-            lines = "".join(f"{record['time']} {record['client']} {record['method']} {record['path']} "
+            lines = "".join(f"{record['time']} {record['client']} {record['method']} {record['url']} "
                             f"{record['status'] if record['status'] is not None else '-'} {record['outcome']} "
                             f"{record['latency_ms']}ms\n" for record in records)
             return Response(200, lines.encode(), b"text/plain; charset=utf-8")

@@ -376,7 +376,7 @@ class _Runner:
         self.started = time.monotonic()
 
     def _log(self, record: dict) -> None:
-        sys.stdout.write(json.dumps({"ts": round(time.time(), 6), **record}, default=str) + "\n")
+        sys.stdout.write(json.dumps({"time": round(time.time(), 6), **record}, default=str) + "\n")
         sys.stdout.flush()
 
     def _policy(self, task: Task, request: Request) -> RetryPolicy:

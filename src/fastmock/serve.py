@@ -56,9 +56,12 @@ def _rss_bytes() -> int:
 
 
 def _write_access_log(req, status: int, nbytes: int, duration_s: float) -> None:
+    # the keys of /getlogs, --request-log and `fastmock run` for the same facts; the url is absolute
+    target = req.target
     sys.stdout.buffer.write(orjson.dumps({
-        "time": time.time(), "client": req.client_addr, "method": req.method, "uri": req.target,
-        "status": status, "bytes": nbytes, "duration_ms": round(duration_s * 1000, 3),
+        "time": round(time.time(), 6), "client": req.client_addr, "method": req.method,
+        "url": f"http://{req.server_addr}{target}" if target.startswith("/") else target,
+        "status": status, "bytes": nbytes, "latency_ms": round(duration_s * 1000, 3),
     }) + b"\n")
     sys.stdout.buffer.flush()
 

@@ -39,6 +39,7 @@ cdef class ServerProtocol(ParserHandler):
         double fault_delay_s
         # for the request log: the current request's method and path, the peer's address
         bytes client_text
+        bytes server_text
         double logged_start
         unsigned char log_method_len, log_path_len
         char log_method[16]

@@ -339,9 +339,10 @@ cdef class ServerProtocol(ParserHandler):
         cdef double started = self.started if self.request is not None else self.logged_start
         if self.client_text is None:
             self.client_text = _format_addr(self.transport.get_extra_info("peername")).encode()
+            self.server_text = _format_addr(self.transport.get_extra_info("sockname")).encode()
         self.server.request_log.add(started, _now() - started if self.request is not None else 0.0, status,
                                     outcome, self.log_method, self.log_method_len, self.log_path,
-                                    self.log_path_len, self.client_text)
+                                    self.log_path_len, self.client_text, self.server_text)
         self.log_method_len = self.log_path_len = 0  # a protocol error next logs no stale method or path
 
     cdef void _set_addresses(self, Request req):
