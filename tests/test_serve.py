@@ -95,6 +95,7 @@ def test_two_workers_share_one_port():
         # the supervisor writes the ready file once both workers listen
         assert server.ready()["pid"] == server.proc.pid and server.ready()["workers"] == 2
         assert server.log().count("listening on") == 2
+        assert server.log().count(f"listening on {server.url} (workers: 2)") == 2  # the figure --workers chose
         workers = set()
         deadline = time.monotonic() + 10
         while len(workers) < 2 and time.monotonic() < deadline:

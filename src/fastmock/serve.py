@@ -120,7 +120,8 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
         loop.add_signal_handler(signum, on_signal, signum)
     host, port = sock.getsockname()[:2]
     # the ready line comes after the handlers: a SIGTERM sent on seeing it is a graceful stop
-    log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port)}")
+    log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port)} "
+        f"(workers: {config.workers})")
     listening(host, port)
 
     reporter = _MemoryReporter(server, worker) if config.mem_interval_s > 0 else None
