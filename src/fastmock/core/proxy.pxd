@@ -47,7 +47,8 @@ cdef class ProxyProtocol(ServerProtocol):
         bytes request_head
         bytes trace_id
         bytes request_id
-        bytes id_fields         # the two as header lines for the current request's answer (None: no head yet)
+        bint client_trace, client_request_id   # the client sent them
+        bint ids_taken          # the current request has its ids (False: no head read since the last answer)
         int response_status
         Py_ssize_t response_bytes
         double upstream_started
@@ -58,7 +59,7 @@ cdef class ProxyProtocol(ServerProtocol):
         # a truncate or drip fault acts on the forwarded response (the writer cuts or paces it)
         int shaping
         double shaping_rate
-    cdef void _set_ids(self, str trace_id, str request_id)
+    cdef void _take_ids(self, RequestParser parser)
     cdef bytes _answer_fields(self)
     cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s)
     cdef bytes _upstream_request_head(self, RequestParser parser, set dropped)

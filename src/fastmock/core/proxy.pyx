@@ -252,7 +252,7 @@ cdef class ProxyProtocol(ServerProtocol):
         cdef set dropped = _connection_tokens(parser)
         self.forwarding = False
         # every answer to this request carries its ids, the client's own when it sent them
-        self._set_ids(_header_value(parser, b"x-trace-id"), _header_value(parser, b"x-request-id"))
+        self._take_ids(parser)
         _check_connection_tokens(dropped, 400)
         rc = ServerProtocol._on_head(self, parser)
         if self.route is not proxy.forward_route or self.must_close:
@@ -287,21 +287,36 @@ cdef class ProxyProtocol(ServerProtocol):
             self.delay_handle = proxy.loop.call_soon(self._connect)
         return 1
 
-    cdef void _set_ids(self, str trace_id, str request_id):
-        cdef Proxy proxy = self.proxy
-        self.trace_id = trace_id.encode("latin-1") if trace_id is not None else _hex_id(proxy.rng, 32)
-        self.request_id = request_id.encode("latin-1") if request_id is not None else _hex_id(proxy.rng, 16)
-        self.id_fields = b"X-Trace-Id: %s\r\nX-Request-Id: %s\r\n%s" % (
-            self.trace_id, self.request_id, proxy.response_fields)
+    cdef void _take_ids(self, RequestParser parser):
+        """This request's trace and request ids: the client's (one pass over the head), else new ones."""
+        cdef unsigned int i
+        cdef size_t n
+        self.trace_id = self.request_id = None
+        for i in range(parser.header_count):
+            n = g_headers[i].name_len
+            if n == 10 and self.trace_id is None and _ieq(parser.head + g_headers[i].name_start, b"x-trace-id", 10):
+                self.trace_id = _value_of(parser, i)
+            elif n == 12 and self.request_id is None and \
+                    _ieq(parser.head + g_headers[i].name_start, b"x-request-id", 12):
+                self.request_id = _value_of(parser, i)
+        self.client_trace = self.trace_id is not None
+        self.client_request_id = self.request_id is not None
+        if self.trace_id is None:
+            self.trace_id = _hex_id(self.proxy.rng, 32)
+        if self.request_id is None:
+            self.request_id = _hex_id(self.proxy.rng, 16)
+        self.ids_taken = True
 
     cdef bytes _answer_fields(self):
-        if self.id_fields is None:  # an answer before any head was read (a malformed one): fresh ids
-            self._set_ids(None, None)
-        return self.id_fields
+        if not self.ids_taken:  # an answer before any head was read (a malformed one): fresh ids
+            self.trace_id, self.request_id = _hex_id(self.proxy.rng, 32), _hex_id(self.proxy.rng, 16)
+            self.ids_taken = True
+        return b"X-Trace-Id: %s\r\nX-Request-Id: %s\r\n%s" % (self.trace_id, self.request_id,
+                                                                self.proxy.response_fields)
 
     cdef void _done(self, int status, Py_ssize_t nbytes, double duration_s):
         ServerProtocol._done(self, status, nbytes, duration_s)
-        self.id_fields = None  # the next request's ids come with its head
+        self.ids_taken = False  # the next request's ids come with its head
 
     cdef bytes _upstream_request_head(self, RequestParser parser, set dropped):
         cdef Proxy proxy = self.proxy
@@ -309,7 +324,6 @@ cdef class ProxyProtocol(ServerProtocol):
         cdef list parts = [parser.head[:parser.method_len], b" ", _forwarded_target(parser),
                            b" HTTP/1.1\r\nHost: ", proxy.host_header, b"\r\n"]
         forwarded_for = via = None
-        cdef bint has_trace = False, has_request = False
         cdef const char* name
         cdef size_t n
         for i in range(parser.header_count):
@@ -327,16 +341,14 @@ cdef class ProxyProtocol(ServerProtocol):
                 value = _value_of(parser, i)
                 via = value if via is None else via + b", " + value
                 continue
-            has_trace |= n == 10 and _ieq(name, b"x-trace-id", 10)
-            has_request |= n == 12 and _ieq(name, b"x-request-id", 12)
             parts += [parser.head[g_headers[i].name_start:g_headers[i].value_start + g_headers[i].value_len],
                       b"\r\n"]
         if self.client_ip is None:
             self.client_ip = self.transport.get_extra_info("peername")[0].encode()
         client = self.client_ip
-        if not has_trace:
+        if not self.client_trace:  # the client's own ids went up with its other fields
             parts += [b"X-Trace-Id: ", self.trace_id, b"\r\n"]
-        if not has_request:
+        if not self.client_request_id:
             parts += [b"X-Request-Id: ", self.request_id, b"\r\n"]
         parts += [b"X-Forwarded-For: ", client if forwarded_for is None else forwarded_for + b", " + client,
                   b"\r\nX-Forwarded-Proto: http\r\nVia: ", b"1.1 fastmock" if via is None else via + b", 1.1 fastmock",
