@@ -653,6 +653,69 @@ def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeou
 cli.add_command(ctl)
 
 
+# --- tls: the local CA and certificates with trouble on demand -------------------------------------------
+
+CA_DIR_OPTION = option("--ca-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                       help="Where the local CA lives  [default: $XDG_STATE_HOME/fastmock/tls]")
+
+
+@cli.group()
+def tls():
+    """fastmock's local CA, and certificates in every state a monitor should catch."""
+
+
+@tls.command("ca")
+@CA_DIR_OPTION
+def tls_ca(ca_dir):
+    """Print the local CA certificate (made on first use, then kept), to trust once."""
+    from fastmock.tls import CertificateAuthority, TlsError
+
+    try:
+        click.echo(CertificateAuthority(ca_dir).pem.decode(), nl=False)
+    except TlsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@tls.command("trust-help")
+@CA_DIR_OPTION
+def tls_trust_help(ca_dir):
+    """How to make curl, Python, Node and Go trust the local CA."""
+    from fastmock.tls import TRUST_HELP, default_ca_dir
+
+    click.echo(TRUST_HELP.format(path=(ca_dir or default_ca_dir()) / "ca.pem"), nl=False)
+
+
+@tls.command("issue")
+@click.argument("state")
+@option("--out-dir", type=click.Path(file_okay=False, exists=True, writable=True, path_type=Path), required=True,
+        help="Write cert.pem (the chain a server sends) and key.pem here (and intermediate.pem for "
+             "incomplete-chain).")
+@option("--host", "hosts", multiple=True, help="A name or address the certificate is for (repeatable)  "
+                                                "[default: localhost, 127.0.0.1, ::1]")
+@option("--key-type", type=click.Choice(["p256", "p384", "rsa2048", "rsa4096"]), default="p256", show_default=True)
+@CA_DIR_OPTION
+def tls_issue(state, out_dir, hosts, key_type, ca_dir):
+    """Issue a certificate in STATE for another server (nginx, your own): valid, expired, not-yet-valid,
+    expiring(DAYS), wrong-host, self-signed, untrusted-root or incomplete-chain."""
+    from fastmock.tls import DEFAULT_HOSTS, CertificateAuthority, TlsError, parse_state
+
+    try:
+        parse_state(state)
+    except TlsError as exc:
+        raise click.BadParameter(str(exc), param_hint="'STATE'") from None
+    try:
+        issued = CertificateAuthority(ca_dir, key_type, hosts or DEFAULT_HOSTS).issue(state)
+    except TlsError as exc:
+        raise click.ClickException(str(exc)) from None
+    _write_or_fail(out_dir / "cert.pem", lambda file: file.write(issued.chain_pem.decode()))
+    _write_or_fail(out_dir / "key.pem", lambda file: file.write(issued.key_pem.decode()))
+    os.chmod(out_dir / "key.pem", 0o600)
+    if issued.missing_pem:
+        _write_or_fail(out_dir / "intermediate.pem", lambda file: file.write(issued.missing_pem.decode()))
+    click.echo(f"{issued.state} certificate in {out_dir}/cert.pem (key: key.pem), valid until "
+               f"{issued.not_after:%Y-%m-%d %H:%M} UTC")
+
+
 @cli.command()
 @option("--url", default=DEFAULT_URL, show_default=True, help="The fleet's management API.")
 @option("--token", default=None, help="Bearer token, if the fleet was started with --token.")
