@@ -18,7 +18,8 @@ import h11
 import httpx
 
 class RunningServer:
-    def __init__(self, proc, log_path, ready_path, host, port):
+    def __init__(self, proc, log_path, ready_path, host, port, scheme="http"):
+        self.scheme = scheme
         self.proc = proc
         self.log_path = log_path
         self.ready_path = ready_path
@@ -32,7 +33,7 @@ class RunningServer:
 
     @property
     def url(self):
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def log(self):
         with open(self.log_path, "rb") as log:
@@ -72,8 +73,9 @@ def start_server(*args, stdout=subprocess.DEVNULL, timeout=15, open_files=None):
                     raise RuntimeError(f"server did not start: {log.read().decode()}")
             time.sleep(0.02)
         with open(ready_path) as ready:
-            host, _, port = json.load(ready)["url"].removeprefix("http://").rpartition(":")
-        yield RunningServer(proc, log_path, ready_path, host, int(port))  # an IPv6 host keeps its brackets
+            scheme, _, address = json.load(ready)["url"].partition("://")
+        host, _, port = address.rpartition(":")
+        yield RunningServer(proc, log_path, ready_path, host, int(port), scheme)  # an IPv6 host keeps its brackets
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import threading
 
+import httpx
 import pytest
 
 from fastmock.tls import CertificateAuthority, TlsError, parse_state
+from helpers import start_server
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +115,89 @@ def test_the_cli_issues_files_curl_judges(tmp_path):
         assert curl.returncode == curl_code, curl.stderr
     bad = fastmock("issue", "expiring(soon)", "--out-dir", str(out), "--ca-dir", str(ca_dir))
     assert bad.returncode == 2 and "Invalid value for 'STATE'" in bad.stderr
+
+
+# --- hp --tls ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_hp(tmp_path_factory):
+    ca_dir = tmp_path_factory.mktemp("hp-ca")
+    with start_server("hp", "--tls", "--tls-ca-dir", str(ca_dir), "--port", "0", "--mem-interval", "0",
+                      "--grpc-port", "0") as server:
+        server.ca = ssl.create_default_context(cafile=ca_dir / "ca.pem")
+        server.ca_file = str(ca_dir / "ca.pem")
+        yield server
+        server.stop()
+
+
+def test_hp_over_tls_serves_every_kind_of_answer(tls_hp):
+    assert tls_hp.url.startswith("https://127.0.0.1:")
+    with httpx.Client(base_url=tls_hp.url.replace("127.0.0.1", "localhost"), verify=tls_hp.ca) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        assert len(client.get("/bin/10M").content) == 10 << 20  # a stream under flow control
+        assert client.get("/status/503").status_code == 503
+        assert client.get("/health", headers={"X-Fastmock-Fault": "418"}).status_code == 418
+        echo = client.post("/echo", content=b"over tls").json()
+        assert echo["body"] == "over tls"
+    with pytest.raises(httpx.HTTPError):  # a reset fault still ends the connection without an answer
+        httpx.get(f"{tls_hp.url}/health", headers={"X-Fastmock-Fault": "reset"}, verify=tls_hp.ca)
+
+
+def _sni_handshake(server, name):
+    client = ssl.create_default_context(cafile=server.ca_file)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
+                client.wrap_socket(raw, server_hostname=name) as tls:
+            tls.sendall(f"GET /health HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            return tls.recv(100).split(b"\r\n")[0].decode()
+    except ssl.SSLCertVerificationError as exc:
+        return exc.verify_message
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("valid.fastmock.test", "HTTP/1.1 200 OK"),
+    ("expiring-3.fastmock.test", "HTTP/1.1 200 OK"),
+    ("expired.fastmock.test", "certificate has expired"),
+    ("not-yet-valid.fastmock.test", "certificate is not yet valid"),
+    ("wrong-host.fastmock.test", "Hostname mismatch, certificate is not valid for 'wrong-host.fastmock.test'."),
+    ("self-signed.fastmock.test", "self-signed certificate"),
+    ("untrusted-root.fastmock.test", "unable to get local issuer certificate"),
+    ("incomplete-chain.fastmock.test", "unable to get local issuer certificate"),
+    ("nonsense.fastmock.test", "HTTP/1.1 200 OK"),  # an unknown state: the valid certificate (*.fastmock.test)
+])
+def test_the_sni_name_chooses_the_certificate_state(tls_hp, name, expected):
+    assert _sni_handshake(tls_hp, name) == expected
+
+
+def test_plain_http_to_the_tls_port_is_closed(tls_hp):
+    with socket.create_connection(("127.0.0.1", tls_hp.port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert not data.startswith(b"HTTP/")  # no plaintext answer, at most a TLS alert
+    assert httpx.get(f"{tls_hp.url}/health", verify=tls_hp.ca).status_code == 200  # and the server lives on
+
+
+def test_two_workers_and_the_users_own_certificate(tmp_path):
+    issued = CertificateAuthority(tmp_path / "ca").issue("valid")
+    (tmp_path / "cert.pem").write_bytes(issued.chain_pem)
+    (tmp_path / "key.pem").write_bytes(issued.key_pem)
+    with start_server("hp", "--tls", "--certfile", str(tmp_path / "cert.pem"), "--keyfile", str(tmp_path / "key.pem"),
+                      "--workers", "2", "--port", "0", "--mem-interval", "0", "--grpc-port", "0") as server:
+        url = server.url.replace("127.0.0.1", "localhost")
+        assert httpx.get(f"{url}/health", verify=ssl.create_default_context(cafile=tmp_path / "ca" / "ca.pem")).status_code == 200
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tls", "--certfile", "{tmp}/key.pem"], "Invalid value for '--certfile'"),
+    (["--certfile", "{tmp}/key.pem"], "'--certfile': only with --tls"),
+    (["--tls", "--keyfile", "{tmp}/key.pem"], "'--keyfile': needs --certfile"),
+])
+def test_bad_tls_files_are_usage_errors(tmp_path, args, message):
+    (tmp_path / "key.pem").write_text("not a certificate\n")
+    result = subprocess.run([sys.executable, "-m", "fastmock", "hp", "--port", "0",
+                             *(arg.format(tmp=tmp_path) for arg in args)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -245,11 +245,22 @@ def parse_addr(text: str) -> tuple[str, int]:
               help="No access log (the default); --quiet=false is --access-log, as the old server had it.")
 @option("--mem-interval", type=Duration(), default="10s", show_default=True,
               help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
+@option("--tls", is_flag=True,
+        help="The port speaks TLS (uvloop's TLS layer): a certificate from the local CA (see 'fastmock tls'), "
+             "and STATE.fastmock.test as the SNI name chooses a certificate state (expired, wrong-host, ...).")
+@option("--certfile", type=click.Path(exists=True, dir_okay=False), default=None,
+        help="With --tls: your own certificate chain (PEM) instead of the local CA's.")
+@option("--keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
+        help="With --certfile: its key, if not in the same file.")
+@option("--tls-key", type=click.Choice(["p256", "p384", "rsa2048", "rsa4096"]), default="p256", show_default=True,
+        help="Key type of the certificates fastmock makes.")
+@option("--tls-ca-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        help="Where the local CA lives  [default: $XDG_STATE_HOME/fastmock/tls]")
 @READY_FILE_OPTION
 def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, body_timeout, body_min_rate, max_connections,
        shutdown_timeout, max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults,
        header_faults, max_hang, ws_max_message, ws_idle_timeout, ws_ping_interval, sse_heartbeat, grpc_port, grpc_threads, request_log_size, request_log_path, access_log,
-       quiet, mem_interval, ready_file):
+       quiet, mem_interval, tls, certfile, keyfile, tls_key, tls_ca_dir, ready_file):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
     Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
@@ -262,6 +273,7 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
     if quiet is not None and access_log and quiet:
         raise click.BadParameter("--quiet turns the access log off: not with --access-log", param_hint="'--quiet'")
     access_log = access_log or quiet is False
+    tls_context = _tls_context(tls, certfile, keyfile, tls_key, tls_ca_dir)
     seed = secrets.randbits(32) if seed is None else seed
     grpc_required = click.get_current_context().get_parameter_source("grpc_port") != ParameterSource.DEFAULT
     if grpc_port and grpc_required and importlib.util.find_spec("grpc") is None:  # find_spec: no import before fork
@@ -273,7 +285,7 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
         body_min_rate=body_min_rate, max_connections=max_connections, shutdown_timeout_s=shutdown_timeout,
         max_target_size=max_target_size,
         max_header_size=max_header_size, max_headers=max_headers, access_log=access_log,
-        mem_interval_s=mem_interval, ready_file=ready_file,
+        mem_interval_s=mem_interval, ready_file=ready_file, tls=tls_context,
     )
     _serve_until_stopped(config, lambda worker: HpApp(HpConfig(
         max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
@@ -282,6 +294,29 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
         ws_idle_timeout_s=ws_idle_timeout, ws_ping_interval_s=ws_ping_interval,
         grpc_host=host, grpc_port=grpc_port, grpc_required=grpc_required, grpc_threads=grpc_threads,
         grpc_reuse_port=workers > 1)))
+
+
+def _tls_context(tls, certfile, keyfile, key_type, ca_dir):
+    """The SSLContext of --tls (None without it); bad files are usage errors naming them."""
+    from fastmock.tls import DEFAULT_HOSTS, SNI_DOMAIN, CertificateAuthority, TlsError, file_server_context, \
+        sni_server_context
+
+    if not tls:
+        for name, value in (("--certfile", certfile), ("--keyfile", keyfile)):
+            if value is not None:
+                raise click.BadParameter("only with --tls", param_hint=f"'{name}'")
+        return None
+    if keyfile is not None and certfile is None:
+        raise click.BadParameter("needs --certfile", param_hint="'--keyfile'")
+    try:
+        if certfile is not None:
+            return file_server_context(certfile, keyfile)
+        authority = CertificateAuthority(ca_dir, key_type, (*DEFAULT_HOSTS, f"*.{SNI_DOMAIN}"))
+    except TlsError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--certfile'" if certfile else "'--tls-ca-dir'") from None
+    click.echo(f"fastmock: TLS with the local CA {authority.cert_path} (trust it: fastmock tls trust-help)",
+               err=True)
+    return sni_server_context(authority)
 
 
 def _serve_until_stopped(config: ServeConfig, make_app) -> None:
@@ -470,8 +505,9 @@ def proxy(upstream, host, port, workers, delay_ms, drop_rate, request_headers, r
     """A fault-injecting reverse proxy in front of --upstream.
 
     Adds X-Forwarded-For/-Proto, Via and X-Trace-Id/X-Request-Id (the client's own when it sent them; on
-    every answer, forwarded or not), strips hop-by-hop headers, streams bodies both ways. Reads UPSTREAM_BASE_URL, PROXY_DELAY_MS, PROXY_DROP_RATE,
-    PROXY_MOD_HEADER and RNG_SEED from the environment and from ./.env; flags win.
+    every answer, forwarded or not), strips hop-by-hop headers, streams bodies both ways. Reads
+    UPSTREAM_BASE_URL, PROXY_DELAY_MS, PROXY_DROP_RATE, PROXY_MOD_HEADER and RNG_SEED from the environment
+    and from ./.env; flags win.
     """
     if not metrics_path.startswith("/"):
         raise click.BadParameter("must start with /", param_hint="'--metrics-path'")

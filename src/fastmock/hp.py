@@ -479,7 +479,8 @@ def _output_format(req, other: str, example: str):
 
 def _balance_page(account: dict) -> str:
     rows = "".join(f"<tr><td>{html.escape(tx['id'])}</td><td>{html.escape(tx['description'])}</td>"
-                   f"<td>{tx['type']}</td><td class=amount>{tx['amount']:.2f}</td><td>{tx['days_ago']} days ago</td></tr>"
+                   f"<td>{tx['type']}</td><td class=amount>{tx['amount']:.2f}</td>"
+                   f"<td>{tx['days_ago']} days ago</td></tr>"
                    for tx in account["recent_transactions"])
     return (f"<!doctype html><html><head><meta charset=utf-8><title>Balance {html.escape(account['account_id'])}"
             f"</title></head><body><h1>Account {html.escape(account['account_id'])}</h1>"

@@ -165,7 +165,9 @@ def _measure(result: dict):
             return (errors if metric == "errors" else failed) / requests if requests else math.nan
         if not histogram.count:
             return math.nan
-        return getattr(histogram, metric) if metric in ("min", "max", "mean") else histogram.percentile(float(metric[1:]))
+        if metric in ("min", "max", "mean"):
+            return getattr(histogram, metric)
+        return histogram.percentile(float(metric[1:]))
 
     return measure
 

@@ -95,8 +95,8 @@ def make_listener(host: str, port: int, *, listen: bool = True, reuse_port: bool
     return sock
 
 
-def url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def url(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 # the last lines this process logged (the fleet serves them at GET /logs)

@@ -48,6 +48,11 @@ class ServeConfig:
     access_log: bool = False
     mem_interval_s: float = 10.0
     ready_file: str | None = None  # JSON {name, pid, url, host, port, workers} here once every worker listens
+    tls: object = None             # an ssl.SSLContext: the port speaks TLS (uvloop's TLS layer)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
 
 def _rss_bytes() -> int:
@@ -86,7 +91,7 @@ class _MemoryReporter:
 
 
 def _ready_info(config: ServeConfig, host: str, port: int) -> dict:
-    return {"name": config.name, "pid": os.getpid(), "url": url(host, port), "host": host, "port": port,
+    return {"name": config.name, "pid": os.getpid(), "url": url(host, port, config.scheme), "host": host, "port": port,
             "workers": config.workers}
 
 
@@ -101,7 +106,8 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
         body_min_rate=config.body_min_rate, max_connections=config.max_connections, buffer_size=config.buffer_size,
         log=lambda line: log(f"worker {worker}: {line}"), access_log=_write_access_log if config.access_log else None,
     )
-    listener = await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG)
+    listener = await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG, ssl=config.tls,
+                                        ssl_handshake_timeout=config.header_timeout_s if config.tls else None)
     server.start()
 
     stopping = loop.create_future()
@@ -120,7 +126,7 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
         loop.add_signal_handler(signum, on_signal, signum)
     host, port = sock.getsockname()[:2]
     # the ready line comes after the handlers: a SIGTERM sent on seeing it is a graceful stop
-    log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port)} "
+    log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port, config.scheme)} "
         f"(workers: {config.workers})")
     listening(host, port)
 
@@ -237,7 +243,7 @@ class _Supervisor:
         watched = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
         signal.pthread_sigmask(signal.SIG_BLOCK, watched)
         log(f"{self.config.name} supervisor (pid {os.getpid()}) starting {self.config.workers} workers "
-             f"on {url(self.config.host, self.port)}")
+             f"on {url(self.config.host, self.port, self.config.scheme)}")
         for worker in range(self.config.workers):
             self._spawn(worker)
         stopping = False

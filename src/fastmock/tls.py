@@ -21,10 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 __all__ = ["KEY_TYPES", "STATE_EXAMPLES", "TlsError", "CertificateAuthority", "Issued", "parse_state",
-           "default_ca_dir", "TRUST_HELP"]
+           "default_ca_dir", "TRUST_HELP", "SNI_DOMAIN", "sni_server_context", "file_server_context"]
 
 KEY_TYPES = ("p256", "p384", "rsa2048", "rsa4096")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+SNI_DOMAIN = "fastmock.test"  # like badssl.com: expired.fastmock.test is served the expired certificate
 WRONG_HOST = "wrong.host.invalid"
 LEAF_DAYS = 90
 CA_YEARS = 10
@@ -117,15 +118,57 @@ class Issued:
 
     def server_context(self) -> ssl.SSLContext:
         """A server SSLContext serving this chain (TLS 1.2 and 1.3, ALPN http/1.1)."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.set_alpn_protocols(["http/1.1"])
+        context = _server_context()
         with tempfile.TemporaryDirectory() as directory:  # load_cert_chain reads files only
             chain, key = Path(directory, "chain.pem"), Path(directory, "key.pem")
             chain.write_bytes(self.chain_pem)
             key.write_bytes(self.key_pem)
             context.load_cert_chain(chain, key)
         return context
+
+
+def _server_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def file_server_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+    """A server context from the user's own files; TlsError naming the file that does not load."""
+    context = _server_context()
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise TlsError(f"{certfile}{' / ' + keyfile if keyfile else ''}: {reason}") from None
+    return context
+
+
+def sni_server_context(authority: "CertificateAuthority") -> ssl.SSLContext:
+    """The valid certificate's context, whose SNI callback serves STATE.fastmock.test the certificate in that
+    state (``expiring-3`` for expiring(3)); one context per state, made on first use and shared."""
+    contexts: dict[str, ssl.SSLContext] = {}
+
+    def context_for(state: str) -> ssl.SSLContext:
+        if state not in contexts:
+            contexts[state] = authority.issue(state).server_context()
+        return contexts[state]
+
+    def choose(ssl_object, server_name, _context):
+        if server_name and server_name.endswith("." + SNI_DOMAIN):
+            label = server_name[:-len(SNI_DOMAIN) - 1].lower()
+            state = re.sub(r"^expiring-([0-9]{1,4})$", r"expiring(\1)", label)
+            try:
+                parse_state(state)
+            except TlsError:
+                return None  # an unknown name gets the valid certificate (and fails on its host name)
+            ssl_object.context = context_for(state)
+        return None
+
+    default = context_for("valid")
+    default.sni_callback = choose
+    return default
 
 
 class CertificateAuthority:

@@ -88,8 +88,9 @@ cdef class Proxy:
     """One proxy listener's forwarding state: the upstream, its idle connections, options and counters.
 
     ``routes`` are answered locally (e.g. /metrics); everything else is forwarded. ``headers`` are extra
-    (name, value) fields for upstream requests, ``response_headers`` for every answer; ``drop_rate`` of requests get 503 without forwarding;
-    ``delay_s`` waits before forwarding. Other keyword arguments are the Server's.
+    (name, value) fields for upstream requests, ``response_headers`` for every answer; ``drop_rate`` of
+    requests get 503 without forwarding; ``delay_s`` waits before forwarding. Other keyword arguments are the
+    Server's.
     """
 
     def __cinit__(self, loop, str upstream_host, int upstream_port, list routes, *, list headers=None,
