@@ -201,3 +201,18 @@ def test_bad_tls_files_are_usage_errors(tmp_path, args, message):
                              *(arg.format(tmp=tmp_path) for arg in args)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_tls_client_hello_on_a_plain_port_gets_400_and_a_close():
+    client = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(),
+                                                   server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    hello = outgoing.read()
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--grpc-port", "0") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(hello)
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in reply
