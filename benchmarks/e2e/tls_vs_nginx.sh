@@ -37,7 +37,11 @@ for i in $(seq "${1:-5}"); do
     for port in 18443 18444; do
         echo "$port $(taskset -c 1 wrk -t1 -c50 -d3s "https://127.0.0.1:$port/health" | awk '/Requests\/sec/ {print $2}')"
     done
-done | awk '{ r[$1] = r[$1] " " $2 } END {
-    n = split(r[18443], a, " "); split(r[18444], b, " ")
-    asort(a); asort(b); m = int((n + 1) / 2)
-    printf "nginx ssl %.0f req/s, hp --tls %.0f req/s (medians of %d): %.2fx\n", a[m], b[m], n, b[m] / a[m] }'
+done | python3 -c '
+import statistics, sys
+runs = {}
+for line in sys.stdin:
+    port, rate = line.split()
+    runs.setdefault(port, []).append(float(rate))
+nginx, hp = (statistics.median(runs[port]) for port in ("18443", "18444"))
+print(f"nginx ssl {nginx:,.0f} req/s, hp --tls {hp:,.0f} req/s (medians of {sys.argv[1]} pairs): {hp / nginx:.2f}x")' "${1:-5}"
