@@ -185,66 +185,66 @@ def parse_addr(text: str) -> tuple[str, int]:
 @cli.command()
 @option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (:: for IPv6).")
 @option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-              help="Port to listen on (0 picks a free one).")
+        help="Port to listen on (0 picks a free one).")
 @option("--addr", "-addr", "addr", type=Parsed("HOST:PORT", parse_addr), default=None,
-              help="The old server's HOST:PORT (':8080': every address), instead of --host and --port.")
+        help="The old server's HOST:PORT (':8080': every address), instead of --host and --port.")
 @option("--workers", type=Workers(), default="1", show_default=True,
-              help="Processes sharing the port (SO_REUSEPORT), or 'auto' for one per CPU.")
+        help="Processes sharing the port (SO_REUSEPORT), or 'auto' for one per CPU.")
 @option("--buffer-size", type=click.IntRange(64, 4096), default=1024, show_default=True,
-              help="Read/write buffer size in KB (also the streaming pattern buffer).")
+        help="Read/write buffer size in KB (also the streaming pattern buffer).")
 @option("--idle-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
-              help="Close a keep-alive connection idle this long (bare number: seconds).")
+        help="Close a keep-alive connection idle this long (bare number: seconds).")
 @option("--header-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
-              help="Answer 408 and close if a request head takes longer (bare number: seconds).")
+        help="Answer 408 and close if a request head takes longer (bare number: seconds).")
 @option("--body-timeout", type=Duration(), default="30s", show_default=True,
-              help="Answer 408 and close if a request body takes longer than this plus a second per "
-                   "--body-min-rate bytes received (bare number: seconds); 0 turns it off.")
+        help="Answer 408 and close if a request body takes longer than this plus a second per "
+             "--body-min-rate bytes received (bare number: seconds); 0 turns it off.")
 @option("--body-min-rate", type=Size(minimum=1), default="1K", show_default=True,
-              help="Bytes per second a slow request body must average to earn more time (see --body-timeout).")
+        help="Bytes per second a slow request body must average to earn more time (see --body-timeout).")
 @option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
-              help="Open connections per worker; beyond it new ones are closed at once.")
+        help="Open connections per worker; beyond it new ones are closed at once.")
 @option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
-              help="On SIGTERM, how long in-flight responses may finish (bare number: seconds).")
+        help="On SIGTERM, how long in-flight responses may finish (bare number: seconds).")
 @option("--max-delay", type=Duration(bare_unit="ms"), default="10m", show_default=True,
-              help="Longest /delay accepted (bare number: milliseconds).")
+        help="Longest /delay accepted (bare number: milliseconds).")
 @option("--max-target-size", type=Size(1, 1 << 20), default="8K", show_default=True,
-              help="Longest request-target; longer gets 414.")
+        help="Longest request-target; longer gets 414.")
 @option("--max-header-size", type=Size(1, 1 << 24), default="64K", show_default=True,
-              help="Largest header section; larger gets 431.")
+        help="Largest header section; larger gets 431.")
 @option("--max-headers", type=click.IntRange(1, 4096), default=100, show_default=True,
-              help="Most header fields in a request; more gets 431.")
+        help="Most header fields in a request; more gets 431.")
 @option("--max-upload", type=Size(), default="0", show_default=True,
-              help="Largest /upload body (e.g. 10G); larger gets 413. 0: no limit.")
+        help="Largest /upload body (e.g. 10G); larger gets 413. 0: no limit.")
 @option("--seed", type=int, default=None, help="Seed of the random choices (worker k uses seed+k).")
 @option("--fault", "faults", type=FaultRule(), multiple=True, metavar="PREFIX=SPEC",
-              help=f"Apply a fault spec to requests whose path starts with PREFIX (repeatable; the first "
-                   f"match wins), e.g. '/api=503:1,ok:9'. Spec: {FAULT_EXAMPLE}")
+        help=f"Apply a fault spec to requests whose path starts with PREFIX (repeatable; the first "
+             f"match wins), e.g. '/api=503:1,ok:9'. Spec: {FAULT_EXAMPLE}")
 @option("--header-faults/--no-header-faults", default=True, show_default=True,
-              help="Honour an X-Fastmock-Fault: SPEC request header.")
+        help="Honour an X-Fastmock-Fault: SPEC request header.")
 @option("--max-hang", type=Duration(), default="5m", show_default=True,
-              help="Longest a 'timeout' fault (or a fault's delay) holds a connection (bare number: seconds).")
+        help="Longest a 'timeout' fault (or a fault's delay) holds a connection (bare number: seconds).")
 @option("--ws-max-message", type=Size(1, 1 << 30), default="16M", show_default=True,
-              help="Largest WebSocket message; larger closes the connection with 1009.")
+        help="Largest WebSocket message; larger closes the connection with 1009.")
 @option("--ws-idle-timeout", type=Duration(), default="5m", show_default=True,
-              help="Close a WebSocket (1001) that sent nothing this long (bare number: seconds); 0: never.")
+        help="Close a WebSocket (1001) that sent nothing this long (bare number: seconds); 0: never.")
 @option("--ws-ping-interval", type=Duration(), default="0", show_default=True,
-              help="Ping an idle WebSocket this often; its pong keeps it open (bare number: seconds); 0: no pings.")
+        help="Ping an idle WebSocket this often; its pong keeps it open (bare number: seconds); 0: no pings.")
 @option("--sse-heartbeat", type=Duration(minimum=0.01), default="15s", show_default=True,
-              help="A comment line on an idle /sse stream this often (bare number: seconds).")
+        help="A comment line on an idle /sse stream this often (bare number: seconds).")
 @option("--grpc-port", type=click.IntRange(0, 65535), default=50051, show_default=True,
-              help="Port of the gRPC echo service (EchoService, health, reflection; needs fastmock[grpc]); "
-                   "0 turns it off. At the default, a missing extra or a busy port is only logged.")
+        help="Port of the gRPC echo service (EchoService, health, reflection; needs fastmock[grpc]); "
+             "0 turns it off. At the default, a missing extra or a busy port is only logged.")
 @option("--grpc-threads", type=click.IntRange(1, 1024), default=16, show_default=True,
-              help="Threads serving gRPC calls per worker (each open StreamEcho holds one).")
+        help="Threads serving gRPC calls per worker (each open StreamEcho holds one).")
 @option("--request-log-size", type=click.IntRange(0), default=10000, show_default=True,
-              help="Requests kept for /getlogs (per worker); 0 turns the request log off.")
+        help="Requests kept for /getlogs (per worker); 0 turns the request log off.")
 @option("--request-log", "request_log_path", type=OutputPath(), default=None,
-              help="Also append every request to this file as a JSON line.")
+        help="Also append every request to this file as a JSON line.")
 @option("--access-log", is_flag=True, help="Write one JSON line per request to stdout.")
 @option("--quiet", type=click.BOOL, is_flag=False, flag_value=True, default=None,
-              help="No access log (the default); --quiet=false is --access-log, as the old server had it.")
+        help="No access log (the default); --quiet=false is --access-log, as the old server had it.")
 @option("--mem-interval", type=Duration(), default="10s", show_default=True,
-              help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
+        help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
 @option("--tls", is_flag=True,
         help="The port speaks TLS (uvloop's TLS layer): a certificate from the local CA (see 'fastmock tls'), "
              "and STATE.fastmock.test as the SNI name chooses a certificate state (expired, wrong-host, ...).")
@@ -337,40 +337,40 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
 @cli.command()
 @click.argument("count", type=click.IntRange(1))
 @option("--base-port", type=click.IntRange(1, 65535), default=10000, show_default=True,
-              help="First port of the fleet.")
+        help="First port of the fleet.")
 @option("--max-port", type=click.IntRange(1, 65535), default=60000, show_default=True,
-              help="Highest port the fleet may use (scaling up stops there).")
+        help="Highest port the fleet may use (scaling up stops there).")
 @option("--host", default="127.0.0.1", show_default=True, help="Address the ports listen on.")
 @option("--advertise-host", default=None,
-              help="Host named in /endpoints URLs  [default: --host, or localhost for 0.0.0.0]")
+        help="Host named in /endpoints URLs  [default: --host, or localhost for 0.0.0.0]")
 @option("--mgmt-port", type=click.IntRange(0, 65535), default=9999, show_default=True,
-              help="Port of the management API (on --host; 0 picks a free one).")
+        help="Port of the management API (on --host; 0 picks a free one).")
 @option("--workers", type=Workers(per_cpu=False), default="auto", show_default=True,
-              help="Port worker processes; 'auto': one per 12,500 ports (fewer ports each under a low "
-                   "open-files limit).")
+        help="Port worker processes; 'auto': one per 12,500 ports (fewer ports each under a low "
+             "open-files limit).")
 @option("--token", default=None, help="Require 'Authorization: Bearer TOKEN' on changing API calls.")
 @option("--token-reads", is_flag=True,
-              help="Require the token on reads too (all but the dashboard page and /health).")
+        help="Require the token on reads too (all but the dashboard page and /health).")
 @option("--seed", type=int, default=None, help="Seed of random choices (/kill?count=K).")
 @option("--reserve-ports", is_flag=True,
-              help="Add the fleet's part of the ephemeral range to net.ipv4.ip_local_reserved_ports while "
-                   "it runs (needs root).")
+        help="Add the fleet's part of the ephemeral range to net.ipv4.ip_local_reserved_ports while "
+             "it runs (needs root).")
 @option("--idle-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
-              help="Close a keep-alive connection idle this long (bare number: seconds).")
+        help="Close a keep-alive connection idle this long (bare number: seconds).")
 @option("--header-timeout", type=Duration(minimum=0.01), default="10s", show_default=True,
-              help="Answer 408 and close if a request head takes longer (bare number: seconds).")
+        help="Answer 408 and close if a request head takes longer (bare number: seconds).")
 @option("--max-connections", type=click.IntRange(1), default=262144, show_default=True,
-              help="Open connections per worker; beyond it new ones are closed at once.")
+        help="Open connections per worker; beyond it new ones are closed at once.")
 @option("--chaos", "chaos_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Run this chaos schedule (YAML) from the start; see POST /chaos.")
+        help="Run this chaos schedule (YAML) from the start; see POST /chaos.")
 @option("--detach", is_flag=True,
-              help="Run in the background (own session); return once every port accepts.")
+        help="Run in the background (own session); return once every port accepts.")
 @option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the fleet's PID here while it runs  [default with --detach: "
-                   "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.pid]")
+        help="Write the fleet's PID here while it runs  [default with --detach: "
+             "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.pid]")
 @option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="With --detach: where the fleet's output goes  [default: "
-                   "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
+        help="With --detach: where the fleet's output goes  [default: "
+             "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
 @READY_FILE_OPTION
 def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, token, token_reads, seed,
           reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, detach, pid_file, log_file,
@@ -464,41 +464,41 @@ THRESHOLD = Parsed("METRIC<VALUE", parse_threshold)
 
 @cli.command()
 @option("--upstream", type=UPSTREAM_URL, required=True, envvar=["FASTMOCK_PROXY_UPSTREAM", "UPSTREAM_BASE_URL"],
-              help="Where requests go: http://HOST[:PORT] (env UPSTREAM_BASE_URL).")
+        help="Where requests go: http://HOST[:PORT] (env UPSTREAM_BASE_URL).")
 @option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-              help="Port to listen on (0 picks a free one).")
+        help="Port to listen on (0 picks a free one).")
 @option("--workers", type=Workers(), default="1", show_default=True,
-              help="Processes sharing the port (SO_REUSEPORT), or 'auto'.")
+        help="Processes sharing the port (SO_REUSEPORT), or 'auto'.")
 @option("--delay-ms", type=click.IntRange(0), default=0, show_default=True,
-              envvar=["FASTMOCK_PROXY_DELAY_MS", "PROXY_DELAY_MS"],
-              help="Wait this long before forwarding each request (env PROXY_DELAY_MS).")
+        envvar=["FASTMOCK_PROXY_DELAY_MS", "PROXY_DELAY_MS"],
+        help="Wait this long before forwarding each request (env PROXY_DELAY_MS).")
 @option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              envvar=["FASTMOCK_PROXY_DROP_RATE", "PROXY_DROP_RATE"],
-              help="Fraction of requests answered 503 without forwarding (env PROXY_DROP_RATE).")
+        envvar=["FASTMOCK_PROXY_DROP_RATE", "PROXY_DROP_RATE"],
+        help="Fraction of requests answered 503 without forwarding (env PROXY_DROP_RATE).")
 @option("--request-header", "--header", "request_headers", type=HEADER_LINE, multiple=True,
-              envvar=["FASTMOCK_PROXY_REQUEST_HEADER", "FASTMOCK_PROXY_HEADER"],
-              help="A header added to upstream requests (repeatable; --header is the same).")
+        envvar=["FASTMOCK_PROXY_REQUEST_HEADER", "FASTMOCK_PROXY_HEADER"],
+        help="A header added to upstream requests (repeatable; --header is the same).")
 @option("--response-header", "response_headers", type=HEADER_LINE, multiple=True,
-              envvar=["FASTMOCK_PROXY_RESPONSE_HEADER", "PROXY_MOD_HEADER"],
-              help="A header set on every answer, replacing an upstream field of that name (repeatable; "
-                   "env PROXY_MOD_HEADER, one per line).")
+        envvar=["FASTMOCK_PROXY_RESPONSE_HEADER", "PROXY_MOD_HEADER"],
+        help="A header set on every answer, replacing an upstream field of that name (repeatable; "
+             "env PROXY_MOD_HEADER, one per line).")
 @option("--fault", "faults", type=FaultRule(), multiple=True, metavar="PREFIX=SPEC",
-              help="A fault spec for requests whose path starts with PREFIX (repeatable), e.g. '/=503:1,ok:9'.")
+        help="A fault spec for requests whose path starts with PREFIX (repeatable), e.g. '/=503:1,ok:9'.")
 @option("--header-faults/--no-header-faults", default=True, show_default=True,
-              help="Honour an X-Fastmock-Fault: SPEC request header.")
+        help="Honour an X-Fastmock-Fault: SPEC request header.")
 @option("--max-hang", type=Duration(), default="5m", show_default=True,
-              help="Longest a 'timeout' fault holds a connection (bare number: seconds).")
+        help="Longest a 'timeout' fault holds a connection (bare number: seconds).")
 @option("--upstream-timeout", type=Duration(minimum=0.001), default="30s", show_default=True,
-              help="From the whole request to the upstream's response head; past it, 504 (bare number: seconds).")
+        help="From the whole request to the upstream's response head; past it, 504 (bare number: seconds).")
 @option("--seed", type=int, default=None, envvar=["FASTMOCK_PROXY_SEED", "RNG_SEED"],
-              help="Seed of drops, faults and generated ids; worker k uses seed+k (env RNG_SEED).")
+        help="Seed of drops, faults and generated ids; worker k uses seed+k (env RNG_SEED).")
 @option("--metrics-path", default="/metrics", show_default=True,
-              help="Path answered by the proxy itself with Prometheus metrics.")
+        help="Path answered by the proxy itself with Prometheus metrics.")
 @option("--idle-timeout", type=Duration(minimum=0.01), default="60s", show_default=True,
-              help="Close a client connection idle this long (bare number: seconds).")
+        help="Close a client connection idle this long (bare number: seconds).")
 @option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
-              help="On SIGTERM, how long in-flight exchanges may finish (bare number: seconds).")
+        help="On SIGTERM, how long in-flight exchanges may finish (bare number: seconds).")
 @READY_FILE_OPTION
 def proxy(upstream, host, port, workers, delay_ms, drop_rate, request_headers, response_headers, faults,
           header_faults, max_hang, upstream_timeout, seed, metrics_path, idle_timeout, shutdown_timeout, ready_file):
@@ -542,38 +542,38 @@ class LoadUrl(click.ParamType):
 @option("--url", "url_option", type=LoadUrl(), default=None, help="The URL (instead of the argument).")
 @option("-n", "--requests", "--n", type=click.IntRange(1), default=None, help="How many requests.")
 @option("-d", "--duration", type=Duration(minimum=0.001), default=None,
-              help="How long to send (bare number: seconds); with -n, whichever ends first.")
+        help="How long to send (bare number: seconds); with -n, whichever ends first.")
 @option("-c", "--concurrency", type=click.IntRange(1), default=None,
-              help="Connections: the closed loop's (default 10), or the most the open loop opens (default 256).")
+        help="Connections: the closed loop's (default 10), or the most the open loop opens (default 256).")
 @option("--rate", type=click.FloatRange(0, min_open=True), default=None,
-              help="Open loop: this many requests per second, latency measured from each one's scheduled time.")
+        help="Open loop: this many requests per second, latency measured from each one's scheduled time.")
 @option("-m", "--method", default="GET", show_default=True, help="Request method.")
 @option("-H", "--header", "headers", type=HEADER_LINE, multiple=True, help="'Name: value' (repeatable).")
 @option("--body", default=None, help="Request body.")
 @option("--body-file", type=click.File("rb"), default=None, help="Request body from a file.")
 @option("--timeout", type=Duration(minimum=0.001), default="30s", show_default=True,
-              help="Per request, from sending to the end of the response (bare number: seconds).")
+        help="Per request, from sending to the end of the response (bare number: seconds).")
 @option("--connect-timeout", type=Duration(minimum=0.001), default="10s", show_default=True,
-              help="Per connection attempt (bare number: seconds).")
+        help="Per connection attempt (bare number: seconds).")
 @option("--retries", type=click.IntRange(0), default=0, show_default=True,
-              help="Retries of a request that met a connection error or a 5xx.")
+        help="Retries of a request that met a connection error or a 5xx.")
 @option("--retry-backoff-ms", type=click.IntRange(0), default=100, show_default=True,
-              help="Wait before the first retry; it doubles for each next one.")
+        help="Wait before the first retry; it doubles for each next one.")
 @option("--client-trace", is_flag=True, help="Send a new X-Trace-Id with each request (and record it).")
 @option("--keepalive/--no-keepalive", default=True, show_default=True,
-              help="Reuse connections, or a new connection per request.")
+        help="Reuse connections, or a new connection per request.")
 @option("--workers", type=Workers(), default="1", show_default=True,
-              help="Processes (each on its share of requests and rate), or 'auto' for one per CPU.")
+        help="Processes (each on its share of requests and rate), or 'auto' for one per CPU.")
 @option("--output", type=OutputPath(), default=None,
-              help="Write one record per request here.")
+        help="Write one record per request here.")
 @option("--format", "output_format", type=click.Choice(OUTPUT_FORMATS), default=None,
-              help="Format of --output: json (one document: summary and requests), jsonl (one request per "
-                   "line) or csv  [default: from the extension, else jsonl]")
+        help="Format of --output: json (one document: summary and requests), jsonl (one request per "
+             "line) or csv  [default: from the extension, else jsonl]")
 @option("--summary-json", type=OutputPath(), default=None,
-              help="Write the summary (with the thresholds) here as JSON.")
+        help="Write the summary (with the thresholds) here as JSON.")
 @option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
-              help=f"Exit 1 unless this holds (repeatable), e.g. {THRESHOLD_EXAMPLE}. Without any, exit 1 "
-                   f"when every request failed (no response or 5xx).")
+        help=f"Exit 1 unless this holds (repeatable), e.g. {THRESHOLD_EXAMPLE}. Without any, exit 1 "
+             f"when every request failed (no response or 5xx).")
 @option("--seed", type=int, default=0, show_default=True, help="Seed of the generated trace ids.")
 def load(url, url_option, requests, duration, concurrency, rate, method, headers, body, body_file, timeout,
          connect_timeout, retries, retry_backoff_ms, client_trace, keepalive, workers, output, output_format,
@@ -637,28 +637,28 @@ IMAGE_SCENARIO = "/etc/fastmock/scenario.yaml"  # what the Docker image runs whe
 @cli.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False), required=False)
 @option("--task", envvar="TASK", default=None,
-              help="Run this task (env TASK); default: the file's default_task, or its only task.")
+        help="Run this task (env TASK); default: the file's default_task, or its only task.")
 @option("--all", "all_tasks", is_flag=True, help="Run every task at once.")
 @option("--duration", type=Duration(minimum=0.001), envvar="DURATION_SECONDS", default=None,
-              help="Each task's whole length: replaces 'for', cuts stages that run past it "
-                   "(env DURATION_SECONDS; bare number: seconds).")
+        help="Each task's whole length: replaces 'for', cuts stages that run past it "
+             "(env DURATION_SECONDS; bare number: seconds).")
 @option("--base-url", envvar="BASE_URL", default=None, help="Override base_url (env BASE_URL).")
 @option("--api-token", envvar="API_TOKEN", default=None,
-              help="Send 'Authorization: Bearer TOKEN' (env API_TOKEN).")
+        help="Send 'Authorization: Bearer TOKEN' (env API_TOKEN).")
 @option("--connect-timeout", type=Duration(minimum=0.001), envvar="CONNECT_TIMEOUT", default=None,
-              help="Override timeouts.connect (env CONNECT_TIMEOUT; bare number: seconds).")
+        help="Override timeouts.connect (env CONNECT_TIMEOUT; bare number: seconds).")
 @option("--read-timeout", type=Duration(minimum=0.001), envvar="READ_TIMEOUT", default=None,
-              help="Override timeouts.read (env READ_TIMEOUT; bare number: seconds).")
+        help="Override timeouts.read (env READ_TIMEOUT; bare number: seconds).")
 @option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-              help="info: a JSON line per request; debug: with headers and bodies; warning: failures only "
-                   "(env LOG_LEVEL).")
+        type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+        help="info: a JSON line per request; debug: with headers and bodies; warning: failures only "
+             "(env LOG_LEVEL).")
 @option("--metrics-port", type=click.IntRange(1, 65535), default=None,
-              help="Serve Prometheus metrics on 127.0.0.1:PORT while running.")
+        help="Serve Prometheus metrics on 127.0.0.1:PORT while running.")
 @option("--shard", type=Shard(), default="0/1", show_default=True,
-              help="Take shard I of N of the rates and iterations (N alone: I from JOB_COMPLETION_INDEX).")
+        help="Take shard I of N of the rates and iterations (N alone: I from JOB_COMPLETION_INDEX).")
 @option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
-              help=f"Exit 1 unless this holds (repeatable; beside the file's thresholds), e.g. {THRESHOLD_EXAMPLE}.")
+        help=f"Exit 1 unless this holds (repeatable; beside the file's thresholds), e.g. {THRESHOLD_EXAMPLE}.")
 def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeout, read_timeout, log_level,
         metrics_port, shard, thresholds):
     """Run a scenario file's task: JSON lines per request on stdout; exit 1 if a check failed (or, when
@@ -727,7 +727,7 @@ def tls_trust_help(ca_dir):
         help="Write cert.pem (the chain a server sends) and key.pem here (and intermediate.pem for "
              "incomplete-chain).")
 @option("--host", "hosts", multiple=True, help="A name or address the certificate is for (repeatable)  "
-                                                "[default: localhost, 127.0.0.1, ::1]")
+                                          "[default: localhost, 127.0.0.1, ::1]")
 @option("--key-type", type=click.Choice(["p256", "p384", "rsa2048", "rsa4096"]), default="p256", show_default=True)
 @CA_DIR_OPTION
 def tls_issue(state, out_dir, hosts, key_type, ca_dir):
@@ -764,16 +764,16 @@ def shell(url, token):
 @click.argument("source", metavar="IN", type=click.File("rb"))
 @click.argument("target", metavar="OUT", type=OutputPath(allow_dash=True))
 @option("--endpoints-url", default=f"{DEFAULT_URL}/endpoints?limit=1000000", show_default=True,
-              callback=lambda ctx, param, url: _http_url(url, param, ctx),
-              help="Where to read endpoint URLs (a fleet's /endpoints; http or https).")
+        callback=lambda ctx, param, url: _http_url(url, param, ctx),
+        help="Where to read endpoint URLs (a fleet's /endpoints; http or https).")
 @option("--endpoints-file", type=click.File("rb"), default=None,
-              help="Read endpoint URLs from this file instead (one per line, # comments, or a JSON list).")
+        help="Read endpoint URLs from this file instead (one per line, # comments, or a JSON list).")
 @option("--max-size", type=Size(minimum=1), default="64M", show_default=True,
-              help="The largest IN (and endpoints file or answer) read.")
+        help="The largest IN (and endpoints file or answer) read.")
 @option("--field", "fields", multiple=True, default=("url", "host"), show_default=True,
-              help="A key whose values are replaced (repeatable); 'host' gets HOST:PORT, others the URL.")
+        help="A key whose values are replaced (repeatable); 'host' gets HOST:PORT, others the URL.")
 @option("--host-format", type=click.Choice(HOST_FORMATS), default="hostport", show_default=True,
-              help="What 'host' fields get: HOST:PORT, or the whole URL (the old tool's output).")
+        help="What 'host' fields get: HOST:PORT, or the whole URL (the old tool's output).")
 @option("--cycle", is_flag=True, help="Reuse the endpoints when the document has more fields.")
 @option("--dry-run", is_flag=True, help="Print a unified diff instead of writing OUT.")
 def rewrite_config(source, target, endpoints_url, endpoints_file, max_size, fields, host_format, cycle, dry_run):
