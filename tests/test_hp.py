@@ -48,6 +48,7 @@ def test_echo_describes_the_request(hp):
     assert echo["source_addr"].startswith("127.0.0.1:")
     assert echo["destination_addr"] == f"127.0.0.1:{hp.port}"
     assert echo["hostname"]
+    assert "tls" not in echo  # plain HTTP
 
 
 def test_echo_joins_repeated_headers(hp):

@@ -140,6 +140,8 @@ def test_hp_over_tls_serves_every_kind_of_answer(tls_hp):
         assert client.get("/health", headers={"X-Fastmock-Fault": "418"}).status_code == 418
         echo = client.post("/echo", content=b"over tls").json()
         assert echo["body"] == "over tls"
+        assert echo["tls"]["version"] in ("TLSv1.2", "TLSv1.3") and echo["tls"]["alpn"] == "http/1.1"
+        assert echo["tls"]["sni"] == "localhost" and echo["tls"]["cipher"] and echo["tls"]["resumed"] is False
     with pytest.raises(httpx.HTTPError):  # a reset fault still ends the connection without an answer
         httpx.get(f"{tls_hp.url}/health", headers={"X-Fastmock-Fault": "reset"}, verify=tls_hp.ca)
 

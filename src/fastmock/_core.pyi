@@ -15,6 +15,7 @@ class Request:
     body_truncated: bool
     client_addr: str | None
     server_addr: str | None
+    tls: Any
     read_pause_s: float
     fault_plan: FaultPlan | None
     @property

@@ -125,7 +125,15 @@ def _echo(req) -> dict:
         "source_addr": req.client_addr,
         "destination_addr": req.server_addr,
         "hostname": HOSTNAME,
+        **({"tls": _tls_info(req.tls)} if req.tls is not None else {}),
     }
+
+
+def _tls_info(ssl_object) -> dict:
+    """The echo's view of a TLS connection (``sni``: the name the client asked for, from the SNI callback)."""
+    return {"version": ssl_object.version(), "cipher": ssl_object.cipher()[0],
+            "sni": getattr(ssl_object, "fastmock_sni", None), "alpn": ssl_object.selected_alpn_protocol(),
+            "resumed": ssl_object.session_reused}
 
 
 def _parse_status_choices(spec: str) -> list[tuple[int, float]]:

@@ -156,6 +156,7 @@ def sni_server_context(authority: "CertificateAuthority") -> ssl.SSLContext:
         return contexts[state]
 
     def choose(ssl_object, server_name, _context):
+        ssl_object.fastmock_sni = server_name  # for the echo's tls.sni
         if server_name and server_name.endswith("." + SNI_DOMAIN):
             label = server_name[:-len(SNI_DOMAIN) - 1].lower()
             state = re.sub(r"^expiring-([0-9]{1,4})$", r"expiring(\1)", label)

@@ -349,6 +349,7 @@ cdef class ServerProtocol(ParserHandler):
         if req.client_addr is None:
             req.client_addr = _format_addr(self.transport.get_extra_info("peername"))
             req.server_addr = _format_addr(self.transport.get_extra_info("sockname"))
+            req.tls = self.transport.get_extra_info("ssl_object")
 
     cdef int _flush(self) except -1:
         self.writer.flush()

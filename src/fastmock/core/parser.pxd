@@ -34,6 +34,7 @@ cdef class Request:
         public bint body_truncated
         public str client_addr
         public str server_addr
+        public object tls            # the connection's ssl.SSLObject over TLS, else None
         public double read_pause_s
         public object fault_plan     # set by a route's on_head: the FaultPlan for this request
         public double started_s
