@@ -105,6 +105,23 @@ def test_two_workers_share_one_port():
         assert server.stop() == 0
 
 
+def test_workers_do_not_outlive_a_killed_supervisor():
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--workers", "2") as server:
+        worker_pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\) listening", server.log())]
+        server.proc.kill()  # SIGKILL: no chance to stop its workers
+        server.proc.wait(10)
+        wait_for(lambda: all(_gone(pid) for pid in worker_pids), timeout=10)
+        wait_for(lambda: refused(server.port, server.host), timeout=10)
+
+
+def _gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def test_a_dead_worker_is_restarted():
     with start_server("hp", "--port", "0", "--mem-interval", "0", "--workers", "2") as server:
         worker_pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\) listening", server.log())]

@@ -11,13 +11,14 @@ import logging
 import math
 import os
 import resource
+import signal
 import socket
 import stat
 import sys
 import tempfile
 
 __all__ = ["log", "recent_log_lines", "url", "make_listener", "raise_open_files_limit", "fork_child",
-           "RestartBackoff", "write_whole", "ready_announcer", "available_cpus", "BACKLOG"]
+           "RestartBackoff", "write_whole", "ready_announcer", "available_cpus", "exit_with_parent", "BACKLOG"]
 
 BACKLOG = 4096
 TCP_FASTOPEN_QUEUE = 16384
@@ -152,6 +153,22 @@ def fork_child(name: str, body) -> int:
             sys.stderr.flush()
             os._exit(status)
     return pid
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """In a forked worker: SIGTERM this process when its parent dies (Linux's PR_SET_PDEATHSIG), so a
+    supervisor killed with SIGKILL leaves no worker behind; exits now if the parent is already gone."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux: the supervisor's own shutdown still stops its workers
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 class RestartBackoff:

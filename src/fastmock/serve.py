@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import orjson
 import uvloop
 
-from fastmock.runtime import (BACKLOG, RestartBackoff, fork_child, log, make_listener, raise_open_files_limit,
-                              ready_announcer, url)
+from fastmock.runtime import (BACKLOG, RestartBackoff, exit_with_parent, fork_child, log, make_listener,
+                              raise_open_files_limit, ready_announcer, url)
 
 __all__ = ["ServeConfig", "StartError", "serve"]
 
@@ -195,7 +195,10 @@ class _Supervisor:
         self.pending: dict[int, float] = {}     # worker index -> when to restart it
 
     def _spawn(self, worker: int) -> None:
+        supervisor = os.getpid()
+
         def child() -> int:
+            exit_with_parent(supervisor)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             self.placeholder.close()
             os.close(self.ready_read)
