@@ -148,6 +148,31 @@ READY_FILE_OPTION = option(
          "For scripts that wait for the server.")
 
 
+def tls_options(what: str):
+    """The TLS options of a serving mode (hp, fleet, proxy): ``what`` says what --tls does there."""
+    def apply(command):
+        for decorator in reversed((
+            option("--tls", is_flag=True,
+                   help=f"{what}: certificates from the local CA (see 'fastmock tls'); the SNI name STATE.fastmock.test "
+                        "chooses a certificate state (expired, wrong-host, ...)."),
+            option("--certfile", type=click.Path(exists=True, dir_okay=False), default=None,
+                   help="With --tls: your own certificate chain (PEM) for the valid state."),
+            option("--keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
+                   help="With --certfile: its key, if not in the same file."),
+            option("--tls-key", type=click.Choice(["p256", "p384", "rsa2048", "rsa4096"]), default="p256",
+                   show_default=True, help="Key type of the certificates fastmock makes."),
+            option("--tls-ca-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                   help="Where the local CA lives  [default: $XDG_STATE_HOME/fastmock/tls]"),
+            option("--tls-ca-out", type=OutputPath(), default=None,
+                   help="Also write the CA certificate (PEM, public) here, for clients to trust."),
+            option("--tls-resume/--no-tls-resume", default=True, show_default=True,
+                   help="Offer session resumption (tickets)."),
+        )):
+            command = decorator(command)
+        return command
+    return apply
+
+
 def _write_or_fail(path: str, write) -> None:
     """write_whole, with a failure (a full disk, /proc) as one clear line; nothing is left behind."""
     try:
@@ -245,22 +270,12 @@ def parse_addr(text: str) -> tuple[str, int]:
         help="No access log (the default); --quiet=false is --access-log, as the old server had it.")
 @option("--mem-interval", type=Duration(), default="10s", show_default=True,
         help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
-@option("--tls", is_flag=True,
-        help="The port speaks TLS (uvloop's TLS layer): a certificate from the local CA (see 'fastmock tls'), "
-             "and STATE.fastmock.test as the SNI name chooses a certificate state (expired, wrong-host, ...).")
-@option("--certfile", type=click.Path(exists=True, dir_okay=False), default=None,
-        help="With --tls: your own certificate chain (PEM) instead of the local CA's.")
-@option("--keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
-        help="With --certfile: its key, if not in the same file.")
-@option("--tls-key", type=click.Choice(["p256", "p384", "rsa2048", "rsa4096"]), default="p256", show_default=True,
-        help="Key type of the certificates fastmock makes.")
-@option("--tls-ca-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-        help="Where the local CA lives  [default: $XDG_STATE_HOME/fastmock/tls]")
+@tls_options("The port speaks TLS")
 @READY_FILE_OPTION
 def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, body_timeout, body_min_rate, max_connections,
        shutdown_timeout, max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults,
        header_faults, max_hang, ws_max_message, ws_idle_timeout, ws_ping_interval, sse_heartbeat, grpc_port, grpc_threads, request_log_size, request_log_path, access_log,
-       quiet, mem_interval, tls, certfile, keyfile, tls_key, tls_ca_dir, ready_file):
+       quiet, mem_interval, ready_file, **tls):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
     Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
@@ -273,7 +288,7 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
     if quiet is not None and access_log and quiet:
         raise click.BadParameter("--quiet turns the access log off: not with --access-log", param_hint="'--quiet'")
     access_log = access_log or quiet is False
-    tls_context = _tls_context(tls, certfile, keyfile, tls_key, tls_ca_dir)
+    contexts = _tls_contexts(hosts=(host,), **tls)
     seed = secrets.randbits(32) if seed is None else seed
     grpc_required = click.get_current_context().get_parameter_source("grpc_port") != ParameterSource.DEFAULT
     if grpc_port and grpc_required and importlib.util.find_spec("grpc") is None:  # find_spec: no import before fork
@@ -285,7 +300,8 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
         body_min_rate=body_min_rate, max_connections=max_connections, shutdown_timeout_s=shutdown_timeout,
         max_target_size=max_target_size,
         max_header_size=max_header_size, max_headers=max_headers, access_log=access_log,
-        mem_interval_s=mem_interval, ready_file=ready_file, tls=tls_context,
+        mem_interval_s=mem_interval, ready_file=ready_file,
+        tls=None if contexts is None else contexts.sni_context(),
     )
     _serve_until_stopped(config, lambda worker: HpApp(HpConfig(
         max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
@@ -296,27 +312,35 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
         grpc_reuse_port=workers > 1)))
 
 
-def _tls_context(tls, certfile, keyfile, key_type, ca_dir):
-    """The SSLContext of --tls (None without it); bad files are usage errors naming them."""
-    from fastmock.tls import DEFAULT_HOSTS, SNI_DOMAIN, CertificateAuthority, TlsError, file_server_context, \
-        sni_server_context
+def _tls_contexts(tls, certfile, keyfile, tls_key, tls_ca_dir, tls_ca_out, tls_resume, hosts=()):
+    """The ContextSet of --tls (None without it); bad files are usage errors naming them."""
+    from fastmock.tls import DEFAULT_HOSTS, SNI_DOMAIN, CertificateAuthority, ContextSet, TlsError, \
+        file_server_context
 
     if not tls:
-        for name, value in (("--certfile", certfile), ("--keyfile", keyfile)):
+        for name, value in (("--certfile", certfile), ("--keyfile", keyfile), ("--tls-ca-out", tls_ca_out)):
             if value is not None:
                 raise click.BadParameter("only with --tls", param_hint=f"'{name}'")
         return None
     if keyfile is not None and certfile is None:
         raise click.BadParameter("needs --certfile", param_hint="'--keyfile'")
+    wildcard = ("0.0.0.0", "::", "", None)
+    names = (*DEFAULT_HOSTS, *(host for host in hosts if host not in wildcard), f"*.{SNI_DOMAIN}")
     try:
-        if certfile is not None:
-            return file_server_context(certfile, keyfile)
-        authority = CertificateAuthority(ca_dir, key_type, (*DEFAULT_HOSTS, f"*.{SNI_DOMAIN}"))
+        valid = file_server_context(certfile, keyfile, tls_resume) if certfile is not None else None
     except TlsError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--certfile'" if certfile else "'--tls-ca-dir'") from None
-    click.echo(f"fastmock: TLS with the local CA {authority.cert_path} (trust it: fastmock tls trust-help)",
-               err=True)
-    return sni_server_context(authority)
+        raise click.BadParameter(str(exc), param_hint="'--certfile'") from None
+    try:
+        authority = CertificateAuthority(tls_ca_dir, tls_key, names)
+    except TlsError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--tls-ca-dir'") from None
+    if tls_ca_out is not None:
+        _write_or_fail(tls_ca_out, lambda file: file.write(authority.pem.decode()))
+    click.echo(f"fastmock: TLS with the local CA {tls_ca_out or authority.cert_path} "
+               f"(trust it: fastmock tls trust-help)", err=True)
+    contexts = ContextSet(authority, tls_resume, valid)
+    contexts.get("valid")  # made now: a fleet's workers inherit it
+    return contexts
 
 
 def _serve_until_stopped(config: ServeConfig, make_app) -> None:
@@ -363,6 +387,9 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
         help="Open connections per worker; beyond it new ones are closed at once.")
 @option("--chaos", "chaos_file", type=click.Path(exists=True, dir_okay=False), default=None,
         help="Run this chaos schedule (YAML) from the start; see POST /chaos.")
+@tls_options("Every port speaks TLS, in a certificate state of its own (POST /tls; valid at first)")
+@option("--max-hang", type=Duration(), default="5m", show_default=True,
+        help="How long a port in the handshake-stall state holds a connection (bare number: seconds).")
 @option("--detach", is_flag=True,
         help="Run in the background (own session); return once every port accepts.")
 @option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -373,8 +400,8 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
              "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
 @READY_FILE_OPTION
 def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, token, token_reads, seed,
-          reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, detach, pid_file, log_file,
-          ready_file):
+          reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, max_hang, detach, pid_file,
+          log_file, ready_file, **tls):
     """COUNT mock servers, one per port from --base-port, with a management API.
 
     Each port answers GET /health and GET /kill (which closes that port). The management API
@@ -406,12 +433,15 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
         except ChaosError as exc:
             where = f"{chaos_file}:{exc.line}:{exc.column or 1}" if exc.line else chaos_file
             raise click.BadParameter(f"{where}: {exc}", param_hint="'--chaos'") from None
+        if not tls["tls"] and any(rule.action == "tls" for rule in chaos.rules):
+            raise click.BadParameter(f"{chaos_file}: a tls action needs --tls", param_hint="'--chaos'")
+    contexts = _tls_contexts(hosts=(host, advertise_host), **tls)
     config = FleetConfig(
         count=count, base_port=base_port, max_port=max_port, host=host, advertise_host=advertise_host,
         mgmt_port=mgmt_port, workers=workers, token=token, token_reads=token_reads,
         seed=secrets.randbits(32) if seed is None else seed, reserve_ports=reserve_ports,
         idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
-        chaos=chaos,
+        chaos=chaos, tls=contexts, max_hang_s=max_hang,
     )
     if detach:
         if ready_file is not None:

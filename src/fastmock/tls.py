@@ -12,6 +12,7 @@ import os
 import re
 import ssl
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-__all__ = ["KEY_TYPES", "STATE_EXAMPLES", "TlsError", "CertificateAuthority", "Issued", "parse_state",
-           "default_ca_dir", "TRUST_HELP", "SNI_DOMAIN", "sni_server_context", "file_server_context"]
+__all__ = ["KEY_TYPES", "STATE_EXAMPLES", "HANDSHAKE_STATES", "TlsError", "CertificateAuthority", "Issued",
+           "parse_state", "default_ca_dir", "TRUST_HELP", "SNI_DOMAIN", "ContextSet", "file_server_context"]
 
 KEY_TYPES = ("p256", "p384", "rsa2048", "rsa4096")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -29,8 +30,10 @@ SNI_DOMAIN = "fastmock.test"  # like badssl.com: expired.fastmock.test is served
 WRONG_HOST = "wrong.host.invalid"
 LEAF_DAYS = 90
 CA_YEARS = 10
+HANDSHAKE_STATES = ("handshake-stall", "handshake-reset")  # no certificate: the handshake itself fails
 STATE_EXAMPLES = ("valid", "expired", "not-yet-valid", "expiring(3)", "wrong-host", "self-signed", "untrusted-root",
-                  "incomplete-chain")
+                  "incomplete-chain", "weak", "tls1.0-only") + HANDSHAKE_STATES
+_STATE_NAMES = frozenset(STATE_EXAMPLES) - {"expiring(3)"}
 _EXPIRING = re.compile(r"expiring\(([0-9]{1,4})\)")
 
 
@@ -46,7 +49,7 @@ def parse_state(text: str) -> tuple[str, int]:
         if days < 1:
             raise TlsError("expiring(DAYS) needs at least 1 day (an expired certificate is 'expired')")
         return "expiring", days
-    if text in STATE_EXAMPLES:
+    if text in _STATE_NAMES:
         return text, 0
     raise TlsError(f"unknown certificate state {text!r} (states: {', '.join(STATE_EXAMPLES)})")
 
@@ -61,7 +64,7 @@ def _key(key_type: str):
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "p384":
         return ec.generate_private_key(ec.SECP384R1())
-    if key_type in ("rsa2048", "rsa4096"):
+    if key_type in ("rsa1024", "rsa2048", "rsa4096"):  # rsa1024: the weak state only
         return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
     raise TlsError(f"unknown key type {key_type!r} ({', '.join(KEY_TYPES)})")
 
@@ -116,9 +119,16 @@ class Issued:
     not_after: datetime.datetime
     missing_pem: bytes = b""
 
-    def server_context(self) -> ssl.SSLContext:
-        """A server SSLContext serving this chain (TLS 1.2 and 1.3, ALPN http/1.1)."""
-        context = _server_context()
+    def server_context(self, resume: bool = True) -> ssl.SSLContext:
+        """A server SSLContext serving this chain (TLS 1.2 and 1.3, ALPN http/1.1; ``weak``: its RSA 1024 key
+        allowed; ``tls1.0-only``: TLS 1.0 and nothing else)."""
+        context = _server_context(resume)
+        if self.state in ("weak", "tls1.0-only"):
+            context.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 refuses RSA 1024 and TLS 1.0 at its level 1
+        if self.state == "tls1.0-only":
+            with warnings.catch_warnings():  # Python deprecates TLS 1.0: serving it is the point here
+                warnings.simplefilter("ignore", DeprecationWarning)
+                context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1
         with tempfile.TemporaryDirectory() as directory:  # load_cert_chain reads files only
             chain, key = Path(directory, "chain.pem"), Path(directory, "key.pem")
             chain.write_bytes(self.chain_pem)
@@ -127,16 +137,19 @@ class Issued:
         return context
 
 
-def _server_context() -> ssl.SSLContext:
+def _server_context(resume: bool = True) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_alpn_protocols(["http/1.1"])
+    if not resume:  # no tickets, 1.3 or 1.2 (OpenSSL's session-ID cache, which Python cannot switch off, stays)
+        context.options |= ssl.OP_NO_TICKET
+        context.num_tickets = 0
     return context
 
 
-def file_server_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+def file_server_context(certfile: str, keyfile: str | None, resume: bool = True) -> ssl.SSLContext:
     """A server context from the user's own files; TlsError naming the file that does not load."""
-    context = _server_context()
+    context = _server_context(resume)
     try:
         context.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as exc:
@@ -145,31 +158,44 @@ def file_server_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
     return context
 
 
-def sni_server_context(authority: "CertificateAuthority") -> ssl.SSLContext:
-    """The valid certificate's context, whose SNI callback serves STATE.fastmock.test the certificate in that
-    state (``expiring-3`` for expiring(3)); one context per state, made on first use and shared."""
-    contexts: dict[str, ssl.SSLContext] = {}
+class ContextSet:
+    """One server SSLContext per certificate state, made on first use and shared by every port in that state
+    (a handshake state has none: ``get`` returns None). ``valid``: the user's own context for that state."""
 
-    def context_for(state: str) -> ssl.SSLContext:
-        if state not in contexts:
-            contexts[state] = authority.issue(state).server_context()
-        return contexts[state]
+    def __init__(self, authority: "CertificateAuthority", resume: bool = True,
+                 valid: ssl.SSLContext | None = None) -> None:
+        self.authority = authority
+        self.resume = resume
+        self.contexts: dict[str, ssl.SSLContext | None] = {state: None for state in HANDSHAKE_STATES}
+        if valid is not None:
+            self.contexts["valid"] = valid
 
-    def choose(ssl_object, server_name, _context):
-        ssl_object.fastmock_sni = server_name  # for the echo's tls.sni
-        if server_name and server_name.endswith("." + SNI_DOMAIN):
-            label = server_name[:-len(SNI_DOMAIN) - 1].lower()
-            state = re.sub(r"^expiring-([0-9]{1,4})$", r"expiring(\1)", label)
-            try:
-                parse_state(state)
-            except TlsError:
-                return None  # an unknown name gets the valid certificate (and fails on its host name)
-            ssl_object.context = context_for(state)
-        return None
+    def get(self, state: str) -> ssl.SSLContext | None:
+        if state not in self.contexts:
+            self.contexts[state] = self.authority.issue(state).server_context(self.resume)
+        return self.contexts[state]
 
-    default = context_for("valid")
-    default.sni_callback = choose
-    return default
+    def sni_context(self) -> ssl.SSLContext:
+        """The valid certificate's context, whose SNI callback serves STATE.fastmock.test the certificate in that
+        state (``expiring-3`` for expiring(3)). The handshake states need a port in that state (a fleet port):
+        the name is read only once the handshake has begun."""
+
+        def choose(ssl_object, server_name, _context):
+            ssl_object.fastmock_sni = server_name  # for the echo's tls.sni
+            if server_name and server_name.endswith("." + SNI_DOMAIN):
+                label = server_name[:-len(SNI_DOMAIN) - 1].lower()
+                state = re.sub(r"^expiring-([0-9]{1,4})$", r"expiring(\1)", label)
+                try:
+                    parse_state(state)
+                except TlsError:
+                    return None  # an unknown name gets the valid certificate (and fails on its host name)
+                if state not in HANDSHAKE_STATES:
+                    ssl_object.context = self.get(state)
+            return None
+
+        default = self.get("valid")
+        default.sni_callback = choose
+        return default
 
 
 class CertificateAuthority:
@@ -217,6 +243,8 @@ class CertificateAuthority:
         return self._issued[state]
 
     def _make(self, name: str, days: int) -> Issued:
+        if name in HANDSHAKE_STATES:
+            raise TlsError(f"{name} has no certificate: the handshake itself fails")
         now = _now()
         not_before, not_after = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=LEAF_DAYS)
         if name == "expired":
@@ -226,7 +254,7 @@ class CertificateAuthority:
         elif name == "expiring":
             not_after = now + datetime.timedelta(days=days)
         hosts = (WRONG_HOST,) if name == "wrong-host" else self.hosts
-        key = _key(self.key_type)
+        key = _key("rsa1024" if name == "weak" else self.key_type)
         subject = _name(hosts[0])
         missing = b""
         if name == "self-signed":

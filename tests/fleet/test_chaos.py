@@ -118,10 +118,11 @@ def test_changing_faults_needs_the_token(fleet):
 
 
 BAD_SCHEDULES = [
-    ("rules: [{every: 1s, action: explode}]", 0, 1, "action must be kill, revive, clear or {fault: SPEC}"),
+    ("rules: [{every: 1s, action: explode}]", 0, 1, "action must be kill, revive, clear, {fault: SPEC} or {tls: STATE}"),
     ("rules:\n  - action: kill\n  - action: kill\n    every: soon\n", 1, 4, "every: invalid duration 'soon'"),
     ("rules:\n  - action: kill\n    target: {percent: 150}\n", 0, 3, "target.percent must be a number in (0, 100]"),
     ("rules:\n  - action: {fault: '503:x'}\n", 0, 2, "expected a weight"),
+    ("rules:\n  - action: {tls: rotten}\n", 0, 2, "unknown certificate state 'rotten'"),
     ("rules:\n  - action: kill\n    target: {ports: 1-5}\n", 0, 3, "is not a range within the fleet"),
     ("rules:\n  - action: kill\n    colour: red\n", 0, 3, "unknown key 'colour'"),
     ("rules:\n  - action: kill\n    times: 3\n", 0, 3, "times needs every"),

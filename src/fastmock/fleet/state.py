@@ -1,10 +1,11 @@
-"""The fleet's shared memory: per port a state byte, a fault byte and a request counter, per worker its
-event counters.
+"""The fleet's shared memory: per port a state byte, a fault byte, a TLS state byte and a request counter, per
+worker its event counters.
 
 The supervisor maps it (anonymous, shared) before it forks the workers, so they inherit it: no attach,
 no resource tracker. One writer per field: a port's state, fault and counter, and a worker's counters, are
 written only by the worker that owns them; the supervisor only reads. A port's fault byte indexes the
-supervisor's table of fault specs (0: none), so 50,000 ports with faults cost 50 KB.
+supervisor's table of fault specs (0: none), so 50,000 ports with faults cost 50 KB; its TLS byte indexes
+the table of certificate states (0: valid), read by the worker at each accept.
 """
 
 import mmap
@@ -17,7 +18,9 @@ STATE_NAMES = {ALIVE: "alive", KILLED: "killed", FAILED: "failed", 4: "degraded"
 STATES_BY_NAME = {name: state for state, name in STATE_NAMES.items()}
 DISPLAY_CODES = {**STATES_BY_NAME, "absent": ABSENT}
 
-WORKER_FIELDS = ("started", "killed", "revived")
+HANDSHAKE_FAILURES = ("timeout", "reset", "protocol", "other")  # tls_accept.failure_reason's answers
+WORKER_FIELDS = ("started", "killed", "revived", "handshakes",
+                 *(f"handshake_failed_{reason}" for reason in HANDSHAKE_FAILURES))
 
 
 class FleetState:
@@ -28,11 +31,12 @@ class FleetState:
         self.slots = slots
         bytes_size = (slots + 7) // 8 * 8  # keeps the counters 8-byte aligned
         counters_size = 8 * slots
-        self._map = mmap.mmap(-1, 2 * bytes_size + counters_size + 8 * len(WORKER_FIELDS) * max_workers)
+        self._map = mmap.mmap(-1, 3 * bytes_size + counters_size + 8 * len(WORKER_FIELDS) * max_workers)
         view = memoryview(self._map)
         self.states = view[:slots]
         self.faults = view[bytes_size:bytes_size + slots]
-        counters_at = 2 * bytes_size
+        self.tls = view[2 * bytes_size:2 * bytes_size + slots]
+        counters_at = 3 * bytes_size
         self.requests = view[counters_at:counters_at + counters_size].cast("Q")
         self._worker_counters = view[counters_at + counters_size:].cast("Q")
 

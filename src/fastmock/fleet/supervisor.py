@@ -24,7 +24,7 @@ from fastmock.runtime import RestartBackoff, fork_child, log
 __all__ = ["FleetConfig", "WorkerGone", "Supervisor", "FaultTableFull"]
 
 MAX_PORTS_PER_WORKER = 12500
-MAX_FAULT_SPECS = 255  # distinct specs: a port's fault is one byte
+MAX_FAULT_SPECS = 255  # distinct specs: a port's fault is one byte (its TLS state too)
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class FleetConfig:
     header_timeout_s: float = 10.0
     max_connections: int = 262144
     chaos: object = None  # a chaos.Schedule to run from the start (--chaos FILE)
+    tls: object = None    # a tls.ContextSet: every port speaks TLS, in a certificate state of its own
+    max_hang_s: float = 300.0  # how long a handshake-stall port holds a connection
 
     @property
     def slots(self) -> int:
@@ -67,7 +69,7 @@ class WorkerGone(Exception):
 
 
 class FaultTableFull(Exception):
-    """Every fault index is taken by a distinct spec."""
+    """Every fault index is taken by a distinct spec (or every TLS index by a distinct state)."""
 
 
 class _Worker:
@@ -100,9 +102,12 @@ class Supervisor:
         self.fault_specs: dict[int, str] = {}  # fault index (the ports' fault byte) -> spec
         self.fault_indexes: dict[str, int] = {}
         self.fault_codes = bytearray(256)  # fault index -> display code of its category (DISPLAY_CODES)
+        self.tls_states: dict[int, str] = {0: "valid"}  # TLS index (the ports' TLS byte) -> certificate state
+        self.tls_indexes: dict[str, int] = {"valid": 0}
         self.lock = asyncio.Lock()  # one change at a time (API and chaos): sizes and states stay consistent
         self.worker_config = WorkerConfig(config.host, config.idle_timeout_s, config.header_timeout_s,
-                                          config.max_connections, config.seed, self.fault_specs)
+                                          config.max_connections, config.seed, self.fault_specs, config.tls,
+                                          self.tls_states, config.max_hang_s)
         self.count = 0  # slots [0, count) are in the fleet
         self.workers: dict[int, _Worker] = {}
         self.backoff = RestartBackoff()
@@ -230,6 +235,27 @@ class Supervisor:
         """Give ``slots`` the fault ``spec`` (None clears it)."""
         index = self.fault_index(spec) if spec is not None else 0
         return await self._each_worker("fault", slots, "faulted", index=index, spec=spec)
+
+    def tls_index(self, state: str) -> int:
+        """The index of certificate ``state`` (added if new); raises TlsError, FaultTableFull."""
+        from fastmock.tls import parse_state  # here: cryptography loads only in a TLS fleet
+
+        name, days = parse_state(state)
+        label = f"{name}({days})" if days else name
+        index = self.tls_indexes.get(label)
+        if index is None:
+            if len(self.tls_states) > MAX_FAULT_SPECS:
+                raise FaultTableFull(f"{MAX_FAULT_SPECS} distinct TLS states are in use")
+            index = len(self.tls_states)
+            self.tls_states[index] = label
+            self.tls_indexes[label] = index
+        return index
+
+    async def set_tls(self, slots, state: str) -> tuple[list[int], str]:
+        """Put ``slots`` in the certificate ``state`` ("valid" undoes the others): (the slots, its name)."""
+        index = self.tls_index(state)
+        name = self.tls_states[index]
+        return await self._each_worker("tls", slots, "changed", index=index, state=name), name
 
     async def start(self, count: int) -> dict:
         """Add ``count`` ports after the last one; returns the started and failed slots."""

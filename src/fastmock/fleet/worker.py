@@ -8,6 +8,7 @@ per port) and hands them to uvloop with one shared core Server; /health and /kil
     {"op": "kill", "slots": [...]}                      -> {"killed": [...]}
     {"op": "stop", "slots": [...]}                      -> {"stopped": [...]}   (scaled down: ABSENT)
     {"op": "fault", "slots": [...], "index": k, "spec": "503"}  -> {"faulted": [...]}  (index 0: clear)
+    {"op": "tls", "slots": [...], "index": k, "state": "expired"} -> {"changed": [...]}  (index 0: valid)
     {"op": "exit"}                                      -> the process exits
 
 The first reply, sent unasked, is the result of starting the slots it was forked with.
@@ -24,6 +25,7 @@ from fastmock._core import PortGroup
 from fastmock.faults import parse_fault_spec
 from fastmock.fleet.state import ABSENT, ALIVE, FAILED, KILLED, FleetState
 from fastmock.runtime import log
+from fastmock.tls_accept import tls_protocol
 
 __all__ = ["WorkerConfig", "run_worker"]
 
@@ -37,13 +39,17 @@ class WorkerConfig:
     """What a worker needs from the fleet's configuration (its copy of the fault table grows by commands)."""
 
     def __init__(self, host: str, idle_timeout_s: float, header_timeout_s: float, max_connections: int,
-                 seed: int, fault_specs: dict[int, str]) -> None:
+                 seed: int, fault_specs: dict[int, str], tls=None, tls_states: dict[int, str] | None = None,
+                 max_hang_s: float = 300.0) -> None:
         self.host = host
         self.idle_timeout_s = idle_timeout_s
-        self.header_timeout_s = header_timeout_s
+        self.header_timeout_s = header_timeout_s  # also the longest TLS handshake
         self.max_connections = max_connections
         self.seed = seed  # worker k draws faults from seed + k
         self.fault_specs = fault_specs  # the supervisor's table as it was at the fork
+        self.tls = tls  # a tls.ContextSet: the ports speak TLS
+        self.tls_states = tls_states  # the supervisor's table of TLS states, as it was at the fork
+        self.max_hang_s = max_hang_s  # how long a handshake-stall port holds a connection
 
 
 class PortWorker:
@@ -55,6 +61,7 @@ class PortWorker:
         self.ports = {}  # slot -> FleetPort, for the slots alive here
         self.plans = {0: None}  # fault index -> FaultPlan, compiled on first use
         self.group = None
+        self.stalled = set()  # the connections held by ports in the handshake-stall state
 
     def _plan(self, index: int):
         if index not in self.plans:
@@ -93,7 +100,8 @@ class PortWorker:
         for slot, sock in bound.items():
             port = self.group.port(self.state.base_port + slot, slot)
             port.plan = self._plan(self.state.faults[slot])
-            port.listener = await loop.create_server(port, sock=sock, backlog=BACKLOG)
+            factory = port if self.config.tls is None else self._tls_factory(port)
+            port.listener = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
             self.ports[slot] = port
             states[slot] = ALIVE
         for slot in pending:
@@ -101,10 +109,26 @@ class PortWorker:
         self.state.bump(self.index, "revived" if revive else "started", len(bound))
         return {"started": list(bound), "failed": {str(slot): errors[slot] for slot in pending}}
 
+    def _tls_factory(self, port):
+        """The listener's factory for a TLS port: the handshake in the port's TLS state at accept time."""
+        config, tls_bytes = self.config, self.state.tls
+
+        def accept():
+            state = config.tls_states[tls_bytes[port.slot]]
+            return tls_protocol(state, config.tls.get(state), port, handshake_timeout_s=config.header_timeout_s,
+                                stall_s=config.max_hang_s, counted=self._count_handshake, stalled=self.stalled)
+
+        return accept
+
+    def _count_handshake(self, failure: str | None) -> None:
+        self.state.bump(self.index, "handshakes" if failure is None else f"handshake_failed_{failure}")
+
     def _close(self, slot: int, new_state: int, keep=None) -> None:
         port = self.ports.pop(slot)
         port.listener.close()  # closes the socket now: connects are refused from here on
         self.group.close_connections(port, keep)
+        for stall in [stall for stall in self.stalled if stall.port is port]:
+            stall.transport.abort()
         self.state.states[slot] = new_state
 
     def kill(self, slots: list[int], keep=None) -> dict:
@@ -120,7 +144,8 @@ class PortWorker:
                 self._close(slot, ABSENT)
             else:
                 self.state.states[slot] = ABSENT
-            self.state.faults[slot] = 0  # a port added again later starts without a fault
+            self.state.faults[slot] = 0  # a port added again later starts without a fault (and valid)
+            self.state.tls[slot] = 0
         return {"stopped": slots}
 
     def fault(self, slots: list[int], index: int, spec: str | None) -> dict:
@@ -133,6 +158,14 @@ class PortWorker:
             if slot in self.ports:
                 self.ports[slot].plan = plan
         return {"faulted": slots}
+
+    def set_tls(self, slots: list[int], index: int, name: str) -> dict:
+        """Put ``slots`` in the TLS state ``index`` (0: valid): their next handshakes use it."""
+        self.config.tls.get(name)  # its certificate is made now, not in a handshake
+        self.config.tls_states[index] = name
+        for slot in slots:
+            self.state.tls[slot] = index
+        return {"changed": slots}
 
     def _on_kill(self, port, protocol) -> None:
         """GET /kill on a port: its answer is queued on ``protocol``, which closes once it is sent."""
@@ -172,6 +205,8 @@ class PortWorker:
                 reply = self.stop(command["slots"])
             elif op == "fault":
                 reply = self.fault(command["slots"], command["index"], command.get("spec"))
+            elif op == "tls":
+                reply = self.set_tls(command["slots"], command["index"], command["state"])
             else:
                 reply = {"error": f"unknown op {op!r}"}
             writer.write(orjson.dumps(reply) + b"\n")

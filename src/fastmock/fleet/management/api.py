@@ -18,7 +18,7 @@ from fastmock.fleet.management.chaos import EXAMPLE as CHAOS_EXAMPLE
 from fastmock.fleet.management.chaos import ChaosError, ChaosRun, parse_schedule
 from fastmock.fleet.management.events import EventLog
 from fastmock.fleet.ports import parse_port_range
-from fastmock.fleet.state import ALIVE, FAILED, KILLED, STATE_NAMES, STATES_BY_NAME
+from fastmock.fleet.state import ALIVE, FAILED, HANDSHAKE_FAILURES, KILLED, STATE_NAMES, STATES_BY_NAME
 from fastmock.fleet.supervisor import FaultTableFull, Supervisor, WorkerGone
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import exposition
@@ -27,10 +27,12 @@ from fastmock.units import MAX_INT63, parse_whole
 
 __all__ = ["ManagementApi"]
 
-ENDPOINTS = ["/", "/health", "/stats", "/endpoints", "/scale", "/kill", "/revive", "/fault", "/chaos", "/events",
-             "/stream", "/metrics", "/logs", "/shutdown"]
+ENDPOINTS = ["/", "/health", "/stats", "/endpoints", "/scale", "/kill", "/revive", "/fault", "/tls", "/chaos",
+             "/events", "/stream", "/metrics", "/logs", "/shutdown"]
 DASHBOARD = (importlib.resources.files("fastmock.fleet.management") / "dashboard.html").read_bytes()
 TRUE = ("1", "true", "yes", "on")
+TLS_STATES = "valid, expired, not-yet-valid, expiring(DAYS), wrong-host, self-signed, untrusted-root, " \
+             "incomplete-chain, weak, tls1.0-only, handshake-stall, handshake-reset"
 
 
 class ApiError(Exception):
@@ -72,6 +74,7 @@ class ManagementApi:
         self.seed = seed
         self.rng = random.Random(seed)
         self.url_host = f"[{advertise_host}]" if ":" in advertise_host else advertise_host
+        self.scheme = "http" if supervisor.config.tls is None else "https"
         self.stream_interval_s = stream_interval_s
         self.event_log = EventLog(supervisor.config.base_port)
         self.chaos: ChaosRun | None = None
@@ -90,6 +93,7 @@ class ManagementApi:
             "/kill": {"GET": (True, self.kill), "POST": (True, self.kill)},
             "/revive": {"GET": (True, self.revive), "POST": (True, self.revive)},
             "/fault": {"POST": (True, self.fault), "DELETE": (True, self.clear_fault)},
+            "/tls": {"POST": (True, self.set_tls), "DELETE": (True, self.clear_tls)},
             "/chaos": {"GET": (False, self.chaos_status), "POST": (True, self.start_chaos),
                        "DELETE": (True, self.stop_chaos)},
             "/shutdown": {"POST": (True, self.shutdown)},
@@ -166,9 +170,18 @@ class ManagementApi:
             "max_port": config.max_port,
             "workers": len(supervisor.workers),
             "chaos": self.chaos is not None and self.chaos.describe()["active"],
+            **({"tls": self._tls_counts(), "handshakes": state.worker_total("handshakes"),
+                "handshake_failures": {reason: state.worker_total(f"handshake_failed_{reason}")
+                                       for reason in HANDSHAKE_FAILURES}} if config.tls is not None else {}),
             "pid": os.getpid(),
             "uptime_s": round(time.time() - supervisor.started_at, 3),
         })
+
+    def _tls_counts(self) -> dict[str, int]:
+        """Ports in the fleet per certificate state (those with any)."""
+        indexes = self.state.tls[:self.supervisor.count].tobytes()
+        return {name: count for index, name in self.supervisor.tls_states.items()
+                if (count := indexes.count(index))}
 
     def endpoints(self, query, req) -> Response:
         example = "/endpoints?limit=1000&offset=0&state=alive&format=text"
@@ -188,12 +201,15 @@ class ManagementApi:
             slots = [slot for slot, value in enumerate(display) if value == wanted]
         slots = slots[offset:offset + limit]
         base = self.config.base_port
+        prefix = f"{self.scheme}://{self.url_host}:"
         if output == "text":
-            text = "".join(f"http://{self.url_host}:{base + slot}/health\n" for slot in slots)
+            text = "".join(f"{prefix}{base + slot}/health\n" for slot in slots)
             return Response(200, text.encode(), b"text/plain; charset=utf-8")
         requests, faults, specs = self.state.requests, self.state.faults, self.supervisor.fault_specs
-        return _json([{"port": base + slot, "url": f"http://{self.url_host}:{base + slot}/health",
+        tls, tls_states = self.state.tls, self.supervisor.tls_states
+        return _json([{"port": base + slot, "url": f"{prefix}{base + slot}/health",
                        "state": STATE_NAMES[display[slot]], "fault": specs.get(faults[slot]),
+                       **({"tls": tls_states[tls[slot]]} if self.config.tls is not None else {}),
                        "requests": requests[slot]} for slot in slots])
 
     def metrics(self, query, req) -> Response:
@@ -338,6 +354,37 @@ class ManagementApi:
             self.event_log.record("api", "clear", cleared)
         return _json({"cleared": [self.config.base_port + slot for slot in cleared]})
 
+    def _tls_fleet(self, example: str) -> None:
+        if self.config.tls is None:
+            raise ApiError(409, "the fleet speaks plain HTTP: start it with --tls to give ports certificate states",
+                           example)
+
+    async def set_tls(self, query, req) -> Response:
+        example = f"POST /tls?ports=10000-10099&state=expired (or port=, count=, all=1; states: {TLS_STATES})"
+        self._tls_fleet(example)
+        state = query.get("state", [""])[-1].strip()
+        if not state:
+            raise ApiError(400, "missing parameter 'state'", example)
+        slots = self._targets(query, example)
+        try:
+            changed, label = await self.supervisor.set_tls(slots, state)
+        except ValueError as exc:  # TlsError (not imported here: cryptography loads only in a TLS fleet)
+            raise ApiError(400, str(exc), example) from None
+        except FaultTableFull as exc:
+            raise ApiError(409, f"{exc}; DELETE /tls?all=1 first", example) from None
+        self.event_log.record("api", "tls", changed, state=label)
+        return _json({"ports": [self.config.base_port + slot for slot in changed], "tls": label})
+
+    async def clear_tls(self, query, req) -> Response:
+        example = "DELETE /tls?port=10000 (or ports=10000-10099, all=1)"
+        self._tls_fleet(example)
+        tls = self.state.tls
+        changed, _ = await self.supervisor.set_tls([slot for slot in self._targets(query, example) if tls[slot]],
+                                                   "valid")
+        if changed:
+            self.event_log.record("api", "tls", changed, state="valid")
+        return _json({"valid": [self.config.base_port + slot for slot in changed]})
+
     def chaos_status(self, query, req) -> Response:
         return _json(self.chaos.describe() if self.chaos is not None else {"active": False})
 
@@ -348,12 +395,14 @@ class ManagementApi:
             raise ApiError(400, f"the schedule is not UTF-8 text (byte {exc.start})", CHAOS_EXAMPLE) from None
         except ChaosError as exc:
             raise ApiError(400, str(exc), CHAOS_EXAMPLE, rule=exc.rule, line=exc.line) from None
-        for rule in schedule.rules:  # every fault spec gets its index now: no half-applied schedule later
+        for rule in schedule.rules:  # every fault spec and state gets its index now: none fails halfway later
+            if rule.action == "tls":
+                self._tls_fleet(CHAOS_EXAMPLE)
             if rule.spec is not None:
                 try:
-                    self.supervisor.fault_index(rule.spec)
+                    (self.supervisor.tls_index if rule.action == "tls" else self.supervisor.fault_index)(rule.spec)
                 except FaultTableFull as exc:
-                    raise ApiError(409, str(exc), "DELETE /fault?all=1") from None
+                    raise ApiError(409, str(exc), f"DELETE /{'tls' if rule.action == 'tls' else 'fault'}?all=1") from None
         await self.start_schedule(schedule)
         return _json(self.chaos.describe())
 
@@ -457,3 +506,18 @@ class _FleetCollector:
                                  ("killed", "Ports killed (per-port /kill and the API)"),
                                  ("revived", "Ports revived")):
             yield CounterMetricFamily(f"fastmock_fleet_{field}", help_text, value=state.worker_total(field))
+        if supervisor.config.tls is None:
+            return
+        tls = GaugeMetricFamily("fastmock_fleet_tls_ports", "Fleet ports by certificate state", labels=["state"])
+        indexes = state.tls[:supervisor.count].tobytes()
+        for index, name in supervisor.tls_states.items():
+            tls.add_metric([name], indexes.count(index))
+        yield tls
+        yield CounterMetricFamily("fastmock_fleet_tls_handshakes", "TLS handshakes completed by fleet ports",
+                                  value=state.worker_total("handshakes"))
+        failures = CounterMetricFamily("fastmock_fleet_tls_handshake_failures",
+                                       "TLS handshakes that failed, by reason (as the server saw it)",
+                                       labels=["reason"])
+        for reason in HANDSHAKE_FAILURES:
+            failures.add_metric([reason], state.worker_total(f"handshake_failed_{reason}"))
+        yield failures

@@ -1,4 +1,5 @@
-"""Chaos schedules: seeded rules that kill, revive, fault or clear fleet ports on a timeline.
+"""Chaos schedules: seeded rules that kill, revive, fault or clear fleet ports, or change their certificates,
+on a timeline.
 
     seed: 7                      # optional; else the fleet's --seed
     rules:
@@ -7,8 +8,9 @@
         after: 10s               # optional: the first occurrence (default 0)
         jitter: 2s               # optional: each occurrence up to this much later (uniform, seeded)
         target: {percent: 1}     # or {count: 10}; {ports: 10000-10099} alone or with either
-        action: kill             # kill | revive | clear | {fault: SPEC}
-        for: 60s                 # optional: then undo it (revive what it killed, restore the faults it set)
+        action: kill             # kill | revive | clear | {fault: SPEC} | {tls: STATE} (a --tls fleet)
+        for: 60s                 # optional: then undo it (revive what it killed, restore the faults or
+                                 # certificate states it set)
 
 Occurrence k of a rule is due at ``after + k * every + jitter_k`` seconds after the schedule starts; events
 due at the same time apply in rule order, reverts first. Targets are drawn with one seeded generator in
@@ -36,7 +38,7 @@ from fastmock.units import MAX_DURATION_S, MIN_DURATION_S, parse_duration
 
 __all__ = ["ChaosError", "Rule", "Schedule", "parse_schedule", "ChaosRun"]
 
-ACTIONS = ("kill", "revive", "clear", "fault")
+ACTIONS = ("kill", "revive", "clear", "fault", "tls")
 RULE_KEYS = {"name", "target", "action", "after", "every", "for", "jitter", "times"}
 TARGET_KEYS = {"percent", "count", "ports"}
 EXAMPLE = "rules: [{every: 30s, target: {percent: 1}, action: kill, for: 60s}]"
@@ -60,7 +62,7 @@ class ChaosError(ValueError):
 class Rule:
     name: str
     action: str
-    spec: str | None            # the fault spec of a `fault` action
+    spec: str | None            # the fault spec of a `fault` action, the certificate state of a `tls` one
     percent: float | None
     count: int | None
     ports: tuple[int, int] | None  # inclusive range
@@ -149,8 +151,18 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
         except FaultSpecError as exc:
             raise fail(f"action: {exc}", "action") from None
         action = "fault"
+    elif isinstance(action, dict) and set(action) == {"tls"}:
+        from fastmock.tls import TlsError, parse_state  # here: cryptography loads only for a tls action
+
+        spec = str(action["tls"])
+        try:
+            parse_state(spec)
+        except TlsError as exc:
+            raise fail(f"action: {exc}", "action") from None
+        action = "tls"
     elif action not in ("kill", "revive", "clear"):
-        raise fail(f"action must be kill, revive, clear or {{fault: SPEC}}, not {action!r}", "action")
+        raise fail(f"action must be kill, revive, clear, {{fault: SPEC}} or {{tls: STATE}}, not {action!r}",
+                   "action")
 
     target = node.get("target", {})
     if not isinstance(target, dict) or set(target) - TARGET_KEYS:
@@ -321,17 +333,21 @@ class ChaosRun:
             changed = await supervisor.kill(chosen)
         elif rule.action == "revive":
             changed, _ = await supervisor.revive(chosen)
+        elif rule.action == "tls":
+            undo = {slot: supervisor.state.tls[slot] for slot in chosen}
+            changed, _ = await supervisor.set_tls(chosen, rule.spec)
         else:
             faults = supervisor.state.faults
             undo = {slot: faults[slot] for slot in chosen}
             changed = await supervisor.set_fault(chosen, rule.spec if rule.action == "fault" else None)
         details = {"rule": due.rule, "name": rule.name, "t": due.t}
         if rule.spec is not None:
-            details["spec"] = rule.spec
+            details["state" if rule.action == "tls" else "spec"] = rule.spec
         self.event_log.record("chaos", rule.action, changed, **details)
         if rule.for_s is not None and changed:
+            indexes = _indexes(supervisor, rule)
             self._push(due.t + rule.for_s, REVERT, due.rule, due.occurrence,
-                       undo=(changed, undo, supervisor.state.faults[changed[0]] if undo is not None else None))
+                       undo=(changed, undo, indexes[changed[0]] if undo is not None else None))
         next_occurrence = due.occurrence + 1
         if rule.every_s is not None and (rule.times is None or next_occurrence < rule.times):
             self._push(rule.after_s + next_occurrence * rule.every_s + self._jitter(rule), OCCURRENCE, due.rule,
@@ -347,12 +363,15 @@ class ChaosRun:
         elif rule.action == "revive":
             changed = await supervisor.kill(slots)
         else:
-            faults = supervisor.state.faults
-            untouched = [slot for slot in slots if faults[slot] == index_set]  # later changes win
+            indexes = _indexes(supervisor, rule)
+            untouched = [slot for slot in slots if indexes[slot] == index_set]  # later changes win
             changed = []
             for index in sorted({previous[slot] for slot in untouched}):
                 group = [slot for slot in untouched if previous[slot] == index]
-                changed += await supervisor.set_fault(group, supervisor.fault_specs.get(index))
+                if rule.action == "tls":
+                    changed += (await supervisor.set_tls(group, supervisor.tls_states[index]))[0]
+                else:
+                    changed += await supervisor.set_fault(group, supervisor.fault_specs.get(index))
             changed.sort()
         details = {"rule": due.rule, "name": rule.name, "t": due.t, "revert": True}
         if stopped:
@@ -360,4 +379,9 @@ class ChaosRun:
         self.event_log.record("chaos", _REVERSE[rule.action], changed, **details)
 
 
-_REVERSE = {"kill": "revive", "revive": "kill", "fault": "restore", "clear": "restore"}
+_REVERSE = {"kill": "revive", "revive": "kill", "fault": "restore", "clear": "restore", "tls": "restore-tls"}
+
+
+def _indexes(supervisor, rule: Rule):
+    """The per-port table a fault, clear or tls rule changes (and its undo restores)."""
+    return supervisor.state.tls if rule.action == "tls" else supervisor.state.faults
