@@ -83,6 +83,12 @@ class FleetClient:
         """Clear the faults of a port or range A-B; None: of every port."""
         return self._json("DELETE", "/fault", ports=ports, all=None if ports else 1)
 
+    def tls(self, ports: str, state: str) -> dict:
+        """Put a port or range A-B in a certificate state ("valid" undoes the others); a --tls fleet."""
+        if state == "valid":
+            return self._json("DELETE", "/tls", ports=ports)
+        return self._json("POST", "/tls", ports=ports, state=state)
+
     def chaos(self) -> dict:
         return self._json("GET", "/chaos")
 

@@ -97,7 +97,10 @@ class Console:
                    + ", ".join(f"{count} {state}" for state, count in stats["states"].items()
                                if count or state in ("alive", "killed", "failed"))
                    + f"; {stats['requests_total']} requests served"
-                   + ("; a chaos schedule is running" if stats["chaos"] else ""))
+                   + ("; a chaos schedule is running" if stats["chaos"] else "")
+                   + ("\nTLS: " + ", ".join(f"{count} {state}" for state, count in stats["tls"].items())
+                      + f"; {stats['handshakes']} handshakes, "
+                      + f"{sum(stats['handshake_failures'].values())} failed" if "tls" in stats else ""))
         return True
 
     def fault(self, ports: str, spec: str, as_json: bool = False) -> None:
@@ -107,6 +110,11 @@ class Console:
     def clear(self, ports: str | None, as_json: bool = False) -> None:
         reply = self.client.clear(ports)
         self._show(reply, as_json, f"cleared the faults of {len(reply['cleared'])} port(s)")
+
+    def tls(self, ports: str, state: str, as_json: bool = False) -> None:
+        reply = self.client.tls(ports, state)
+        changed = reply["valid"] if state == "valid" else reply["ports"]
+        self._show(reply, as_json, f"{len(changed)} port(s) of {ports} now {reply.get('tls', 'valid')}")
 
     def chaos(self, as_json: bool = False) -> None:
         status = self.client.chaos()
@@ -250,6 +258,16 @@ def fault(console, ports, spec, as_json):
 def clear(console, ports, as_json):
     """Clear the faults of PORTS (a port or A-B), or of every port."""
     console.clear(ports, as_json)
+
+
+@_fleet_command
+@click.argument("ports", type=PortRange())
+@click.argument("state")
+@json_option
+def tls(console, ports, state, as_json):
+    """Put PORTS (a port or A-B) of a --tls fleet in a certificate STATE: expired, wrong-host, expiring(3),
+    handshake-stall, ... ; valid undoes them."""
+    console.tls(ports, state, as_json)
 
 
 @_fleet_command

@@ -112,3 +112,33 @@ def test_the_dashboard_shows_the_fleet_and_drives_it(browser):
         assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
         assert (ARTIFACTS / "dashboard.png").stat().st_size > 10000
         fleet.stop()
+
+
+def test_a_tls_fleet_shows_certificate_states_and_sets_them(browser, tmp_path):
+    base = free_base(500)
+    with start_fleet(500, "--tls", "--tls-ca-dir", str(tmp_path), base=base) as fleet:
+        api = httpx.Client(base_url=fleet.url, timeout=10)
+        browser.get(fleet.url + "/")
+        wait_for(lambda: browser.execute_script("return tls && tls.length") == 500)
+        wait_for(lambda: tls_shown(browser, "valid") == 500)
+        assert api.post("/tls", params={"ports": f"{base}-{base + 4}", "state": "expired"}).status_code == 200
+        wait_for(lambda: tls_shown(browser, "expired") == 5)
+        corner = browser.execute_script(  # the top-right corner of the first cell: the expired colour
+            "const d = ctx.getImageData(cell - 2, 0, 1, 1).data; return [d[0], d[1], d[2]]")
+        assert corner == [0xe9, 0x1e, 0x63]
+
+        browser.find_element(By.ID, "range").send_keys(f"{base + 10}-{base + 19}")
+        browser.find_element(By.ID, "tls-state").send_keys("handshake-reset")
+        browser.find_element(By.ID, "apply-tls").click()
+        wait_for(lambda: tls_shown(browser, "handshake-reset") == 10)
+        assert "tls handshake-reset 10 port(s)" in text_of(browser, "#events")
+        browser.find_element(By.ID, "clear-tls").click()
+        wait_for(lambda: tls_shown(browser, "valid") == 495)
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / "dashboard-tls.png"))
+        fleet.stop()
+
+
+def tls_shown(browser, state):
+    text = browser.execute_script(f'return document.querySelector(\'[data-tls="{state}"] b\')?.textContent')
+    return int(text) if text else None

@@ -5,6 +5,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import warnings
 
@@ -167,3 +168,17 @@ def test_a_plain_fleet_refuses_tls_changes():
         assert "tls" not in api.get("/stats").json()
         chaos = api.post("/chaos", content="rules: [{action: {tls: expired}}]")
         assert chaos.status_code == 409 and "--tls" in chaos.json()["error"]
+
+
+def test_ctl_tls_changes_and_stats_shows_the_states(fleet):
+    port = fleet.base + 35
+    ctl = [sys.executable, "-m", "fastmock", "ctl", "--url", fleet.server.url]
+    changed = subprocess.run([*ctl, "tls", str(port), "not-yet-valid"], capture_output=True, text=True, timeout=30)
+    assert changed.returncode == 0 and changed.stdout.strip() == f"1 port(s) of {port} now not-yet-valid"
+    assert handshake(fleet, port) == "certificate is not yet valid"
+    status = subprocess.run([*ctl, "status"], capture_output=True, text=True, timeout=30).stdout
+    assert "\nTLS: " in status and " handshakes, " in status
+    subprocess.run([*ctl, "tls", str(port), "valid"], check=True, capture_output=True, timeout=30)
+    assert handshake(fleet, port) == "HTTP/1.1 200 OK"
+    bad = subprocess.run([*ctl, "tls", str(port), "rotten"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "unknown certificate state 'rotten'" in bad.stderr

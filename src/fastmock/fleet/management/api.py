@@ -435,29 +435,30 @@ class DashboardStream(EventStream):
     def __init__(self, *, api: ManagementApi, **stream_options) -> None:  # the options went to __cinit__
         self.api = api
         self.shown = None  # the display states this client has
+        self.tls_shown = None  # and the TLS indexes (a --tls fleet)
         self.event_seq = api.event_log.seq
         self.quiet_ticks = 0
 
     def next_event(self) -> bytes:
-        supervisor = self.api.supervisor
+        api, supervisor = self.api, self.api.supervisor
+        base = supervisor.config.base_port
         display = supervisor.display_states()
+        tls = supervisor.state.tls[:len(display)].tobytes() if api.config.tls is not None else None
         counts = _state_counts(display)
+        tls_view = {"tls_states": list(supervisor.tls_states.values()),  # indexes 0, 1, ... in order
+                    "tls_counts": api._tls_counts()} if tls is not None else {}
         out = []
         if self.shown is None or len(display) != len(self.shown):
-            out.append(_sse("snapshot", {"base_port": supervisor.config.base_port, "ports": len(display),
+            out.append(_sse("snapshot", {"base_port": base, "ports": len(display),
                                          "states": display.decode("latin-1").translate(_DIGITS), "counts": counts,
-                                         "token_required": self.api.token is not None}))
-        elif display != self.shown:
-            changes = []
-            for block in range(0, len(display), 64):  # whole blocks compare at C speed; most are unchanged
-                new = display[block:block + 64]
-                if new != self.shown[block:block + 64]:
-                    old = self.shown[block:block + 64]
-                    changes += [value for i, code in enumerate(new) if code != old[i]
-                                for value in (supervisor.config.base_port + block + i, code)]
-            out.append(_sse("delta", {"changes": changes, "counts": counts}))
-        self.shown = display
-        fresh = self.api.event_log.after(self.event_seq)[-50:]
+                                         "token_required": api.token is not None, **tls_view,
+                                         **({"tls": tls.decode("latin-1").translate(_DIGITS)} if tls else {})}))
+        elif display != self.shown or tls != self.tls_shown:
+            out.append(_sse("delta", {"changes": _changes(display, self.shown, base), "counts": counts,
+                                      **tls_view,
+                                      **({"tls_changes": _changes(tls, self.tls_shown, base)} if tls else {})}))
+        self.shown, self.tls_shown = display, tls
+        fresh = api.event_log.after(self.event_seq)[-50:]
         if fresh:
             self.event_seq = fresh[-1]["seq"]
             out.append(_sse("events", fresh))
@@ -471,7 +472,18 @@ class DashboardStream(EventStream):
         return b""
 
 
-_DIGITS = {code: str(code) for code in range(10)}
+def _changes(new: bytes, old: bytes, base: int) -> list[int]:
+    """Flat [port, new value, ...] where ``new`` differs from ``old`` (same length)."""
+    changes = []
+    for block in range(0, len(new), 64):  # whole blocks compare at C speed; most are unchanged
+        fresh = new[block:block + 64]
+        if fresh != old[block:block + 64]:
+            stale = old[block:block + 64]
+            changes += [value for i, code in enumerate(fresh) if code != stale[i] for value in (base + block + i, code)]
+    return changes
+
+
+_DIGITS = {code: chr(48 + code) for code in range(256)}  # a byte per port as one character: "0" is 0
 
 
 def _state_counts(display: bytes) -> dict[str, int]:
