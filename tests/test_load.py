@@ -174,7 +174,11 @@ def test_body_and_method(hp, tmp_path):
 
 @pytest.mark.parametrize(("args", "named"), [
     (["http://127.0.0.1:1/"], "-n/--requests or -d/--duration"),
-    (["https://example.com/", "-n", "1"], "URL"),
+    (["gopher://example.com/", "-n", "1"], "URL"),
+    (["http://127.0.0.1:1/", "-n", "1", "--insecure"], "'--insecure': only for an https:// URL"),
+    (["https://127.0.0.1:1/", "-n", "1", "-k", "--cacert", "/etc/hostname"], "'--cacert'"),
+    (["https://127.0.0.1:1/", "-n", "1", "--cacert", "/etc/hostname"], "/etc/hostname: no CA certificate"),
+    (["https://127.0.0.1:1/", "-n", "1", "--cacert", "/nonexistent.pem"], "'--cacert'"),
     (["ftp://x/", "-n", "1"], "URL"),
     (["http://127.0.0.1:1/", "-n", "0"], "--requests"),
     (["http://127.0.0.1:1/", "-n", "1", "--rate", "0"], "--rate"),
@@ -249,3 +253,63 @@ def test_an_output_that_cannot_be_written_is_one_line_and_leaves_no_temporary_fi
     result = load(f"{hp.url}/health", "-n", "2", "--output", "/proc/fastmock-records")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "Error: cannot write /proc/fastmock-records" in result.stderr
+
+
+# --- https -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_fleet(tmp_path_factory):
+    """A --tls fleet: port base+0 valid, +1 expired, +2 wrong-host, +3 untrusted-root, +4 handshake-reset,
+    +5 handshake-stall (cut after 1 s), +6 tls1.0-only."""
+    from helpers import Fleet, free_base, start_fleet
+
+    ca_dir = tmp_path_factory.mktemp("load-ca")
+    base = free_base(8)
+    with start_fleet(8, "--tls", "--tls-ca-dir", str(ca_dir), "--max-hang", "1s", base=base) as server:
+        fleet = Fleet(server, base, 8)
+        for offset, state in enumerate(["expired", "wrong-host", "untrusted-root", "handshake-reset",
+                                        "handshake-stall", "tls1.0-only"], start=1):
+            assert fleet.api.post("/tls", params={"port": base + offset, "state": state}).status_code == 200
+        fleet.ca_file = str(ca_dir / "ca.pem")
+        yield fleet
+        server.stop()
+
+
+def test_https_load_times_handshakes_and_resumes_sessions(tls_fleet, tmp_path):
+    url = f"https://localhost:{tls_fleet.base}/health"
+    summary, text = load_summary(tmp_path, url, "-n", 300, "-c", 3, "--cacert", tls_fleet.ca_file)
+    assert summary["statuses"] == {"200": 300} and summary["tls"]["handshakes"] == 3
+    assert summary["tls"]["failures"] == {} and summary["tls"]["handshake_ms"]["p50"] > 0
+    assert "3 handshakes (0 resumed)" in text and "  handshake  min " in text
+    fresh, _ = load_summary(tmp_path, url, "-n", 100, "-c", 1, "--cacert", tls_fleet.ca_file, "--new-connections")
+    assert fresh["statuses"] == {"200": 100} and fresh["tls"]["handshakes"] == 100
+    assert fresh["tls"]["resumed"] >= 98  # all but the first (and a ticket still in flight) resume
+    full, _ = load_summary(tmp_path, url, "-n", 50, "-c", 1, "--cacert", tls_fleet.ca_file, "--new-connections",
+                           "--no-tls-resume")
+    assert full["tls"]["handshakes"] == 50 and full["tls"]["resumed"] == 0
+
+
+@pytest.mark.parametrize(("offset", "host", "reason", "connect_timeout"), [
+    (1, "localhost", "expired", "10s"),
+    (2, "localhost", "hostname", "10s"),
+    (3, "localhost", "unknown_ca", "10s"),
+    (4, "localhost", "reset", "10s"),
+    (5, "localhost", "timeout", "300ms"),  # before the port's --max-hang cuts it (a reset)
+    (6, "localhost", "closed", "10s"),  # uvloop's TLS hangs up instead of sending protocol_version
+    (0, "127.0.0.2", "refused", "10s"),  # nothing listens there: no handshake to fail
+])
+def test_https_handshake_failures_are_counted_by_reason(tls_fleet, tmp_path, offset, host, reason, connect_timeout):
+    summary, text = load_summary(tmp_path, f"https://{host}:{tls_fleet.base + offset}/health", "-n", 2, "-c", 1,
+                                 "--cacert", tls_fleet.ca_file, "--connect-timeout", connect_timeout, code=1)
+    assert summary["statuses"] == {}
+    if reason == "refused":
+        assert summary["errors"] == {"refused": 2} and summary["tls"]["failures"] == {}
+    else:
+        assert summary["errors"] == {"tls": 2} and summary["tls"]["failures"] == {reason: 2}
+        assert f"failed: {reason} 2" in text
+
+
+def test_insecure_accepts_any_certificate(tls_fleet, tmp_path):
+    summary, _ = load_summary(tmp_path, f"https://localhost:{tls_fleet.base + 1}/health", "-n", 10, "-k")
+    assert summary["statuses"] == {"200": 10}

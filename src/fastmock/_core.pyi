@@ -203,13 +203,17 @@ class LatencyHistogram:
 
 LOAD_ERROR_NAMES: tuple[str, ...]
 
+def handshake_failure(exc: BaseException) -> str: ...
+
 class LoadEngine:
     histogram: LatencyHistogram
+    handshake_histogram: LatencyHistogram
     records: list[tuple] | None
     def __init__(self, loop: Any, host: str, port: int, head: bytes, body: bytes = b"", *, total: int = -1,
                  duration_s: float = 0.0, concurrency: int = 1, rate: float = 0.0, timeout_s: float = 30.0,
                  connect_timeout_s: float = 10.0, retries: int = 0, backoff_s: float = 0.1, keepalive: bool = True,
                  trace: bool = False, record: bool = False, head_request: bool = False, seed: int = 0,
-                 index_offset: int = 0, index_step: int = 1) -> None: ...
+                 index_offset: int = 0, index_step: int = 1, ssl: Any = None, server_hostname: str | None = None,
+                 resume: Any = None) -> None: ...
     def start(self) -> Any: ...
     def stats(self) -> dict[str, Any]: ...

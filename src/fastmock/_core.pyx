@@ -15,10 +15,12 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 import asyncio
 import collections
+import errno
 import json
 import logging
 import mmap
 import resource
+import ssl
 import struct
 import time
 from socket import SOL_SOCKET, SO_LINGER

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import secrets
+import ssl
 import sys
 import urllib.parse
 from pathlib import Path
@@ -558,8 +559,8 @@ class LoadUrl(click.ParamType):
 
     def convert(self, value, param, ctx):
         parts = urllib.parse.urlsplit(value)
-        if parts.scheme != "http" or not parts.hostname:
-            self.fail(f"{value!r} is not an http://HOST[:PORT]/PATH URL (https is not supported)", param, ctx)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.fail(f"{value!r} is not an http(s)://HOST[:PORT]/PATH URL", param, ctx)
         try:
             parts.port  # noqa: B018 (reading it checks it: a port out of range raises)
         except ValueError as exc:
@@ -590,8 +591,13 @@ class LoadUrl(click.ParamType):
 @option("--retry-backoff-ms", type=click.IntRange(0), default=100, show_default=True,
         help="Wait before the first retry; it doubles for each next one.")
 @option("--client-trace", is_flag=True, help="Send a new X-Trace-Id with each request (and record it).")
-@option("--keepalive/--no-keepalive", default=True, show_default=True,
-        help="Reuse connections, or a new connection per request.")
+@option("--keepalive/--no-keepalive", " /--new-connections", default=True, show_default=True,
+        help="Reuse connections, or a new connection (and over https a handshake) per request.")
+@option("--cacert", type=click.Path(exists=True, dir_okay=False), default=None,
+        help="https: trust the CA in this PEM file (e.g. fastmock's, see 'fastmock tls ca') instead of the system's.")
+@option("--insecure", "-k", is_flag=True, help="https: verify no certificate.")
+@option("--tls-resume/--no-tls-resume", default=True, show_default=True,
+        help="https: offer the last TLS session in new handshakes (resumption).")
 @option("--workers", type=Workers(), default="1", show_default=True,
         help="Processes (each on its share of requests and rate), or 'auto' for one per CPU.")
 @option("--output", type=OutputPath(), default=None,
@@ -606,8 +612,8 @@ class LoadUrl(click.ParamType):
              f"when every request failed (no response or 5xx).")
 @option("--seed", type=int, default=0, show_default=True, help="Seed of the generated trace ids.")
 def load(url, url_option, requests, duration, concurrency, rate, method, headers, body, body_file, timeout,
-         connect_timeout, retries, retry_backoff_ms, client_trace, keepalive, workers, output, output_format,
-         summary_json, thresholds, seed):
+         connect_timeout, retries, retry_backoff_ms, client_trace, keepalive, cacert, insecure, tls_resume, workers,
+         output, output_format, summary_json, thresholds, seed):
     """Send HTTP/1.1 load to URL and report rates, statuses, errors and latency percentiles.
 
     Exits 1 when a --threshold fails (or, with none, when every request failed), for CI.
@@ -621,13 +627,26 @@ def load(url, url_option, requests, duration, concurrency, rate, method, headers
         raise click.UsageError("give -n/--requests or -d/--duration")
     if body is not None and body_file is not None:
         raise click.BadParameter("give --body or --body-file, not both", param_hint="'--body-file'")
+    if cacert is not None and insecure:
+        raise click.BadParameter("--insecure verifies nothing: not with --cacert", param_hint="'--cacert'")
+    if not url.startswith("https:"):
+        source = click.get_current_context().get_parameter_source
+        for name in ("cacert", "insecure", "tls_resume"):
+            if source(name) == ParameterSource.COMMANDLINE:
+                raise click.BadParameter("only for an https:// URL", param_hint=f"'--{name.replace('_', '-')}'")
+    elif cacert is not None:
+        try:
+            ssl.create_default_context(cafile=cacert)
+        except (ssl.SSLError, ValueError) as exc:
+            raise click.BadParameter(f"{cacert}: no CA certificate in it ({exc})", param_hint="'--cacert'") from None
     config = LoadConfig(
         url=url, requests=requests if requests is not None else -1, duration_s=duration or 0.0,
         concurrency=concurrency or (256 if rate else 10), rate=rate or 0.0, method=method.upper(),
         headers=tuple((name.decode(), value.decode()) for name, value in headers),
         body=body_file.read() if body_file else (body or "").encode(), timeout_s=timeout,
         connect_timeout_s=connect_timeout, retries=retries, retry_backoff_s=retry_backoff_ms / 1000,
-        trace=client_trace, keepalive=keepalive, workers=workers, record=output is not None, seed=seed)
+        trace=client_trace, keepalive=keepalive, workers=workers, record=output is not None, seed=seed,
+        cacert=cacert, insecure=insecure, tls_resume=tls_resume)
     progress = Progress() if sys.stderr.isatty() and workers == 1 else None
     result = run_load(config, progress)
     if progress is not None:

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pickle
+import ssl
 import sys
 import time
 import urllib.parse
@@ -49,12 +50,38 @@ class LoadConfig:
     record: bool = False          # keep one record per request (for --output)
     seed: int = 0
     progress: bool = False
+    cacert: str | None = None     # https: trust this CA file (else the system's)
+    insecure: bool = False        # https: verify nothing
+    tls_resume: bool = True       # https: offer the last session in new handshakes
+
+
+class _ResumingContext(ssl.SSLContext):
+    """A client context whose new connections offer ``session``, the last one kept: resumption, which
+    asyncio's create_connection has no parameter for."""
+    session = None
+
+    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session or self.session)
+
+
+def client_context(config: LoadConfig) -> ssl.SSLContext:
+    """The SSLContext of an https run: verifying with --cacert (else the system's CAs), or --insecure."""
+    context = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.set_alpn_protocols(["http/1.1"])
+    if config.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif config.cacert is not None:
+        context.load_verify_locations(config.cacert)
+    else:
+        context.load_default_certs()
+    return context
 
 
 def encode_head(config: LoadConfig) -> tuple[str, int, bytes]:
     """(host, port, the request line and headers without the empty line)."""
     parts = urllib.parse.urlsplit(config.url)
-    host, port = parts.hostname, parts.port or 80
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     authority = parts.netloc.rpartition("@")[2]
     lines = [f"{config.method} {target} HTTP/1.1", f"Host: {authority}"]
@@ -77,6 +104,7 @@ def _share(total: float, workers: int, worker: int) -> float:
 async def _run_engine(config: LoadConfig, worker: int, workers: int, report):
     host, port, head = encode_head(config)
     loop = asyncio.get_running_loop()
+    context = client_context(config) if config.url.startswith("https:") else None
     engine = LoadEngine(
         loop, host, port, head, config.body,
         total=int(_share(config.requests, workers, worker)) if config.requests >= 0 else -1,
@@ -84,13 +112,14 @@ async def _run_engine(config: LoadConfig, worker: int, workers: int, report):
         rate=config.rate / workers, timeout_s=config.timeout_s, connect_timeout_s=config.connect_timeout_s,
         retries=config.retries, backoff_s=config.retry_backoff_s, keepalive=config.keepalive, trace=config.trace,
         record=config.record, head_request=config.method == "HEAD", seed=config.seed + worker,
-        index_offset=worker, index_step=workers)
+        index_offset=worker, index_step=workers, ssl=context, server_hostname=host if context else None,
+        resume=context if context is not None and config.tls_resume else None)
     done = engine.start()
     while not done.done():
         await asyncio.wait([done], timeout=PROGRESS_INTERVAL_S)
         if report is not None and not done.done():
             report(engine.stats(), engine.histogram)
-    return engine.stats(), engine.histogram, engine.records
+    return engine.stats(), engine.histogram, engine.records, engine.handshake_histogram
 
 
 def _run_workers(config: LoadConfig) -> list:
@@ -129,26 +158,30 @@ def run_load(config: LoadConfig, progress=None) -> dict:
     else:
         results = _run_workers(config)
     elapsed = time.monotonic() - started
-    merged = LatencyHistogram()
-    statuses, errors = {}, {}
-    requests = bytes_in = retries = 0
+    merged, handshake_histogram = LatencyHistogram(), LatencyHistogram()
+    statuses, errors, handshake_failures = {}, {}, {}
+    requests = bytes_in = retries = handshakes = resumed = 0
     records = [] if config.record else None
-    for stats, histogram, worker_records in results:
+    for stats, histogram, worker_records, worker_handshakes in results:
         merged.merge(histogram)
+        handshake_histogram.merge(worker_handshakes)
         requests += stats["requests"]
         bytes_in += stats["bytes"]
         retries += stats["retries"]
-        for status, count in stats["statuses"].items():
-            statuses[status] = statuses.get(status, 0) + count
-        for kind, count in stats["errors"].items():
-            errors[kind] = errors.get(kind, 0) + count
+        handshakes += stats["handshakes"]
+        resumed += stats["resumed"]
+        for totals, counts in ((statuses, stats["statuses"]), (errors, stats["errors"]),
+                               (handshake_failures, stats["handshake_failures"])):
+            for key, count in counts.items():
+                totals[key] = totals.get(key, 0) + count
         if records is not None:
             records += worker_records
     if records is not None:
         records.sort()
     return {"requests": requests, "elapsed_s": elapsed, "rps": requests / elapsed if elapsed else 0.0,
             "statuses": dict(sorted(statuses.items())), "errors": errors, "bytes": bytes_in, "retries": retries,
-            "histogram": merged, "records": records}
+            "histogram": merged, "records": records, "handshakes": handshakes, "resumed": resumed,
+            "handshake_histogram": handshake_histogram, "handshake_failures": handshake_failures}
 
 
 def _measure(result: dict):
@@ -174,9 +207,13 @@ def _measure(result: dict):
 
 def summary_dict(result: dict, config: LoadConfig, thresholds=()) -> dict:
     """The run's summary; ``thresholds`` (thresholds.Threshold) are checked and listed with their values."""
-    histogram = result["histogram"]
-    latency = {"min": histogram.min, **{f"p{p:g}": histogram.percentile(p) for p in PERCENTILES},
-               "max": histogram.max, "mean": histogram.mean}
+    latency = _latency(result["histogram"])
+    tls = {}
+    if config.url.startswith("https:"):
+        tls = {"tls": {"handshakes": result["handshakes"], "resumed": result["resumed"],
+                       "handshake_ms": {key: round(value * 1000, 3)
+                                        for key, value in _latency(result["handshake_histogram"]).items()},
+                       "failures": dict(sorted(result["handshake_failures"].items()))}}
     return {
         "url": config.url, "mode": "open" if config.rate > 0 else "closed",
         "rate": config.rate or None, "concurrency": config.concurrency, "workers": config.workers,
@@ -184,9 +221,15 @@ def summary_dict(result: dict, config: LoadConfig, thresholds=()) -> dict:
         "statuses": {str(status): count for status, count in result["statuses"].items()},
         "errors": result["errors"], "retries": result["retries"], "bytes": result["bytes"],
         "latency_ms": {key: round(value * 1000, 3) for key, value in latency.items()},
+        **tls,
         "thresholds": [{**check, "value": None if math.isnan(check["value"]) else round(check["value"], 6)}
                        for check in evaluate(thresholds, _measure(result))],
     }
+
+
+def _latency(histogram) -> dict:
+    return {"min": histogram.min, **{f"p{p:g}": histogram.percentile(p) for p in PERCENTILES},
+            "max": histogram.max, "mean": histogram.mean}
 
 
 def passed(summary: dict) -> bool:
@@ -212,6 +255,13 @@ def summary_text(summary: dict) -> str:
         f"  retries    {summary['retries']}",
         "  latency    " + "  ".join(f"{key} {value:.3f}ms" for key, value in latency.items()),
     ]
+    if "tls" in summary:
+        tls = summary["tls"]
+        failures = ", ".join(f"{reason} {count}" for reason, count in tls["failures"].items()) or "none"
+        lines.append(f"  tls        {tls['handshakes']} handshakes ({tls['resumed']} resumed), failed: {failures}")
+        if tls["handshakes"]:
+            lines.append("  handshake  " + "  ".join(f"{key} {value:.3f}ms"
+                                                    for key, value in tls["handshake_ms"].items()))
     for check in summary["thresholds"]:
         lines.append(f"  threshold  {check['threshold']:<16} {'pass' if check['ok'] else 'FAIL'}  "
                      f"({_shown(check)})")

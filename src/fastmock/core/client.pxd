@@ -5,6 +5,7 @@ cdef enum LoadError:
     LE_RESET
     LE_TIMEOUT
     LE_BAD_RESPONSE
+    LE_TLS
 
 
 cdef class LoadConnection(ParserHandler):
@@ -21,6 +22,8 @@ cdef class LoadConnection(ParserHandler):
         int status
         long long body_bytes
         bytes trace_id
+        object ssl_object       # None on a plain connection
+        bint session_kept       # its TLS session was handed to the engine's resume holder
 
 
 cdef class LoadEngine:
@@ -40,6 +43,11 @@ cdef class LoadEngine:
         Random rng
         long long index_offset, index_step
         LatencyHistogram histogram
+        object ssl_context, resume
+        str server_hostname
+        LatencyHistogram handshake_histogram
+        dict handshake_failures
+        unsigned long long handshakes, resumed
         list records
         object pending          # deque of (index, scheduled, attempt) waiting for a connection
         list idle
@@ -47,7 +55,7 @@ cdef class LoadEngine:
         int connecting
         long long issued, completed, in_flight, retries_waiting
         unsigned long long bytes_in, retries_total
-        unsigned long long errors[4]
+        unsigned long long errors[5]
         unsigned long long statuses[600]
         double started_at
         object done, schedule_handle, timeout_handle

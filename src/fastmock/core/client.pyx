@@ -3,8 +3,29 @@
 # per request unless per-request records are asked for. Closed loop: each connection sends its next request
 # when the last is answered. Open loop: a scheduler queues requests at their scheduled times and latency is
 # measured from then, so a stalled server shows up in the percentiles (no coordinated omission).
+# Over TLS (``ssl``: a client SSLContext) every connection's handshake is timed, and a handshake that fails
+# is a "tls" error counted by reason.
 
-LOAD_ERROR_NAMES = ("refused", "reset", "timeout", "bad_response")
+LOAD_ERROR_NAMES = ("refused", "reset", "timeout", "bad_response", "tls")
+# OpenSSL's X509_V_ERR_* codes, as the reasons a verifying client gives
+VERIFY_REASONS = {9: "not_yet_valid", 10: "expired", 18: "self_signed", 19: "unknown_ca", 20: "unknown_ca",
+                  21: "unknown_ca", 62: "hostname", 64: "hostname", 66: "weak", 67: "weak", 68: "weak"}
+
+
+def handshake_failure(exc) -> str:
+    """Why a TLS connection attempt failed: a verification reason (VERIFY_REASONS, else "verify"),
+    "protocol" (no common version or cipher, an alert, garbage), "timeout", "reset" (a TCP RST), "closed"
+    (the server hung up mid-handshake: what a server on asyncio's or uvloop's TLS does instead of sending
+    its alert) or "refused"."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return VERIFY_REASONS.get(exc.verify_code, "verify")
+    if isinstance(exc, ssl.SSLError):
+        return "protocol"
+    if isinstance(exc, asyncio.TimeoutError) or "taking longer" in str(exc):
+        return "timeout"  # uvloop reports its own handshake timeout as ConnectionAbortedError
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    return "reset" if getattr(exc, "errno", None) == errno.ECONNRESET else "closed"
 cdef double SCHEDULE_TICK_S = 0.001
 cdef double TIMEOUT_TICK_S = 0.01
 
@@ -39,6 +60,7 @@ cdef class LoadConnection(ParserHandler):
     def connection_made(self, transport):
         self.transport = transport
         self.connected = True
+        self.ssl_object = transport.get_extra_info("ssl_object")
 
     def data_received(self, bytes data):
         try:
@@ -66,7 +88,8 @@ cdef class LoadEngine:
                   double duration_s=0.0, int concurrency=1, double rate=0.0, double timeout_s=30.0,
                   double connect_timeout_s=10.0, int retries=0, double backoff_s=0.1, bint keepalive=True,
                   bint trace=False, bint record=False, bint head_request=False, unsigned long long seed=0,
-                  long long index_offset=0, long long index_step=1):
+                  long long index_offset=0, long long index_step=1, ssl=None, str server_hostname=None,
+                  resume=None):
         if total < 0 and duration_s <= 0:
             raise ValueError("a run needs a number of requests or a duration")
         self.loop = loop
@@ -90,6 +113,12 @@ cdef class LoadEngine:
         self.index_offset = index_offset
         self.index_step = index_step
         self.histogram = LatencyHistogram()
+        self.ssl_context = ssl
+        self.server_hostname = server_hostname
+        self.resume = resume  # an object whose .session the next handshakes offer (None: no resumption)
+        self.handshake_histogram = LatencyHistogram()
+        self.handshake_failures = {}
+        self.handshakes = self.resumed = 0
         self.records = [] if record else None
         self.pending = collections.deque()
         self.idle = []
@@ -142,20 +171,30 @@ cdef class LoadEngine:
 
     cdef void _open(self):
         self.connecting += 1
-        future = asyncio.ensure_future(asyncio.wait_for(
-            self.loop.create_connection(LoadConnection, self.host, self.port), self.connect_timeout_s),
-            loop=self.loop)
-        future.add_done_callback(self._connected)
+        if self.ssl_context is None:
+            connect = self.loop.create_connection(LoadConnection, self.host, self.port)
+        else:
+            connect = self.loop.create_connection(LoadConnection, self.host, self.port, ssl=self.ssl_context,
+                                                  server_hostname=self.server_hostname,
+                                                  ssl_handshake_timeout=self.connect_timeout_s)
+        future = asyncio.ensure_future(asyncio.wait_for(connect, self.connect_timeout_s), loop=self.loop)
+        opened = _now()
+        future.add_done_callback(lambda done: self._connected(done, opened))
 
-    def _connected(self, future):
+    def _connected(self, future, double opened):
         cdef LoadConnection conn
         self.connecting -= 1
         if future.cancelled():  # the run is over
             return
         exc = future.exception()
         if exc is not None:
-            # the connection was for a request: it fails as refused (or timeout), like any other error
+            # the connection was for a request: it fails as refused (or timeout, or tls), like any other error
             kind = LE_TIMEOUT if isinstance(exc, asyncio.TimeoutError) else LE_REFUSED
+            if self.ssl_context is not None:
+                reason = handshake_failure(exc)
+                if reason != "refused":
+                    kind = LE_TLS
+                    self.handshake_failures[reason] = self.handshake_failures.get(reason, 0) + 1
             if self.pending:
                 index, scheduled, attempt = self.pending.popleft()
             elif self.rate <= 0 and self._more():
@@ -173,6 +212,10 @@ cdef class LoadEngine:
                 self._open()
             return
         _, conn = future.result()
+        if conn.ssl_object is not None:
+            self.handshakes += 1
+            self.resumed += conn.ssl_object.session_reused
+            self.handshake_histogram.record_us(<unsigned long long>((_now() - opened) * 1e6))
         conn.engine = self
         self.connections.add(conn)
         self._dispatch(conn)
@@ -182,6 +225,10 @@ cdef class LoadEngine:
     cdef void _completed(self, LoadConnection conn):
         cdef int status = conn.status
         conn.busy = False
+        if self.resume is not None and conn.ssl_object is not None and not conn.session_kept:
+            # a TLS 1.3 ticket arrives after the handshake: by the first response it is here
+            conn.session_kept = True
+            self.resume.session = conn.ssl_object.session
         self.in_flight -= 1
         reusable = self.keepalive and conn.parser.keep_alive
         if status >= 500 and conn.attempt < self.retries:
@@ -327,10 +374,18 @@ cdef class LoadEngine:
             "issued": self.issued,
             "elapsed_s": _now() - self.started_at,
             "statuses": {status: self.statuses[status] for status in range(100, 600) if self.statuses[status]},
-            "errors": {LOAD_ERROR_NAMES[kind]: self.errors[kind] for kind in range(4) if self.errors[kind]},
+            "errors": {LOAD_ERROR_NAMES[kind]: self.errors[kind] for kind in range(5) if self.errors[kind]},
             "bytes": self.bytes_in,
             "retries": self.retries_total,
+            "handshakes": self.handshakes,
+            "resumed": self.resumed,
+            "handshake_failures": dict(self.handshake_failures),
         }
+
+    @property
+    def handshake_histogram(self):
+        """Connect-to-handshake-done times of the TLS connections."""
+        return self.handshake_histogram
 
     @property
     def histogram(self):
