@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -423,3 +424,25 @@ def test_the_shipped_examples_run_against_hp(hp, tmp_path, task, duration, reque
     assert result.returncode == 0, result.stderr
     assert failed == [] and len(lines) == requests and all(line["ok"] for line in lines)
     assert "threshold failed<1%: pass" in result.stderr
+
+
+def test_https_runs_time_handshakes_and_count_failures_by_reason(tmp_path):
+    ca_dir = tmp_path / "ca"
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--grpc-port", "0", "--tls",
+                      "--tls-ca-dir", str(ca_dir)) as server:
+        url = server.url.replace("127.0.0.1", "localhost")
+        scenario = (f"base_url: {url}\ntasks:\n  t:\n    requests:\n      - {{path: /health, check: {{status: 200}}}}\n"
+                    f"    load: {{every: 10ms, for: 200ms}}\n")
+        result, lines, _ = run(tmp_path, scenario, "--cacert", str(ca_dir / "ca.pem"))
+        assert result.returncode == 0, result.stderr
+        assert lines and all(line["ok"] and line["url"].startswith("https://") for line in lines)
+        handshakes = re.search(r"fastmock: tls: (\d+) handshakes, p50 [0-9.]+ms p99 [0-9.]+ms; failed: none",
+                               result.stderr)
+        assert handshakes and 1 <= int(handshakes.group(1)) <= len(lines)  # a pool: connections are reused
+        result, _, _ = run(tmp_path, scenario, "--cacert", str(ca_dir / "ca-key.pem"))  # a key, not a CA
+        assert result.returncode == 2 and "'--cacert'" in result.stderr and "no CA certificate" in result.stderr
+        result, lines, _ = run(tmp_path, scenario)  # the system's CAs do not know fastmock's
+        assert result.returncode == 1 and lines and not any(line["ok"] for line in lines)
+        assert "failed: unknown_ca " in result.stderr
+        result, lines, _ = run(tmp_path, scenario, "--insecure")
+        assert result.returncode == 0 and all(line["ok"] for line in lines)

@@ -627,18 +627,12 @@ def load(url, url_option, requests, duration, concurrency, rate, method, headers
         raise click.UsageError("give -n/--requests or -d/--duration")
     if body is not None and body_file is not None:
         raise click.BadParameter("give --body or --body-file, not both", param_hint="'--body-file'")
-    if cacert is not None and insecure:
-        raise click.BadParameter("--insecure verifies nothing: not with --cacert", param_hint="'--cacert'")
     if not url.startswith("https:"):
         source = click.get_current_context().get_parameter_source
         for name in ("cacert", "insecure", "tls_resume"):
             if source(name) == ParameterSource.COMMANDLINE:
                 raise click.BadParameter("only for an https:// URL", param_hint=f"'--{name.replace('_', '-')}'")
-    elif cacert is not None:
-        try:
-            ssl.create_default_context(cafile=cacert)
-        except (ssl.SSLError, ValueError) as exc:
-            raise click.BadParameter(f"{cacert}: no CA certificate in it ({exc})", param_hint="'--cacert'") from None
+    _check_cacert(cacert, insecure)
     config = LoadConfig(
         url=url, requests=requests if requests is not None else -1, duration_s=duration or 0.0,
         concurrency=concurrency or (256 if rate else 10), rate=rate or 0.0, method=method.upper(),
@@ -660,6 +654,17 @@ def load(url, url_option, requests, duration, concurrency, rate, method, headers
         _write_or_fail(summary_json, lambda file: json.dump(summary, file, indent=2))
     if not passed(summary):
         sys.exit(1)
+
+
+def _check_cacert(cacert, insecure) -> None:
+    """--cacert must hold a CA certificate, and means nothing with --insecure."""
+    if cacert is not None and insecure:
+        raise click.BadParameter("--insecure verifies nothing: not with --cacert", param_hint="'--cacert'")
+    if cacert is not None:
+        try:
+            ssl.create_default_context(cafile=cacert)
+        except (ssl.SSLError, ValueError) as exc:
+            raise click.BadParameter(f"{cacert}: no CA certificate in it ({exc})", param_hint="'--cacert'") from None
 
 
 class Shard(click.ParamType):
@@ -708,8 +713,11 @@ IMAGE_SCENARIO = "/etc/fastmock/scenario.yaml"  # what the Docker image runs whe
         help="Take shard I of N of the rates and iterations (N alone: I from JOB_COMPLETION_INDEX).")
 @option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
         help=f"Exit 1 unless this holds (repeatable; beside the file's thresholds), e.g. {THRESHOLD_EXAMPLE}.")
+@option("--cacert", type=click.Path(exists=True, dir_okay=False), default=None,
+        help="https: trust the CA in this PEM file (e.g. fastmock's) instead of the system's.")
+@option("--insecure", "-k", is_flag=True, help="https: verify no certificate.")
 def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeout, read_timeout, log_level,
-        metrics_port, shard, thresholds):
+        metrics_port, shard, thresholds, cacert, insecure):
     """Run a scenario file's task: JSON lines per request on stdout; exit 1 if a check failed (or, when
     there are thresholds, if one fails). Without SCENARIO, the Docker image's /etc/fastmock/scenario.yaml."""
     if scenario is None:
@@ -718,6 +726,7 @@ def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeou
         scenario = IMAGE_SCENARIO
     if task is not None and all_tasks:
         raise click.BadParameter("--all runs every task: give no --task (or TASK) with it", param_hint="'--all'")
+    _check_cacert(cacert, insecure)
     try:
         loaded = load_scenario(scenario)
     except ScenarioError as exc:
@@ -725,7 +734,7 @@ def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeou
     settings = RunSettings(task=task, all_tasks=all_tasks, duration_s=duration, base_url=base_url,
                            api_token=api_token, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
                            log_level=log_level, shard=shard[0], shards=shard[1], metrics_port=metrics_port,
-                           thresholds=thresholds)
+                           thresholds=thresholds, cacert=cacert, insecure=insecure)
     try:
         chosen_tasks(loaded, settings)
     except ScenarioError as exc:

@@ -11,12 +11,14 @@ import email.utils
 import json
 import math
 import random
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from fastmock._core import handshake_failure
 from fastmock.documents import DocumentError, load_yaml, read_text
 from fastmock.templates import TemplateError, check_templates, render
 from fastmock.thresholds import THRESHOLD_EXAMPLE, evaluate, parse_threshold
@@ -312,6 +314,8 @@ class RunSettings:
     shards: int = 1
     metrics_port: int | None = None
     thresholds: tuple = ()               # --threshold, beside the file's
+    cacert: str | None = None            # https: trust this CA file (else the system's)
+    insecure: bool = False               # https: verify nothing
 
 
 DEBUG_BODY = 1000  # characters of a body in a LOG_LEVEL=debug line
@@ -363,8 +367,12 @@ class _Runner:
             headers["Authorization"] = f"Bearer {settings.api_token}"
         timeout = httpx.Timeout(settings.read_timeout_s or scenario.read_timeout_s,
                                 connect=settings.connect_timeout_s or scenario.connect_timeout_s)
+        verify = False if settings.insecure else \
+            ssl.create_default_context(cafile=settings.cacert) if settings.cacert else True
         self.client = httpx.AsyncClient(base_url=settings.base_url or scenario.base_url, headers=headers,
-                                        timeout=timeout)
+                                        timeout=timeout, verify=verify)
+        self.handshakes: list[float] = []  # seconds each TLS handshake took
+        self.handshake_failures: dict[str, int] = {}
         self.faker = Faker()
         self.faker.seed_instance(scenario.seed + settings.shard)
         self.rng = random.Random(scenario.seed + settings.shard)
@@ -422,11 +430,32 @@ class _Runner:
                                            retry=retry_if_exception(retryable), before_sleep=before_sleep,
                                            retry_error_callback=last_outcome):
             with attempt:
-                response = await self.client.request(*args[:2], **args[2])
+                response = await self.client.request(*args[:2], **args[2], extensions={"trace": self._tracer()})
                 status = response.status_code
                 if status in policy.on or f"{status // 100}xx" in policy.on:
                     raise _Retry(response)
         return response
+
+    def _tracer(self):
+        """httpx's trace hook for one request: times its TLS handshake, if it makes one."""
+        import httpcore
+
+        started = 0.0
+
+        async def trace(event: str, info: dict) -> None:
+            nonlocal started
+            if event == "connection.start_tls.started":
+                started = time.monotonic()
+            elif event == "connection.start_tls.complete":
+                self.handshakes.append(time.monotonic() - started)
+            elif event == "connection.start_tls.failed":
+                exc = info["exception"]  # httpcore's ConnectError, raised from the ssl module's
+                while not isinstance(exc, (ssl.SSLError, ConnectionError)) and (exc.__cause__ or exc.__context__):
+                    exc = exc.__cause__ or exc.__context__
+                reason = "timeout" if isinstance(exc, httpcore.TimeoutException) else handshake_failure(exc)
+                self.handshake_failures[reason] = self.handshake_failures.get(reason, 0) + 1
+
+        return trace
 
     async def _call(self, task: Task, request: Request, variables: dict) -> bool:
         import httpx
@@ -557,6 +586,12 @@ class _Runner:
             everything.errors += totals.errors
             everything.latencies += totals.latencies
         everything.latencies.sort()
+        if self.handshakes or self.handshake_failures:
+            self.handshakes.sort()
+            failed = ", ".join(f"{reason} {count}" for reason, count in sorted(self.handshake_failures.items()))
+            sys.stderr.write(f"fastmock: tls: {len(self.handshakes)} handshakes, "
+                             f"p50 {_percentile(self.handshakes, 50) * 1000:.1f}ms "
+                             f"p99 {_percentile(self.handshakes, 99) * 1000:.1f}ms; failed: {failed or 'none'}\n")
         thresholds = self.scenario.thresholds + tuple(self.settings.thresholds)
         if not thresholds:  # every failed check or request fails the run
             failed = everything.failures
