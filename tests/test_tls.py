@@ -11,6 +11,7 @@ import threading
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fastmock.tls import CertificateAuthority, TlsError, parse_state
 from helpers import start_server
@@ -218,3 +219,67 @@ def test_a_tls_client_hello_on_a_plain_port_gets_400_and_a_close():
             while chunk := sock.recv(4096):
                 reply += chunk
         assert reply.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in reply
+
+
+def test_hp_counts_its_handshakes_on_metrics(tls_hp):
+    def handshake_metrics():
+        families = text_string_to_metric_families(httpx.get(f"{tls_hp.url}/metrics", verify=tls_hp.ca).text)
+        return {(sample.name, sample.labels.get("reason")): sample.value for family in families
+                for sample in family.samples if sample.name.startswith("fastmock_tls_handshake")}
+
+    before = handshake_metrics()
+    with socket.create_connection(("127.0.0.1", tls_hp.port), timeout=10) as sock:  # plain HTTP: not a handshake
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        while sock.recv(4096):
+            pass
+    after = handshake_metrics()
+    assert after[("fastmock_tls_handshakes_total", None)] == before[("fastmock_tls_handshakes_total", None)] + 1
+    assert after[("fastmock_tls_handshake_failures_total", "protocol")] == \
+        before.get(("fastmock_tls_handshake_failures_total", "protocol"), 0) + 1
+
+
+# --- proxy: TLS termination and https upstreams -----------------------------------------------------------
+
+
+def test_the_proxy_terminates_tls_and_says_so_upstream(tmp_path):
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--grpc-port", "0") as upstream, \
+            start_server("proxy", "--upstream", upstream.url, "--port", "0", "--tls",
+                         "--tls-ca-dir", str(tmp_path)) as proxy:
+        assert proxy.url.startswith("https://")
+        verify = ssl.create_default_context(cafile=tmp_path / "ca.pem")
+        echo = httpx.post(f"{proxy.url}/echo", content=b"hi", verify=verify).json()
+        assert echo["headers"]["X-Forwarded-Proto"] == "https" and echo["body"] == "hi"
+        assert echo["headers"]["X-Trace-Id"]
+
+
+def test_the_proxy_verifies_an_https_upstream(tmp_path):
+    ca_dir = tmp_path / "ca"
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--grpc-port", "0", "--tls",
+                      "--tls-ca-dir", str(ca_dir)) as upstream:
+        https_upstream = upstream.url.replace("127.0.0.1", "localhost")
+        with start_server("proxy", "--upstream", https_upstream, "--upstream-ca", str(ca_dir / "ca.pem"),
+                          "--port", "0") as proxy:
+            echo = httpx.get(f"{proxy.url}/echo").json()
+            assert echo["tls"]["sni"] == "localhost" and echo["headers"]["X-Forwarded-Proto"] == "http"
+        with start_server("proxy", "--upstream", https_upstream, "--port", "0") as untrusting:  # system CAs
+            failed = httpx.get(f"{untrusting.url}/health")
+            assert failed.status_code == 502 and "unknown_ca" in failed.json()["error"]
+            metrics = httpx.get(f"{untrusting.url}/metrics").text
+            assert 'proxy_upstream_tls_failures_total{reason="unknown_ca"} 1.0' in metrics
+            assert 'proxy_upstream_errors_total{kind="tls"} 1.0' in metrics
+        with start_server("proxy", "--upstream", https_upstream, "--upstream-insecure", "--port", "0") as blind:
+            assert httpx.get(f"{blind.url}/health").status_code == 200
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--upstream", "http://127.0.0.1:1", "--upstream-insecure"], "'--upstream-insecure': only for an https://"),
+    (["--upstream", "http://127.0.0.1:1", "--upstream-ca", "/etc/hostname"], "'--upstream-ca': only for an https://"),
+    (["--upstream", "https://127.0.0.1:1", "--upstream-ca", "/etc/hostname"], "no CA certificate"),
+    (["--upstream", "https://127.0.0.1:1", "--upstream-ca", "/etc/hostname", "--upstream-insecure"],
+     "verifies nothing"),
+    (["--upstream", "ftp://127.0.0.1:1"], "is not an http(s)://HOST[:PORT] URL"),
+])
+def test_bad_proxy_tls_flags_are_usage_errors(args, message):
+    result = subprocess.run([sys.executable, "-m", "fastmock", "proxy", "--port", "0", *args], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2 and message in result.stderr, result.stderr

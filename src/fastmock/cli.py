@@ -27,7 +27,7 @@ from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
 from fastmock.load import (OUTPUT_FORMATS, LoadConfig, Progress, output_format_for, passed, run_load, summary_dict,
                            summary_text, write_records)
-from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream
+from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream, upstream_context
 from fastmock.rewrite import HOST_FORMATS, ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.scenario import RunSettings, ScenarioError, chosen_tasks, load_scenario, run_scenario
 from fastmock.shell import run_shell
@@ -495,7 +495,10 @@ THRESHOLD = Parsed("METRIC<VALUE", parse_threshold)
 
 @cli.command()
 @option("--upstream", type=UPSTREAM_URL, required=True, envvar=["FASTMOCK_PROXY_UPSTREAM", "UPSTREAM_BASE_URL"],
-        help="Where requests go: http://HOST[:PORT] (env UPSTREAM_BASE_URL).")
+        help="Where requests go: http(s)://HOST[:PORT] (env UPSTREAM_BASE_URL).")
+@option("--upstream-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+        help="An https upstream: trust the CA in this PEM file instead of the system's.")
+@option("--upstream-insecure", is_flag=True, help="An https upstream: verify no certificate.")
 @option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
         help="Port to listen on (0 picks a free one).")
@@ -530,9 +533,11 @@ THRESHOLD = Parsed("METRIC<VALUE", parse_threshold)
         help="Close a client connection idle this long (bare number: seconds).")
 @option("--shutdown-timeout", type=Duration(), default="30s", show_default=True,
         help="On SIGTERM, how long in-flight exchanges may finish (bare number: seconds).")
+@tls_options("The proxy's port speaks TLS (it terminates TLS)")
 @READY_FILE_OPTION
-def proxy(upstream, host, port, workers, delay_ms, drop_rate, request_headers, response_headers, faults,
-          header_faults, max_hang, upstream_timeout, seed, metrics_path, idle_timeout, shutdown_timeout, ready_file):
+def proxy(upstream, upstream_ca, upstream_insecure, host, port, workers, delay_ms, drop_rate, request_headers,
+          response_headers, faults, header_faults, max_hang, upstream_timeout, seed, metrics_path, idle_timeout,
+          shutdown_timeout, ready_file, **tls):
     """A fault-injecting reverse proxy in front of --upstream.
 
     Adds X-Forwarded-For/-Proto, Via and X-Trace-Id/X-Request-Id (the client's own when it sent them; on
@@ -543,15 +548,31 @@ def proxy(upstream, host, port, workers, delay_ms, drop_rate, request_headers, r
     if not metrics_path.startswith("/"):
         raise click.BadParameter("must start with /", param_hint="'--metrics-path'")
     seed = secrets.randbits(32) if seed is None else seed
+    scheme, upstream_host, upstream_port = upstream
+    if scheme != "https":
+        for name, value in (("--upstream-ca", upstream_ca), ("--upstream-insecure", upstream_insecure or None)):
+            if value is not None:
+                raise click.BadParameter("only for an https:// --upstream", param_hint=f"'{name}'")
+    if upstream_ca is not None and upstream_insecure:
+        raise click.BadParameter("--upstream-insecure verifies nothing: not with --upstream-ca",
+                                 param_hint="'--upstream-ca'")
+    upstream_tls = None
+    if scheme == "https":
+        try:
+            upstream_tls = upstream_context(upstream_ca, upstream_insecure)
+        except (ssl.SSLError, ValueError) as exc:
+            raise click.BadParameter(f"{upstream_ca}: no CA certificate in it ({exc})",
+                                     param_hint="'--upstream-ca'") from None
+    contexts = _tls_contexts(hosts=(host,), **tls)
     config = ServeConfig(name="proxy", host=host, port=port, workers=workers, idle_timeout_s=idle_timeout,
-                         shutdown_timeout_s=shutdown_timeout, mem_interval_s=0, ready_file=ready_file)
-    upstream_host, upstream_port = upstream
+                         shutdown_timeout_s=shutdown_timeout, mem_interval_s=0, ready_file=ready_file,
+                         tls=None if contexts is None else contexts.sni_context())
     _serve_until_stopped(config, lambda worker: ProxyApp(ProxyConfig(
         upstream_host=upstream_host, upstream_port=upstream_port, request_headers=request_headers,
         response_headers=response_headers, drop_rate=drop_rate,
         delay_s=delay_ms / 1000, upstream_timeout_s=upstream_timeout, faults=faults,
         header_faults=header_faults, max_hang_s=max_hang, seed=seed + worker, metrics_path=metrics_path,
-        worker=worker)))
+        worker=worker, upstream_tls=upstream_tls)))
 
 
 class LoadUrl(click.ParamType):

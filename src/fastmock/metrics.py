@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from fastmock._core import DURATION_BOUNDS
+from fastmock.tls_accept import handshakes
 
 __all__ = ["CONTENT_TYPE", "ServerCollector", "metrics_text", "exposition", "duration_histogram"]
 
@@ -43,6 +44,14 @@ class ServerCollector:
                                   "Connections closed at once by --max-connections or near the open-files limit",
                                   value=stats["connections_rejected"])
         yield GaugeMetricFamily("fastmock_connections_open", "Open connections", value=stats["connections_open"])
+        if handshakes.completed or handshakes.failed:  # a TLS port (on a plain one both stay 0)
+            yield CounterMetricFamily("fastmock_tls_handshakes", "TLS handshakes completed", value=handshakes.completed)
+            failed = CounterMetricFamily("fastmock_tls_handshake_failures", "TLS handshakes that failed, by reason "
+                                         "(timeout, reset, protocol: the client's alert or garbage, other)",
+                                         labels=["reason"])
+            for reason, count in sorted(handshakes.failed.items()):
+                failed.add_metric([reason], count)
+            yield failed
         faults = CounterMetricFamily("fastmock_faults_injected", "Fault outcomes drawn, by kind", labels=["kind"])
         for kind, count in stats["faults"]:
             faults.add_metric([kind], count)

@@ -10,7 +10,7 @@ from fastmock.faults import PlanCache
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastmock.metrics import ServerCollector, duration_histogram, exposition
 
-__all__ = ["ProxyConfig", "ProxyApp", "parse_upstream", "parse_header"]
+__all__ = ["ProxyConfig", "ProxyApp", "parse_upstream", "parse_header", "upstream_context"]
 
 
 @dataclass(frozen=True)
@@ -28,16 +28,29 @@ class ProxyConfig:
     seed: int = 0
     metrics_path: str = "/metrics"
     worker: int = 0
+    upstream_tls: object = None   # a client ssl.SSLContext: the upstream is https
 
 
-def parse_upstream(url: str) -> tuple[str, int]:
-    """``http://host:port`` → (host, port); raises ValueError for anything else."""
+def upstream_context(ca_file: str | None, insecure: bool):
+    """The client SSLContext for an https upstream: verifying with ``ca_file`` (else the system's CAs)."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca_file)
+    context.set_alpn_protocols(["http/1.1"])
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def parse_upstream(url: str) -> tuple[str, str, int]:
+    """``http(s)://host:port`` → (scheme, host, port); raises ValueError for anything else."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"{url!r} is not an http://HOST[:PORT] URL (https upstreams are not supported)")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s)://HOST[:PORT] URL")
     if parts.path not in ("", "/") or parts.query:
         raise ValueError(f"{url!r}: the upstream URL takes no path or query (requests keep their own)")
-    return parts.hostname, parts.port or 80
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def parse_header(text: str) -> tuple[bytes, bytes]:
@@ -64,7 +77,7 @@ class ProxyApp:
             drop_rate=config.drop_rate, delay_s=config.delay_s, upstream_timeout_s=config.upstream_timeout_s,
             proxy_seed=config.seed, fault_rules=[(prefix.encode(), plan) for prefix, plan in config.faults],
             header_faults=PlanCache().from_header if config.header_faults else None, seed=config.seed,
-            max_hang_s=config.max_hang_s, **server_options)
+            max_hang_s=config.max_hang_s, upstream_ssl=config.upstream_tls, **server_options)
         self.server = self.proxy.server
         return self.server, self.proxy.make_protocol
 
@@ -89,6 +102,13 @@ class _ProxyCollector:
         for kind, count in stats["upstream_errors"]:
             errors.add_metric([kind], count)
         yield errors
+        if stats["upstream_tls_failures"]:
+            tls = CounterMetricFamily("proxy_upstream_tls_failures", "Failed handshakes with an https upstream, by "
+                                      "reason (expired, hostname, unknown_ca, protocol, timeout, reset, ...)",
+                                      labels=["reason"])
+            for reason, count in sorted(stats["upstream_tls_failures"].items()):
+                tls.add_metric([reason], count)
+            yield tls
         yield GaugeMetricFamily("proxy_upstream_idle_connections", "Pooled keep-alive upstream connections",
                                 value=stats["idle_upstream_connections"])
         yield duration_histogram("proxy_upstream_duration_seconds",

@@ -8,6 +8,7 @@ port that anything else holds is refused first (EADDRINUSE), so only our own wor
 """
 
 import asyncio
+import functools
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import uvloop
 
 from fastmock.runtime import (BACKLOG, RestartBackoff, exit_with_parent, fork_child, log, make_listener,
                               raise_open_files_limit, ready_announcer, url)
+from fastmock.tls_accept import handshakes, tls_protocol
 
 __all__ = ["ServeConfig", "StartError", "serve"]
 
@@ -48,7 +50,7 @@ class ServeConfig:
     access_log: bool = False
     mem_interval_s: float = 10.0
     ready_file: str | None = None  # JSON {name, pid, url, host, port, workers} here once every worker listens
-    tls: object = None             # an ssl.SSLContext: the port speaks TLS (uvloop's TLS layer)
+    tls: object = None             # an ssl.SSLContext: the port speaks TLS (uvloop's TLS layer, handshakes counted)
 
     @property
     def scheme(self) -> str:
@@ -106,8 +108,10 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
         body_min_rate=config.body_min_rate, max_connections=config.max_connections, buffer_size=config.buffer_size,
         log=lambda line: log(f"worker {worker}: {line}"), access_log=_write_access_log if config.access_log else None,
     )
-    listener = await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG, ssl=config.tls,
-                                        ssl_handshake_timeout=config.header_timeout_s if config.tls else None)
+    if config.tls is not None:
+        protocol_factory = functools.partial(tls_protocol, "valid", config.tls, protocol_factory,
+                                             handshake_timeout_s=config.header_timeout_s, counted=handshakes)
+    listener = await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG)
     server.start()
 
     stopping = loop.create_future()

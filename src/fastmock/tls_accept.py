@@ -17,7 +17,7 @@ from socket import SO_LINGER, SOL_SOCKET
 
 from uvloop.loop import SSLProtocol
 
-__all__ = ["tls_protocol", "failure_reason"]
+__all__ = ["tls_protocol", "failure_reason", "HandshakeCounts", "handshakes"]
 
 LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST, not FIN
 
@@ -33,6 +33,23 @@ def failure_reason(exc: BaseException) -> str:
     return "other"
 
 
+class HandshakeCounts:
+    """A ``counted`` for tls_protocol that keeps the totals (for /metrics): completed, and failed by reason."""
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.failed: dict[str, int] = {}
+
+    def __call__(self, failure: str | None) -> None:
+        if failure is None:
+            self.completed += 1
+        else:
+            self.failed[failure] = self.failed.get(failure, 0) + 1
+
+
+handshakes = HandshakeCounts()  # this process's: one serving loop per process (hp and proxy workers)
+
+
 def reset(transport) -> None:
     """Abort ``transport`` with a TCP RST."""
     sock = transport.get_extra_info("socket")
@@ -42,7 +59,7 @@ def reset(transport) -> None:
 
 
 def tls_protocol(state: str, context: ssl.SSLContext | None, make_protocol, *, handshake_timeout_s: float,
-                 stall_s: float, counted, stalled: set) -> asyncio.BaseProtocol:
+                 counted, stall_s: float = 0.0, stalled: set | None = None) -> asyncio.BaseProtocol:
     """The protocol of a connection accepted in ``state`` (``context``: that state's; None for the two
     handshake faults). ``counted(reason)`` is told the handshake's outcome (None: it succeeded); a stalled
     connection is in ``stalled`` until it ends, so that its port can cut it when it is killed."""

@@ -6,6 +6,7 @@ cdef class Proxy:
         readonly Server server
         str upstream_host
         int upstream_port
+        object upstream_ssl
         bytes host_header
         bytes extra_headers     # header lines added to upstream requests
         bytes response_fields   # ... and to every answer (replacing an upstream field of the same name)
@@ -19,7 +20,8 @@ cdef class Proxy:
         Route forward_route
         Route drop_route
         unsigned long long requests, forwarded, dropped, delayed
-        unsigned long long errors[4]
+        unsigned long long errors[5]
+        dict upstream_tls_failures  # reason (client.pyx's handshake_failure) -> count
         unsigned long long upstream_durations[14]
         double upstream_duration_sum_s
     cdef UpstreamConnection acquire(self)
@@ -55,6 +57,7 @@ cdef class ProxyProtocol(ServerProtocol):
         double wait_s
         double deadline         # --upstream-timeout: when the response head is overdue (0: no clock)
         bytes client_ip
+        bytes forwarded_proto   # http or https: how the client reached us
         object connecting
         # a truncate or drip fault acts on the forwarded response (the writer cuts or paces it)
         int shaping

@@ -4,13 +4,14 @@
 # and each side pauses the other's reading when its writes back up, so memory stays flat at any size.
 # One exchange at a time per client connection: the parser waits, so pipelined requests keep their order.
 
-cdef int UPSTREAM_ERROR_KINDS = 4
-UPSTREAM_ERROR_NAMES = ("refused", "reset", "timeout", "bad_response")
+cdef int UPSTREAM_ERROR_KINDS = 5
+UPSTREAM_ERROR_NAMES = ("refused", "reset", "timeout", "bad_response", "tls")
 cdef enum UpstreamError:
     E_REFUSED
     E_RESET
     E_TIMEOUT
     E_BAD_RESPONSE
+    E_TLS           # an https upstream's handshake failed (upstream_tls_failures says why)
 
 
 cdef bint _is_hop_by_hop(const char* name, size_t n):
@@ -95,10 +96,11 @@ cdef class Proxy:
 
     def __cinit__(self, loop, str upstream_host, int upstream_port, list routes, *, list headers=None,
                   list response_headers=None, double drop_rate=0.0, double delay_s=0.0, double upstream_timeout_s=30.0,
-                  Py_ssize_t max_idle=256, unsigned long long proxy_seed=0, **server_options):
+                  Py_ssize_t max_idle=256, unsigned long long proxy_seed=0, upstream_ssl=None, **server_options):
         self.loop = loop
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
+        self.upstream_ssl = upstream_ssl  # a client SSLContext: the upstream speaks https (SNI: its host)
         self.host_header = (f"[{upstream_host}]:{upstream_port}" if ":" in upstream_host
                             else f"{upstream_host}:{upstream_port}").encode()
         self.extra_headers = b"".join(name + b": " + value + b"\r\n" for name, value in headers or [])
@@ -120,6 +122,7 @@ cdef class Proxy:
         self.server.bound_tick(upstream_timeout_s / 2)
         self.requests = self.forwarded = self.dropped = self.delayed = 0
         memset(self.errors, 0, sizeof(self.errors))
+        self.upstream_tls_failures = {}
         memset(self.upstream_durations, 0, sizeof(self.upstream_durations))
         self.upstream_duration_sum_s = 0.0
 
@@ -150,6 +153,7 @@ cdef class Proxy:
             "requests": self.requests, "forwarded": self.forwarded, "dropped": self.dropped,
             "delayed": self.delayed,
             "upstream_errors": [(UPSTREAM_ERROR_NAMES[i], self.errors[i]) for i in range(UPSTREAM_ERROR_KINDS)],
+            "upstream_tls_failures": dict(self.upstream_tls_failures),
             "upstream_duration_counts": [self.upstream_durations[i] for i in range(N_BOUNDS + 1)],
             "upstream_duration_sum_s": self.upstream_duration_sum_s,
             "idle_upstream_connections": len(self.idle),
@@ -344,15 +348,16 @@ cdef class ProxyProtocol(ServerProtocol):
                 continue
             parts += [parser.head[g_headers[i].name_start:g_headers[i].value_start + g_headers[i].value_len],
                       b"\r\n"]
-        if self.client_ip is None:
+        if self.client_ip is None:  # once per connection
             self.client_ip = self.transport.get_extra_info("peername")[0].encode()
+            self.forwarded_proto = b"http" if self.transport.get_extra_info("ssl_object") is None else b"https"
         client = self.client_ip
         if not self.client_trace:  # the client's own ids went up with its other fields
             parts += [b"X-Trace-Id: ", self.trace_id, b"\r\n"]
         if not self.client_request_id:
             parts += [b"X-Request-Id: ", self.request_id, b"\r\n"]
         parts += [b"X-Forwarded-For: ", client if forwarded_for is None else forwarded_for + b", " + client,
-                  b"\r\nX-Forwarded-Proto: http\r\nVia: ", b"1.1 fastmock" if via is None else via + b", 1.1 fastmock",
+                  b"\r\nX-Forwarded-Proto: ", self.forwarded_proto, b"\r\nVia: ", b"1.1 fastmock" if via is None else via + b", 1.1 fastmock",
                   b"\r\n", proxy.extra_headers]
         if parser.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
@@ -373,7 +378,12 @@ cdef class ProxyProtocol(ServerProtocol):
         if conn is not None:
             self._forward(conn)
             return
-        connecting = proxy.loop.create_connection(UpstreamConnection, proxy.upstream_host, proxy.upstream_port)
+        if proxy.upstream_ssl is None:
+            connecting = proxy.loop.create_connection(UpstreamConnection, proxy.upstream_host, proxy.upstream_port)
+        else:
+            connecting = proxy.loop.create_connection(
+                UpstreamConnection, proxy.upstream_host, proxy.upstream_port, ssl=proxy.upstream_ssl,
+                server_hostname=proxy.upstream_host, ssl_handshake_timeout=proxy.upstream_timeout_s)
         self.connecting = asyncio.ensure_future(connecting, loop=proxy.loop)
         self.connecting.add_done_callback(self._connected)
 
@@ -383,7 +393,14 @@ cdef class ProxyProtocol(ServerProtocol):
             return
         if future.exception() is not None:
             exc = future.exception()
-            self._upstream_failed(E_REFUSED, f"cannot connect to the upstream: {getattr(exc, 'strerror', None) or exc}")
+            reason = "refused" if self.proxy.upstream_ssl is None else handshake_failure(exc)
+            if reason == "refused":
+                self._upstream_failed(E_REFUSED, f"cannot connect to the upstream: {getattr(exc, 'strerror', None) or exc}")
+            else:
+                failures = self.proxy.upstream_tls_failures
+                failures[reason] = failures.get(reason, 0) + 1
+                self._upstream_failed(E_TLS, f"the upstream's TLS handshake failed ({reason}): "
+                                             f"{getattr(exc, 'verify_message', None) or exc}")
             return
         _, conn = future.result()
         if self.transport is None:
