@@ -2,6 +2,7 @@
 clients (Python's ssl and curl) with the CA as their only trust anchor."""
 
 import datetime
+import json
 import os
 import socket
 import ssl
@@ -167,6 +168,7 @@ def _sni_handshake(server, name):
     ("self-signed.fastmock.test", "self-signed certificate"),
     ("untrusted-root.fastmock.test", "unable to get local issuer certificate"),
     ("incomplete-chain.fastmock.test", "unable to get local issuer certificate"),
+    ("weak.fastmock.test", "EE certificate key too weak"),
     ("nonsense.fastmock.test", "HTTP/1.1 200 OK"),  # an unknown state: the valid certificate (*.fastmock.test)
 ])
 def test_the_sni_name_chooses_the_certificate_state(tls_hp, name, expected):
@@ -283,3 +285,41 @@ def test_bad_proxy_tls_flags_are_usage_errors(args, message):
     result = subprocess.run([sys.executable, "-m", "fastmock", "proxy", "--port", "0", *args], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_a_tls_port_beside_the_plain_one_and_the_ca_where_asked(tmp_path):
+    ca_out = tmp_path / "trust-me.pem"
+    with start_server("hp", "--port", "0", "--tls-port", "0", "--tls-ca-dir", str(tmp_path / "ca"),
+                      "--tls-ca-out", str(ca_out), "--advertise-host", "mock.example", "--workers", "2",
+                      "--mem-interval", "0", "--grpc-port", "0") as server:
+        ready = json.loads(open(server.ready_path).read())
+        assert ready["url"] == server.url and server.url.startswith("http://")
+        assert ready["tls_url"].startswith("https://127.0.0.1:") and ready["tls_ca"] == str(ca_out)
+        assert ca_out.read_bytes() == (tmp_path / "ca" / "ca.pem").read_bytes()
+        assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+        verify = ssl.create_default_context(cafile=ca_out)
+        tls_url = ready["tls_url"].replace("127.0.0.1", "localhost")
+        assert httpx.get(f"{tls_url}/echo", verify=verify).json()["tls"]["alpn"] == "http/1.1"
+        with socket.create_connection(("127.0.0.1", ready["tls_port"]), timeout=10) as raw, \
+                verify.wrap_socket(raw, server_hostname="mock.example") as tls:  # --advertise-host is a name
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        assert f"and {ready['tls_url']}" in server.log() and f"trust {ca_out}" in server.log()
+
+
+def test_no_tls_resume_sends_no_tickets(tmp_path):
+    def resumed(server):
+        client = ssl.create_default_context(cafile=tmp_path / "ca" / "ca.pem")
+        session = None
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
+                    client.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                tls.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                tls.recv(4096)  # the TLS 1.3 ticket comes with (or before) the answer
+                session, reused = tls.session, tls.session_reused
+        return reused
+
+    common = ("--port", "0", "--tls", "--tls-ca-dir", str(tmp_path / "ca"), "--mem-interval", "0", "--grpc-port", "0")
+    with start_server("hp", *common) as server:
+        assert resumed(server) is True
+    with start_server("hp", *common, "--no-tls-resume") as server:
+        assert resumed(server) is False

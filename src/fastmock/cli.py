@@ -272,11 +272,15 @@ def parse_addr(text: str) -> tuple[str, int]:
 @option("--mem-interval", type=Duration(), default="10s", show_default=True,
         help="Print RSS, connections, requests and bytes to stderr this often; 0 turns it off.")
 @tls_options("The port speaks TLS")
+@option("--tls-port", type=click.IntRange(0, 65535), default=None,
+        help="TLS on this port beside the plain --port, with the same routes (implies --tls; 0 picks one).")
+@option("--advertise-host", default=None,
+        help="With --tls: a host name clients use, added to the certificate's names.")
 @READY_FILE_OPTION
 def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, body_timeout, body_min_rate, max_connections,
        shutdown_timeout, max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults,
        header_faults, max_hang, ws_max_message, ws_idle_timeout, ws_ping_interval, sse_heartbeat, grpc_port, grpc_threads, request_log_size, request_log_path, access_log,
-       quiet, mem_interval, ready_file, **tls):
+       quiet, mem_interval, tls_port, advertise_host, ready_file, **tls):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
     Every option may also be set as FASTMOCK_HP_<OPTION>, e.g. FASTMOCK_HP_PORT=9000.
@@ -289,7 +293,9 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
     if quiet is not None and access_log and quiet:
         raise click.BadParameter("--quiet turns the access log off: not with --access-log", param_hint="'--quiet'")
     access_log = access_log or quiet is False
-    contexts = _tls_contexts(hosts=(host,), **tls)
+    if tls_port is not None:
+        tls["tls"] = True
+    contexts = _tls_contexts(hosts=(host, advertise_host), **tls)
     seed = secrets.randbits(32) if seed is None else seed
     grpc_required = click.get_current_context().get_parameter_source("grpc_port") != ParameterSource.DEFAULT
     if grpc_port and grpc_required and importlib.util.find_spec("grpc") is None:  # find_spec: no import before fork
@@ -302,7 +308,8 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
         max_target_size=max_target_size,
         max_header_size=max_header_size, max_headers=max_headers, access_log=access_log,
         mem_interval_s=mem_interval, ready_file=ready_file,
-        tls=None if contexts is None else contexts.sni_context(),
+        tls=None if contexts is None else contexts.sni_context(), tls_port=tls_port,
+        tls_ca=None if contexts is None else contexts.trust,
     )
     _serve_until_stopped(config, lambda worker: HpApp(HpConfig(
         max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
@@ -314,7 +321,8 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
 
 
 def _tls_contexts(tls, certfile, keyfile, tls_key, tls_ca_dir, tls_ca_out, tls_resume, hosts=()):
-    """The ContextSet of --tls (None without it); bad files are usage errors naming them."""
+    """The ContextSet of --tls (None without it); bad files are usage errors naming them. The certificates
+    fastmock makes name localhost, 127.0.0.1, ::1, ``hosts`` and *.fastmock.test."""
     from fastmock.tls import DEFAULT_HOSTS, SNI_DOMAIN, CertificateAuthority, ContextSet, TlsError, \
         file_server_context
 
@@ -340,6 +348,7 @@ def _tls_contexts(tls, certfile, keyfile, tls_key, tls_ca_dir, tls_ca_out, tls_r
     click.echo(f"fastmock: TLS with the local CA {tls_ca_out or authority.cert_path} "
                f"(trust it: fastmock tls trust-help)", err=True)
     contexts = ContextSet(authority, tls_resume, valid)
+    contexts.trust = None if certfile is not None else str(tls_ca_out or authority.cert_path)
     contexts.get("valid")  # made now: a fleet's workers inherit it
     return contexts
 
@@ -566,7 +575,8 @@ def proxy(upstream, upstream_ca, upstream_insecure, host, port, workers, delay_m
     contexts = _tls_contexts(hosts=(host,), **tls)
     config = ServeConfig(name="proxy", host=host, port=port, workers=workers, idle_timeout_s=idle_timeout,
                          shutdown_timeout_s=shutdown_timeout, mem_interval_s=0, ready_file=ready_file,
-                         tls=None if contexts is None else contexts.sni_context())
+                         tls=None if contexts is None else contexts.sni_context(),
+                         tls_ca=None if contexts is None else contexts.trust)
     _serve_until_stopped(config, lambda worker: ProxyApp(ProxyConfig(
         upstream_host=upstream_host, upstream_port=upstream_port, request_headers=request_headers,
         response_headers=response_headers, drop_rate=drop_rate,

@@ -51,10 +51,22 @@ class ServeConfig:
     mem_interval_s: float = 10.0
     ready_file: str | None = None  # JSON {name, pid, url, host, port, workers} here once every worker listens
     tls: object = None             # an ssl.SSLContext: the port speaks TLS (uvloop's TLS layer, handshakes counted)
+    tls_port: int | None = None    # with tls: the port stays plain and this one, beside it, speaks TLS
+    tls_ca: str | None = None      # the CA that clients should trust, for the ready line and file
 
     @property
     def scheme(self) -> str:
-        return "https" if self.tls is not None else "http"
+        return "https" if self.tls is not None and self.tls_port is None else "http"
+
+
+def _tls_urls(config: ServeConfig, host: str, port: int, tls_port: int | None) -> dict:
+    """What the ready file adds about TLS: the TLS port's URL (--tls-port) and the CA to trust."""
+    extra = {}
+    if tls_port is not None:
+        extra.update(tls_url=url(host, tls_port, "https"), tls_port=tls_port)
+    if config.tls_ca is not None:
+        extra["tls_ca"] = config.tls_ca
+    return extra
 
 
 def _rss_bytes() -> int:
@@ -92,13 +104,14 @@ class _MemoryReporter:
              f"bytes_out={stats['bytes_out']} (+{delta['bytes_out']})")
 
 
-def _ready_info(config: ServeConfig, host: str, port: int) -> dict:
+def _ready_info(config: ServeConfig, host: str, port: int, tls_port: int | None) -> dict:
     return {"name": config.name, "pid": os.getpid(), "url": url(host, port, config.scheme), "host": host, "port": port,
-            "workers": config.workers}
+            "workers": config.workers, **_tls_urls(config, host, port, tls_port)}
 
 
-async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.socket, listening) -> int:
-    """Serve on ``sock`` until a signal; ``listening(host, port)`` is called once it accepts."""
+async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.socket, tls_sock, listening) -> int:
+    """Serve on ``sock`` (and TLS on ``tls_sock``, if not None) until a signal; ``listening(host, port)`` is
+    called once it accepts."""
     loop = asyncio.get_running_loop()
     app = make_app(worker)
     server, protocol_factory = app.build(
@@ -108,10 +121,15 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
         body_min_rate=config.body_min_rate, max_connections=config.max_connections, buffer_size=config.buffer_size,
         log=lambda line: log(f"worker {worker}: {line}"), access_log=_write_access_log if config.access_log else None,
     )
+    plain_factory = protocol_factory
     if config.tls is not None:
-        protocol_factory = functools.partial(tls_protocol, "valid", config.tls, protocol_factory,
+        protocol_factory = functools.partial(tls_protocol, "valid", config.tls, plain_factory,
                                              handshake_timeout_s=config.header_timeout_s, counted=handshakes)
-    listener = await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG)
+    if tls_sock is None:
+        listeners = [await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG)]
+    else:  # --tls-port: the main port stays plain
+        listeners = [await loop.create_server(plain_factory, sock=sock, backlog=BACKLOG),
+                     await loop.create_server(protocol_factory, sock=tls_sock, backlog=BACKLOG)]
     server.start()
 
     stopping = loop.create_future()
@@ -129,9 +147,11 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     host, port = sock.getsockname()[:2]
+    tls_url = f" and {url(host, tls_sock.getsockname()[1], 'https')}" if tls_sock is not None else ""
+    trust = f"; trust {config.tls_ca}" if config.tls_ca else ""
     # the ready line comes after the handlers: a SIGTERM sent on seeing it is a graceful stop
-    log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port, config.scheme)} "
-        f"(workers: {config.workers})")
+    log(f"{config.name} worker {worker} (pid {os.getpid()}) listening on {url(host, port, config.scheme)}{tls_url} "
+        f"(workers: {config.workers}{trust})")
     listening(host, port)
 
     reporter = _MemoryReporter(server, worker) if config.mem_interval_s > 0 else None
@@ -141,7 +161,8 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
             reporter.report()
 
     # graceful shutdown: stop accepting, close idle connections, let in-flight responses finish
-    listener.close()
+    for listener in listeners:
+        listener.close()
     server.drain()
     # an app may run more beside the HTTP server (hp's gRPC service): its drain returns an Event or None
     side_stopped = app.drain(config.shutdown_timeout_s) if hasattr(app, "drain") else None
@@ -159,8 +180,8 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     return 0
 
 
-def _worker_main(config: ServeConfig, make_app, worker: int, sock: socket.socket, listening) -> int:
-    return uvloop.run(_run_worker(config, make_app, worker, sock, listening))
+def _worker_main(config: ServeConfig, make_app, worker: int, sock: socket.socket, tls_sock, listening) -> int:
+    return uvloop.run(_run_worker(config, make_app, worker, sock, tls_sock, listening))
 
 
 def serve(config: ServeConfig, make_app) -> int:
@@ -169,8 +190,12 @@ def serve(config: ServeConfig, make_app) -> int:
     with ready_announcer(config.ready_file) as announce:
         if config.workers == 1:
             # without SO_REUSEPORT: no other program can share the port and take some of its connections
-            return _worker_main(config, make_app, 0, make_listener(config.host, config.port, reuse_port=False),
-                                lambda host, port: announce(_ready_info(config, host, port)))
+            sock = make_listener(config.host, config.port, reuse_port=False)
+            tls_sock = None if config.tls_port is None else make_listener(config.host, config.tls_port,
+                                                                          reuse_port=False)
+            tls_port = None if tls_sock is None else tls_sock.getsockname()[1]
+            return _worker_main(config, make_app, 0, sock, tls_sock,
+                                lambda host, port: announce(_ready_info(config, host, port, tls_port)))
         return _Supervisor(config, make_app, announce).run()
 
 
@@ -193,6 +218,11 @@ class _Supervisor:
         make_listener(config.host, config.port, listen=False, reuse_port=False).close()
         self.placeholder = make_listener(config.host, config.port, listen=False)
         self.port = self.placeholder.getsockname()[1]
+        self.tls_placeholder = self.tls_port = None
+        if config.tls_port is not None:
+            make_listener(config.host, config.tls_port, listen=False, reuse_port=False).close()
+            self.tls_placeholder = make_listener(config.host, config.tls_port, listen=False)
+            self.tls_port = self.tls_placeholder.getsockname()[1]
         self.pids: dict[int, int] = {}          # pid -> worker index
         self.backoff = RestartBackoff()
         self.started_at: dict[int, float] = {}  # worker index -> start time
@@ -205,9 +235,13 @@ class _Supervisor:
             exit_with_parent(supervisor)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             self.placeholder.close()
+            tls_sock = None
+            if self.tls_placeholder is not None:
+                self.tls_placeholder.close()
+                tls_sock = make_listener(self.config.host, self.tls_port)
             os.close(self.ready_read)
             return _worker_main(self.config, self.make_app, worker, make_listener(self.config.host, self.port),
-                                lambda host, port: os.write(self.ready_write, b"%d\n" % worker))
+                                tls_sock, lambda host, port: os.write(self.ready_write, b"%d\n" % worker))
 
         pid = fork_child(f"worker {worker}", child)
         self.pids[pid] = worker
@@ -237,7 +271,7 @@ class _Supervisor:
         if len(self.listening) == self.config.workers:
             self.listening = None
             log(f"{self.config.name} supervisor: all {self.config.workers} workers listening")
-            self.announce(_ready_info(self.config, self.config.host, self.port))
+            self.announce(_ready_info(self.config, self.config.host, self.port, self.tls_port))
 
     def _signal_all(self, signum: int) -> None:
         for pid in self.pids:
@@ -278,6 +312,8 @@ class _Supervisor:
                 self._signal_all(info.si_signo)
                 return 1
         self.placeholder.close()
+        if self.tls_placeholder is not None:
+            self.tls_placeholder.close()
         os.close(self.ready_read)
         os.close(self.ready_write)
         return 0

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 __all__ = ["KEY_TYPES", "STATE_EXAMPLES", "HANDSHAKE_STATES", "TlsError", "CertificateAuthority", "Issued",
-           "parse_state", "default_ca_dir", "TRUST_HELP", "SNI_DOMAIN", "ContextSet", "file_server_context"]
+           "parse_state", "default_ca_dir", "TRUST_HELP", "SNI_DOMAIN", "PORT_ONLY_STATES", "ContextSet",
+           "file_server_context"]
 
 KEY_TYPES = ("p256", "p384", "rsa2048", "rsa4096")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -34,6 +35,9 @@ HANDSHAKE_STATES = ("handshake-stall", "handshake-reset")  # no certificate: the
 STATE_EXAMPLES = ("valid", "expired", "not-yet-valid", "expiring(3)", "wrong-host", "self-signed", "untrusted-root",
                   "incomplete-chain", "weak", "tls1.0-only") + HANDSHAKE_STATES
 _STATE_NAMES = frozenset(STATE_EXAMPLES) - {"expiring(3)"}
+# states a port must be in (a fleet port): by the time the SNI name is read, OpenSSL has the protocol
+# versions fixed and the handshake under way, so a name can change only the certificate
+PORT_ONLY_STATES = ("tls1.0-only", *HANDSHAKE_STATES)
 _EXPIRING = re.compile(r"expiring\(([0-9]{1,4})\)")
 
 
@@ -166,6 +170,7 @@ class ContextSet:
                  valid: ssl.SSLContext | None = None) -> None:
         self.authority = authority
         self.resume = resume
+        self.trust: str | None = None  # the CA file clients should trust, when the certificates are all ours
         self.contexts: dict[str, ssl.SSLContext | None] = {state: None for state in HANDSHAKE_STATES}
         if valid is not None:
             self.contexts["valid"] = valid
@@ -177,8 +182,7 @@ class ContextSet:
 
     def sni_context(self) -> ssl.SSLContext:
         """The valid certificate's context, whose SNI callback serves STATE.fastmock.test the certificate in that
-        state (``expiring-3`` for expiring(3)). The handshake states need a port in that state (a fleet port):
-        the name is read only once the handshake has begun."""
+        state (``expiring-3`` for expiring(3)); the PORT_ONLY_STATES get the valid one."""
 
         def choose(ssl_object, server_name, _context):
             ssl_object.fastmock_sni = server_name  # for the echo's tls.sni
@@ -189,7 +193,7 @@ class ContextSet:
                     parse_state(state)
                 except TlsError:
                     return None  # an unknown name gets the valid certificate (and fails on its host name)
-                if state not in HANDSHAKE_STATES:
+                if state not in PORT_ONLY_STATES:
                     ssl_object.context = self.get(state)
             return None
 

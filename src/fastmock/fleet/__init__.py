@@ -98,13 +98,14 @@ async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started
     shown = ", ".join(f"{base + slot} ({reason})" for slot, reason in failed[:SHOWN_FAILURES])
     more = f" and {len(failed) - SHOWN_FAILURES} more" if len(failed) > SHOWN_FAILURES else ""
     log(f"fleet ready: {len(result['started'])} of {config.count} ports accepting in "
-        f"{time.monotonic() - started:.2f}s on {config.host} ports {ports}{' (TLS)' if config.tls else ''}; "
+        f"{time.monotonic() - started:.2f}s on {config.host} ports {ports}"
+        f"{f' (TLS; trust {config.tls.trust})' if config.tls else ''}; "
         f"{len(failed)} failed to bind{': ' + shown + more if failed else ''}; "
         f"management API {url(config.host, config.mgmt_port)} (workers: {len(supervisor.workers)})")
     if ready is not None:
         ready({"name": "fleet", "pid": os.getpid(), "url": url(config.host, config.mgmt_port), "ports": ports,
                "started": len(result["started"]), "failed": len(failed),
-               **({"tls_ca": str(config.tls.authority.cert_path)} if config.tls is not None else {})})
+               **({"tls_ca": config.tls.trust} if config.tls is not None else {})})
 
     reason = await asyncio.wait([stop, api.stopped], return_when=asyncio.FIRST_COMPLETED)
     reason = (stop if stop.done() else api.stopped).result()
