@@ -230,3 +230,22 @@ def test_without_the_extra_the_default_grpc_port_is_logged_and_http_goes_on():
     assert status == 0
     assert "gRPC not started: the grpc extra is not installed (pip install 'fastmock[grpc]')" in stderr
     assert "listening on http" in stderr
+
+
+def test_grpc_over_tls_with_the_local_ca(stubs, tmp_path):
+    echo_pb2, echo_pb2_grpc, _ = stubs
+    port = free_port()
+    with start_server("hp", "--port", "0", "--mem-interval", "0", "--grpc-port", str(port), "--grpc-tls", "--tls",
+                      "--tls-ca-dir", str(tmp_path)) as server:
+        trusted = grpc.ssl_channel_credentials(root_certificates=(tmp_path / "ca.pem").read_bytes())
+        with grpc.secure_channel(f"localhost:{port}", trusted) as channel:
+            reply = echo_pb2_grpc.EchoServiceStub(channel).Echo(echo_pb2.EchoRequest(message="over tls"), timeout=10)
+            assert reply.message == "over tls"
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as plain, pytest.raises(grpc.RpcError):
+            echo_pb2_grpc.EchoServiceStub(plain).Echo(echo_pb2.EchoRequest(message="plain"), timeout=5)
+        assert "(TLS)" in server.log()
+
+
+def test_grpc_tls_needs_tls():
+    code, stderr = run_hp("--grpc-tls")
+    assert code == 2 and "'--grpc-tls': needs --tls" in stderr

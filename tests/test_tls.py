@@ -323,3 +323,21 @@ def test_no_tls_resume_sends_no_tickets(tmp_path):
         assert resumed(server) is True
     with start_server("hp", *common, "--no-tls-resume") as server:
         assert resumed(server) is False
+
+
+def test_websocket_and_sse_over_tls(tls_hp):
+    import asyncio
+
+    import websockets
+
+    async def talk():
+        url = f"wss://localhost:{tls_hp.port}/ws"
+        async with websockets.connect(url, ssl=tls_hp.ca, max_size=None) as ws:
+            await ws.send("over wss")
+            assert await ws.recv() == "over wss"
+            await ws.send(b"\x00" * 200000)  # larger than a TLS record
+            assert await ws.recv() == b"\x00" * 200000
+
+    asyncio.run(talk())
+    with httpx.stream("GET", f"https://localhost:{tls_hp.port}/sse?count=3&interval=10", verify=tls_hp.ca) as events:
+        assert sum(line.startswith("data:") for line in events.iter_lines()) == 3

@@ -260,6 +260,7 @@ def parse_addr(text: str) -> tuple[str, int]:
 @option("--grpc-port", type=click.IntRange(0, 65535), default=50051, show_default=True,
         help="Port of the gRPC echo service (EchoService, health, reflection; needs fastmock[grpc]); "
              "0 turns it off. At the default, a missing extra or a busy port is only logged.")
+@option("--grpc-tls", is_flag=True, help="The gRPC port speaks TLS, with the valid certificate (needs --tls).")
 @option("--grpc-threads", type=click.IntRange(1, 1024), default=16, show_default=True,
         help="Threads serving gRPC calls per worker (each open StreamEcho holds one).")
 @option("--request-log-size", type=click.IntRange(0), default=10000, show_default=True,
@@ -279,7 +280,8 @@ def parse_addr(text: str) -> tuple[str, int]:
 @READY_FILE_OPTION
 def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, body_timeout, body_min_rate, max_connections,
        shutdown_timeout, max_delay, max_target_size, max_header_size, max_headers, max_upload, seed, faults,
-       header_faults, max_hang, ws_max_message, ws_idle_timeout, ws_ping_interval, sse_heartbeat, grpc_port, grpc_threads, request_log_size, request_log_path, access_log,
+       header_faults, max_hang, ws_max_message, ws_idle_timeout, ws_ping_interval, sse_heartbeat, grpc_port, grpc_tls,
+       grpc_threads, request_log_size, request_log_path, access_log,
        quiet, mem_interval, tls_port, advertise_host, ready_file, **tls):
     """One port, very fast: echo, health, status codes, delays, streaming, uploads, metrics.
 
@@ -296,6 +298,11 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
     if tls_port is not None:
         tls["tls"] = True
     contexts = _tls_contexts(hosts=(host, advertise_host), **tls)
+    grpc_credentials = None
+    if grpc_tls:
+        if contexts is None:
+            raise click.BadParameter("needs --tls (or --tls-port)", param_hint="'--grpc-tls'")
+        grpc_credentials = _pem_pair(contexts, tls["certfile"], tls["keyfile"])
     seed = secrets.randbits(32) if seed is None else seed
     grpc_required = click.get_current_context().get_parameter_source("grpc_port") != ParameterSource.DEFAULT
     if grpc_port and grpc_required and importlib.util.find_spec("grpc") is None:  # find_spec: no import before fork
@@ -317,7 +324,16 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
         request_log_path=request_log_path, sse_heartbeat_s=sse_heartbeat, ws_max_message=ws_max_message,
         ws_idle_timeout_s=ws_idle_timeout, ws_ping_interval_s=ws_ping_interval,
         grpc_host=host, grpc_port=grpc_port, grpc_required=grpc_required, grpc_threads=grpc_threads,
-        grpc_reuse_port=workers > 1)))
+        grpc_reuse_port=workers > 1, grpc_tls=grpc_credentials)))
+
+
+def _pem_pair(contexts, certfile, keyfile) -> tuple[bytes, bytes]:
+    """(key, certificate chain) of the valid state, as PEM: the user's files, or the local CA's leaf."""
+    if certfile is None:
+        issued = contexts.authority.issue("valid")
+        return issued.key_pem, issued.chain_pem
+    with open(keyfile or certfile, "rb") as key, open(certfile, "rb") as chain:
+        return key.read(), chain.read()
 
 
 def _tls_contexts(tls, certfile, keyfile, tls_key, tls_ca_dir, tls_ca_out, tls_resume, hosts=()):

@@ -72,7 +72,9 @@ STATUS_BY_CODE = {status.value[0]: status for status in grpc.StatusCode}
 class GrpcEcho:
     """EchoService, health and reflection on ``host:port``; ``drain`` marks it NOT_SERVING and stops it."""
 
-    def __init__(self, host: str, port: int, *, threads: int, reuse_port: bool, hostname: str) -> None:
+    def __init__(self, host: str, port: int, *, threads: int, reuse_port: bool, hostname: str,
+                 tls: tuple[bytes, bytes] | None = None) -> None:
+        """``tls``: (key, certificate chain) as PEM: the port speaks TLS."""
         self.hostname = hostname
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
                                   options=[("grpc.so_reuseport", int(reuse_port))])
@@ -89,7 +91,10 @@ class GrpcEcho:
             self.server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self.port = self.server.add_insecure_port(address)
+            if tls is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
         except RuntimeError as exc:  # grpcio raises for an address it cannot bind
             raise OSError(f"cannot listen on {address}: {exc}") from None
         if self.port == 0:  # older grpcio reports a failed bind as port 0

@@ -76,7 +76,7 @@ Service
 /help                            this text
 
 gRPC on --grpc-port (default 50051; needs fastmock[grpc]): echo.EchoService/Echo and /StreamEcho
-(proto/echo.proto in the package), grpc.health.v1.Health, server reflection
+(proto/echo.proto in the package), grpc.health.v1.Health, server reflection; --grpc-tls: over TLS
                                                   grpcurl -plaintext localhost:50051 list
 """
 
@@ -102,6 +102,7 @@ class HpConfig:
     grpc_required: bool = False    # False: the port was the default, so a failure is logged and HTTP goes on
     grpc_threads: int = 16
     grpc_reuse_port: bool = False  # True when several workers share the port
+    grpc_tls: tuple | None = None  # (key, certificate chain) PEM: gRPC over TLS
 
 
 # The old unreliable server's outcomes: a timeout 20 %, 403 20 %, 500 10 %, else its normal answer.
@@ -217,7 +218,7 @@ class HpApp:
         try:
             from fastmock.grpc_echo import GrpcEcho
             self.grpc = GrpcEcho(config.grpc_host, config.grpc_port, threads=config.grpc_threads,
-                                 reuse_port=config.grpc_reuse_port, hostname=HOSTNAME)
+                                 reuse_port=config.grpc_reuse_port, hostname=HOSTNAME, tls=config.grpc_tls)
         except (ImportError, OSError) as exc:
             reason = "the grpc extra is not installed (pip install 'fastmock[grpc]')" \
                 if isinstance(exc, ImportError) else str(exc)
@@ -225,7 +226,8 @@ class HpApp:
                 raise StartError(f"--grpc-port {config.grpc_port}: {reason}") from None
             log(f"worker {config.worker}: gRPC not started: {reason}; --grpc-port 0 turns it off")
             return
-        log(f"worker {config.worker}: gRPC ({GRPC_SERVICES}) listening on {config.grpc_host} port {self.grpc.port}")
+        log(f"worker {config.worker}: gRPC ({GRPC_SERVICES}) listening on {config.grpc_host} port {self.grpc.port}"
+            f"{' (TLS)' if config.grpc_tls else ''}")
 
     def drain(self, grace_s: float):
         """Graceful shutdown of what runs beside the HTTP server: an Event set once it stopped, or None."""
