@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -341,3 +342,14 @@ def test_websocket_and_sse_over_tls(tls_hp):
     asyncio.run(talk())
     with httpx.stream("GET", f"https://localhost:{tls_hp.port}/sse?count=3&interval=10", verify=tls_hp.ca) as events:
         assert sum(line.startswith("data:") for line in events.iter_lines()) == 3
+
+
+def test_a_client_that_stalls_its_handshake_is_cut_at_header_timeout(tmp_path):
+    with start_server("hp", "--port", "0", "--tls", "--tls-ca-dir", str(tmp_path), "--header-timeout", "300ms",
+                      "--mem-interval", "0", "--grpc-port", "0") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            started = time.monotonic()
+            assert sock.recv(4096) == b""  # no ClientHello from us: the server hangs up
+            assert 0.25 <= time.monotonic() - started < 5
+        metrics = httpx.get(f"{server.url}/metrics", verify=ssl.create_default_context(cafile=tmp_path / "ca.pem"))
+        assert 'fastmock_tls_handshake_failures_total{reason="timeout"} 1.0' in metrics.text
