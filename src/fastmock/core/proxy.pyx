@@ -419,8 +419,10 @@ cdef class ProxyProtocol(ServerProtocol):
         self.request_head = None
         self.proxy.forwarded += 1
         self.deadline = 0  # connected: the clock starts again once the request is sent
-        if not self.backlog_paused:
-            self.transport.resume_reading()
+        # what piled up in the parser while we connected is this request's body, which flows from here: not a
+        # backlog of pipelined requests (waiting for one to end before reading on would never end)
+        self.backlog_paused = False
+        self.transport.resume_reading()
         if self.request_done:  # no body: the request is all there; the next one waits for the response
             conn.request_sent = True
             self._arm_timeout()
