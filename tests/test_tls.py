@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastmock.tls import CertificateAuthority, TlsError, parse_state
-from helpers import start_server
+from helpers import recv_until_closed, start_server
 
 
 @pytest.fixture(scope="module")
@@ -176,13 +176,18 @@ def test_the_sni_name_chooses_the_certificate_state(tls_hp, name, expected):
     assert _sni_handshake(tls_hp, name) == expected
 
 
-def test_plain_http_to_the_tls_port_is_closed(tls_hp):
+@pytest.mark.parametrize(("sent", "answer"), [
+    (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 400 Bad Request\r\n"),  # told, as nginx does
+    (b"\x00\x01garbage", b"\x15\x03\x03\x00\x02\x02\x0a"),  # a fatal unexpected_message alert
+])
+def test_what_is_not_tls_on_a_tls_port_is_answered_and_closed(tls_hp, sent, answer):
     with socket.create_connection(("127.0.0.1", tls_hp.port), timeout=10) as sock:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(4096):
-            data += chunk
-    assert not data.startswith(b"HTTP/")  # no plaintext answer, at most a TLS alert
+        sock.sendall(sent)
+        data = recv_until_closed(sock)
+    assert data.startswith(answer)
+    if answer.startswith(b"HTTP/"):
+        response = h11_response(data)
+        assert response.status_code == 400 and b"use https://" in data
     assert httpx.get(f"{tls_hp.url}/health", verify=tls_hp.ca).status_code == 200  # and the server lives on
 
 
@@ -237,8 +242,8 @@ def test_hp_counts_its_handshakes_on_metrics(tls_hp):
             pass
     after = handshake_metrics()
     assert after[("fastmock_tls_handshakes_total", None)] == before[("fastmock_tls_handshakes_total", None)] + 1
-    assert after[("fastmock_tls_handshake_failures_total", "protocol")] == \
-        before.get(("fastmock_tls_handshake_failures_total", "protocol"), 0) + 1
+    assert after[("fastmock_tls_handshake_failures_total", "plain_http")] == \
+        before.get(("fastmock_tls_handshake_failures_total", "plain_http"), 0) + 1
 
 
 # --- proxy: TLS termination and https upstreams -----------------------------------------------------------
@@ -353,3 +358,13 @@ def test_a_client_that_stalls_its_handshake_is_cut_at_header_timeout(tmp_path):
             assert 0.25 <= time.monotonic() - started < 5
         metrics = httpx.get(f"{server.url}/metrics", verify=ssl.create_default_context(cafile=tmp_path / "ca.pem"))
         assert 'fastmock_tls_handshake_failures_total{reason="timeout"} 1.0' in metrics.text
+
+
+def h11_response(data: bytes):
+    """The response in ``data``, read by h11 as a strict client."""
+    import h11
+
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    conn.receive_data(data)
+    return conn.next_event()

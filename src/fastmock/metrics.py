@@ -47,7 +47,7 @@ class ServerCollector:
         if handshakes.completed or handshakes.failed:  # a TLS port (on a plain one both stay 0)
             yield CounterMetricFamily("fastmock_tls_handshakes", "TLS handshakes completed", value=handshakes.completed)
             failed = CounterMetricFamily("fastmock_tls_handshake_failures", "TLS handshakes that failed, by reason "
-                                         "(timeout, reset, protocol: the client's alert or garbage, other)",
+                                         "(timeout, reset, plain_http, protocol: the client's alert or garbage, other)",
                                          labels=["reason"])
             for reason, count in sorted(handshakes.failed.items()):
                 failed.add_metric([reason], count)

@@ -123,7 +123,7 @@ def test_stats_endpoints_metrics_and_events_show_the_states(fleet):
     set_state(fleet, f"{low}-{high}", "expiring(7)")
     stats = fleet.stats()
     assert stats["tls"]["expiring(7)"] == 5 and sum(stats["tls"].values()) == COUNT
-    assert stats["handshakes"] >= 1 and set(stats["handshake_failures"]) == {"timeout", "reset", "protocol", "other"}
+    assert stats["handshakes"] >= 1 and set(stats["handshake_failures"]) == {"timeout", "reset", "plain_http", "protocol", "other"}
     endpoints = fleet.api.get("/endpoints", params={"format": "json", "limit": COUNT}).json()
     assert all(entry["url"] == f"https://127.0.0.1:{entry['port']}/health" for entry in endpoints)
     assert {entry["port"] for entry in endpoints if entry["tls"] == "expiring(7)"} == set(range(low, high + 1))

@@ -18,7 +18,7 @@ STATE_NAMES = {ALIVE: "alive", KILLED: "killed", FAILED: "failed", 4: "degraded"
 STATES_BY_NAME = {name: state for state, name in STATE_NAMES.items()}
 DISPLAY_CODES = {**STATES_BY_NAME, "absent": ABSENT}
 
-HANDSHAKE_FAILURES = ("timeout", "reset", "protocol", "other")  # tls_accept.failure_reason's answers
+HANDSHAKE_FAILURES = ("timeout", "reset", "plain_http", "protocol", "other")  # what tls_accept counts
 WORKER_FIELDS = ("started", "killed", "revived", "handshakes",
                  *(f"handshake_failed_{reason}" for reason in HANDSHAKE_FAILURES))
 
