@@ -4,6 +4,7 @@ clients (Python's ssl and curl) with the CA as their only trust anchor."""
 import datetime
 import json
 import os
+import random
 import socket
 import ssl
 import subprocess
@@ -158,6 +159,10 @@ def _sni_handshake(server, name):
             return tls.recv(100).split(b"\r\n")[0].decode()
     except ssl.SSLCertVerificationError as exc:
         return exc.verify_message
+    except ssl.SSLError as exc:
+        return exc.reason
+    except ConnectionResetError:
+        return "reset"
 
 
 @pytest.mark.parametrize(("name", "expected"), [
@@ -170,10 +175,46 @@ def _sni_handshake(server, name):
     ("untrusted-root.fastmock.test", "unable to get local issuer certificate"),
     ("incomplete-chain.fastmock.test", "unable to get local issuer certificate"),
     ("weak.fastmock.test", "EE certificate key too weak"),
+    ("handshake-reset.fastmock.test", "reset"),
     ("nonsense.fastmock.test", "HTTP/1.1 200 OK"),  # an unknown state: the valid certificate (*.fastmock.test)
 ])
 def test_the_sni_name_chooses_the_certificate_state(tls_hp, name, expected):
     assert _sni_handshake(tls_hp, name) == expected
+
+
+def test_the_sni_name_chooses_the_protocol_versions_and_stalls_too(tls_hp):
+    # a modern client and a TLS 1.0 server: uvloop hangs up instead of sending protocol_version
+    assert _sni_handshake(tls_hp, "tls1.0-only.fastmock.test") in ("UNSUPPORTED_PROTOCOL",
+                                                                   "UNEXPECTED_EOF_WHILE_READING")
+    client = ssl.create_default_context(cafile=tls_hp.ca_file)
+    with socket.create_connection(("127.0.0.1", tls_hp.port), timeout=0.5) as raw, pytest.raises(TimeoutError):
+        client.wrap_socket(raw, server_hostname="handshake-stall.fastmock.test")  # no answer (until --max-hang)
+
+
+def test_the_client_hello_reader_takes_hostile_records():
+    from fastmock.tls_accept import client_hello_sni
+
+    hello = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(),
+                                                  server_hostname="expired.fastmock.test")
+    with pytest.raises(ssl.SSLWantReadError):
+        hello.do_handshake()
+    record = outgoing.read()
+    assert client_hello_sni(record) == "expired.fastmock.test"
+    for cut in range(len(record)):  # every truncation: an answer or None, never an exception
+        assert client_hello_sni(record[:cut]) in (None, "expired.fastmock.test")
+    rng = random.Random(7)
+    for _ in range(2000):  # random bytes in random places
+        mutated = bytearray(record)
+        for _ in range(rng.randint(1, 8)):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        result = client_hello_sni(bytes(mutated))
+        assert result is None or isinstance(result, str)
+
+
+def test_sni_names_cannot_make_endless_certificates(tls_hp):
+    for days in range(1, 80):  # more than MAX_SNI_STATES: the ones past it get the valid certificate
+        assert _sni_handshake(tls_hp, f"expiring-{days}.fastmock.test") == "HTTP/1.1 200 OK"
+    assert httpx.get(f"{tls_hp.url}/health", verify=tls_hp.ca).status_code == 200
 
 
 @pytest.mark.parametrize(("sent", "answer"), [

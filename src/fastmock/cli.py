@@ -315,8 +315,7 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
         max_target_size=max_target_size,
         max_header_size=max_header_size, max_headers=max_headers, access_log=access_log,
         mem_interval_s=mem_interval, ready_file=ready_file,
-        tls=None if contexts is None else contexts.sni_context(), tls_port=tls_port,
-        tls_ca=None if contexts is None else contexts.trust,
+        tls=contexts, tls_port=tls_port, tls_stall_s=max_hang, tls_ca=None if contexts is None else contexts.trust,
     )
     _serve_until_stopped(config, lambda worker: HpApp(HpConfig(
         max_delay_s=max_delay, seed=seed + worker, worker=worker, max_upload_size=max_upload,
@@ -591,8 +590,7 @@ def proxy(upstream, upstream_ca, upstream_insecure, host, port, workers, delay_m
     contexts = _tls_contexts(hosts=(host,), **tls)
     config = ServeConfig(name="proxy", host=host, port=port, workers=workers, idle_timeout_s=idle_timeout,
                          shutdown_timeout_s=shutdown_timeout, mem_interval_s=0, ready_file=ready_file,
-                         tls=None if contexts is None else contexts.sni_context(),
-                         tls_ca=None if contexts is None else contexts.trust)
+                         tls=contexts, tls_stall_s=max_hang, tls_ca=None if contexts is None else contexts.trust)
     _serve_until_stopped(config, lambda worker: ProxyApp(ProxyConfig(
         upstream_host=upstream_host, upstream_port=upstream_port, request_headers=request_headers,
         response_headers=response_headers, drop_rate=drop_rate,

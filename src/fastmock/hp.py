@@ -63,11 +63,11 @@ Faults
 Any request with X-Fastmock-Fault: SPEC gets that fault (fault language, see --fault)
                                                   curl -H 'X-Fastmock-Fault: 503:1,ok:1' localhost:8080/health
 
-TLS (--tls, or --tls-port beside the plain port): the SNI name chooses the certificate, like badssl.com
+TLS (--tls, or --tls-port beside the plain port): the SNI name chooses the state, like badssl.com
 valid.fastmock.test  expired.fastmock.test  not-yet-valid.fastmock.test  expiring-3.fastmock.test (any days)
 wrong-host.fastmock.test  self-signed.fastmock.test  untrusted-root.fastmock.test
-incomplete-chain.fastmock.test  weak.fastmock.test (RSA 1024)
-(tls1.0-only, handshake-stall and handshake-reset need a port in that state: POST /tls on a --tls fleet)
+incomplete-chain.fastmock.test  weak.fastmock.test (RSA 1024)  tls1.0-only.fastmock.test
+handshake-stall.fastmock.test (no answer until --max-hang)  handshake-reset.fastmock.test (a TCP RST)
         curl --cacert CA.pem --resolve expired.fastmock.test:8443:127.0.0.1 https://expired.fastmock.test:8443/
 The echo JSON's "tls" says version, cipher, sni, alpn and resumed.
 

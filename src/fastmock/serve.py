@@ -50,8 +50,9 @@ class ServeConfig:
     access_log: bool = False
     mem_interval_s: float = 10.0
     ready_file: str | None = None  # JSON {name, pid, url, host, port, workers} here once every worker listens
-    tls: object = None             # an ssl.SSLContext: the port speaks TLS (uvloop's TLS layer, handshakes counted)
+    tls: object = None             # a tls.ContextSet: the port speaks TLS, the SNI name choosing the state
     tls_port: int | None = None    # with tls: the port stays plain and this one, beside it, speaks TLS
+    tls_stall_s: float = 300.0     # how long a handshake-stall.fastmock.test connection is held (--max-hang)
     tls_ca: str | None = None      # the CA that clients should trust, for the ready line and file
 
     @property
@@ -123,8 +124,9 @@ async def _run_worker(config: ServeConfig, make_app, worker: int, sock: socket.s
     )
     plain_factory = protocol_factory
     if config.tls is not None:
-        protocol_factory = functools.partial(tls_protocol, "valid", config.tls, plain_factory,
-                                             handshake_timeout_s=config.header_timeout_s, counted=handshakes)
+        protocol_factory = functools.partial(tls_protocol, config.tls.choose, plain_factory,
+                                             handshake_timeout_s=config.header_timeout_s, counted=handshakes,
+                                             stall_s=config.tls_stall_s)
     if tls_sock is None:
         listeners = [await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG)]
     else:  # --tls-port: the main port stays plain

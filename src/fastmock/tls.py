@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 __all__ = ["KEY_TYPES", "STATE_EXAMPLES", "HANDSHAKE_STATES", "TlsError", "CertificateAuthority", "Issued",
-           "parse_state", "default_ca_dir", "TRUST_HELP", "SNI_DOMAIN", "PORT_ONLY_STATES", "ContextSet",
+           "parse_state", "default_ca_dir", "TRUST_HELP", "SNI_DOMAIN", "ContextSet",
            "file_server_context"]
 
 KEY_TYPES = ("p256", "p384", "rsa2048", "rsa4096")
@@ -35,9 +35,7 @@ HANDSHAKE_STATES = ("handshake-stall", "handshake-reset")  # no certificate: the
 STATE_EXAMPLES = ("valid", "expired", "not-yet-valid", "expiring(3)", "wrong-host", "self-signed", "untrusted-root",
                   "incomplete-chain", "weak", "tls1.0-only") + HANDSHAKE_STATES
 _STATE_NAMES = frozenset(STATE_EXAMPLES) - {"expiring(3)"}
-# states a port must be in (a fleet port): by the time the SNI name is read, OpenSSL has the protocol
-# versions fixed and the handshake under way, so a name can change only the certificate
-PORT_ONLY_STATES = ("tls1.0-only", *HANDSHAKE_STATES)
+MAX_SNI_STATES = 64
 _EXPIRING = re.compile(r"expiring\(([0-9]{1,4})\)")
 
 
@@ -162,6 +160,10 @@ def file_server_context(certfile: str, keyfile: str | None, resume: bool = True)
     return context
 
 
+def _keep_sni(ssl_object, server_name, _context) -> None:
+    ssl_object.fastmock_sni = server_name  # for the echo's tls.sni
+
+
 class ContextSet:
     """One server SSLContext per certificate state, made on first use and shared by every port in that state
     (a handshake state has none: ``get`` returns None). ``valid``: the user's own context for that state."""
@@ -173,33 +175,30 @@ class ContextSet:
         self.trust: str | None = None  # the CA file clients should trust, when the certificates are all ours
         self.contexts: dict[str, ssl.SSLContext | None] = {state: None for state in HANDSHAKE_STATES}
         if valid is not None:
+            valid.sni_callback = _keep_sni
             self.contexts["valid"] = valid
 
     def get(self, state: str) -> ssl.SSLContext | None:
         if state not in self.contexts:
-            self.contexts[state] = self.authority.issue(state).server_context(self.resume)
+            context = self.contexts[state] = self.authority.issue(state).server_context(self.resume)
+            context.sni_callback = _keep_sni
         return self.contexts[state]
 
-    def sni_context(self) -> ssl.SSLContext:
-        """The valid certificate's context, whose SNI callback serves STATE.fastmock.test the certificate in that
-        state (``expiring-3`` for expiring(3)); the PORT_ONLY_STATES get the valid one."""
-
-        def choose(ssl_object, server_name, _context):
-            ssl_object.fastmock_sni = server_name  # for the echo's tls.sni
-            if server_name and server_name.endswith("." + SNI_DOMAIN):
-                label = server_name[:-len(SNI_DOMAIN) - 1].lower()
-                state = re.sub(r"^expiring-([0-9]{1,4})$", r"expiring(\1)", label)
-                try:
-                    parse_state(state)
-                except TlsError:
-                    return None  # an unknown name gets the valid certificate (and fails on its host name)
-                if state not in PORT_ONLY_STATES:
-                    ssl_object.context = self.get(state)
-            return None
-
-        default = self.get("valid")
-        default.sni_callback = choose
-        return default
+    def choose(self, sni: str | None) -> tuple[str, ssl.SSLContext | None]:
+        """The state an SNI name asks for, like badssl.com (STATE.fastmock.test; ``expiring-3.fastmock.test``
+        for expiring(3)), and its context; any other name (or none) gets the valid one. Names make at most
+        MAX_SNI_STATES states: a client cannot have a certificate made for every number of days."""
+        state = "valid"
+        if sni and sni.endswith("." + SNI_DOMAIN):
+            label = re.sub(r"^expiring-([0-9]{1,4})$", r"expiring(\1)", sni[:-len(SNI_DOMAIN) - 1])
+            try:
+                parse_state(label)
+            except TlsError:
+                pass
+            else:
+                if label in self.contexts or len(self.contexts) < MAX_SNI_STATES:
+                    state = label
+        return state, self.get(state)
 
 
 class CertificateAuthority:

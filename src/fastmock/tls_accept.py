@@ -1,17 +1,21 @@
-"""TLS whose behaviour is chosen per connection, at accept time: what a fleet port in a certificate state does.
+"""TLS whose behaviour is chosen per connection, from its ClientHello, before the handshake starts.
 
-The listener's protocol factory asks which state the port is in *now* (the fleet's shared memory), so a
-state change reaches the next handshake at once, with no re-bind, and connections already running keep
-their session. Then, by state:
+Each accepted connection first reads its first TLS record (the ClientHello, bounded in size and by the
+handshake timeout) and asks ``choose(sni)`` for a certificate state and its SSLContext: a fleet port
+answers with the state it is in *now* (the fleet's shared memory: a change reaches the next handshake at
+once, with no re-bind, and running connections keep their session); hp and the proxy answer with the state
+the SNI name asks for (``expired.fastmock.test``). Because the context is chosen before OpenSSL sees the
+ClientHello, every state works both ways, protocol versions (tls1.0-only) included. Then, by state:
 
 - a certificate state: uvloop's SSLProtocol over that state's shared context, around the HTTP protocol
-  (what ``create_server(ssl=...)`` does for every connection, with the context chosen here instead);
+  (what ``create_server(ssl=...)`` does for every connection, with the context chosen here instead), fed
+  the bytes read so far;
 - ``handshake-stall``: answer nothing; the connection is cut after ``stall_s``;
-- ``handshake-reset``: a TCP RST as soon as the ClientHello arrives.
+- ``handshake-reset``: a TCP RST.
 
-Before any of it, the first bytes are looked at: a plain HTTP request is answered 400, as nginx does, and
-other bytes that are no TLS record get a fatal TLS alert; both are closed. uvloop's TLS layer would drop
-them without a word (OpenSSL sends no alert for a record that is not TLS).
+What is not TLS is answered and closed: a plain HTTP request with a 400, as nginx does, other bytes with a
+fatal TLS alert (uvloop's TLS layer would drop both without a word: OpenSSL sends no alert for a record
+that is not TLS).
 """
 
 import asyncio
@@ -21,10 +25,11 @@ from socket import SO_LINGER, SOL_SOCKET
 
 from uvloop.loop import SSLProtocol
 
-__all__ = ["tls_protocol", "failure_reason", "HandshakeCounts", "handshakes"]
+__all__ = ["tls_protocol", "client_hello_sni", "failure_reason", "HandshakeCounts", "handshakes"]
 
 LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST, not FIN
-TLS_HANDSHAKE_RECORD = 0x16  # the first byte of a ClientHello
+TLS_HANDSHAKE_RECORD = 0x16  # the first byte of a ClientHello's record
+MAX_RECORD = 5 + 16384 + 2048  # a record's header and the most a TLSPlaintext (or TLSCiphertext) holds
 UNEXPECTED_MESSAGE_ALERT = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0a])  # a fatal alert record, TLS 1.2 framing
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 64\r\n"
                      b"Connection: close\r\n\r\nA plain HTTP request was sent to a TLS port: use https:// here.\n")
@@ -32,7 +37,7 @@ PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; cha
 
 def failure_reason(exc: BaseException) -> str:
     """Why a server-side handshake failed: timeout, reset, protocol (the client's alert or garbage) or other
-    (before the handshake, _FirstBytes counts plain_http and protocol itself)."""
+    (before the handshake, the ClientHello reader counts timeout, plain_http and protocol itself)."""
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "taking longer" in str(exc):
         return "timeout"  # uvloop reports its handshake timeout as ConnectionAbortedError
     if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
@@ -67,33 +72,57 @@ def reset(transport) -> None:
     transport.abort()
 
 
-def tls_protocol(state: str, context: ssl.SSLContext | None, make_protocol, *, handshake_timeout_s: float,
-                 counted, stall_s: float = 0.0, stalled: set | None = None) -> asyncio.BaseProtocol:
-    """The protocol of a connection accepted in ``state`` (``context``: that state's; None for the two
-    handshake faults). ``counted(reason)`` is told the handshake's outcome (None: it succeeded); a stalled
-    connection is in ``stalled`` until it ends, so that its port can cut it when it is killed."""
-    if state == "handshake-stall":
-        return _Stall(stall_s, counted, stalled, make_protocol)
-    if state == "handshake-reset":
-        return _Reset(counted)
-    loop = asyncio.get_running_loop()
-    handshake = loop.create_future()
-    handshake.add_done_callback(lambda done: counted(
-        None if done.cancelled() or done.exception() is None else failure_reason(done.exception())))
-    return _FirstBytes(SSLProtocol(loop, make_protocol(), context, handshake, server_side=True,
-                                   ssl_handshake_timeout=handshake_timeout_s), handshake_timeout_s, counted)
+def client_hello_sni(record: bytes) -> str | None:
+    """The server_name (SNI) of the ClientHello in ``record`` (one whole TLS record), None if it has none
+    or is not a ClientHello. Every length is checked against what is there: slicing past the end of a
+    hostile record gives short bytes, and a short field ends the search."""
+    body = record[5:]
+    if len(body) < 38 or body[0] != 1:  # handshake type 1: ClientHello
+        return None
+    at = 4 + 2 + 32  # handshake header, client_version, random
+    for width in (1, 2, 1):  # session_id, cipher_suites, compression_methods
+        if at + width > len(body):
+            return None
+        at += width + int.from_bytes(body[at:at + width], "big")
+    end = min(len(body), at + 2 + int.from_bytes(body[at:at + 2], "big"))
+    at += 2
+    while at + 4 <= end:
+        kind, size = int.from_bytes(body[at:at + 2], "big"), int.from_bytes(body[at + 2:at + 4], "big")
+        at += 4
+        if kind == 0:  # server_name: a list of (type, name); type 0 is a host name
+            names = body[at:at + size]
+            length = int.from_bytes(names[3:5], "big")
+            if len(names) >= 5 + length and names[2] == 0:
+                return names[5:5 + length].decode("ascii", "replace").lower() or None
+            return None
+        at += size
+    return None
 
 
-class _FirstBytes(asyncio.Protocol):
-    """Until the first bytes arrive (at most ``timeout_s``): a TLS record hands the connection to
-    ``tls`` (uvloop's SSLProtocol, which times the rest of the handshake); see the module comment."""
+def tls_protocol(choose, make_protocol, *, handshake_timeout_s: float, counted, stall_s: float = 0.0,
+                 stalled: set | None = None) -> asyncio.Protocol:
+    """The protocol of an accepted connection to a TLS port: it reads the ClientHello, then
+    ``choose(sni)`` → (state, SSLContext or None for the two handshake faults) decides the rest.
+    ``counted(reason)`` is told the handshake's outcome (None: it succeeded); a stalled connection is in
+    ``stalled`` until it ends, so that its port can cut it when it is killed (``make_protocol`` is the
+    HTTP protocol's factory: the port)."""
+    return _ClientHello(choose, make_protocol, handshake_timeout_s, counted, stall_s, stalled)
 
-    def __init__(self, tls, timeout_s: float, counted) -> None:
-        self.tls = tls
+
+class _ClientHello(asyncio.Protocol):
+    """A connection until its ClientHello is in; see the module comment."""
+
+    def __init__(self, choose, make_protocol, timeout_s: float, counted, stall_s: float, stalled) -> None:
+        self.choose = choose
+        self.port = make_protocol
         self.timeout_s = timeout_s
         self.counted = counted
+        self.stall_s = stall_s
+        self.stalled = stalled
         self.transport = None
         self.timer = None
+        self.received = b""
+        self.state = None  # chosen: "handshake-stall" or "handshake-reset" (a TLS state hands over)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -102,69 +131,71 @@ class _FirstBytes(asyncio.Protocol):
     def _give_up(self) -> None:
         self.timer = None
         self.counted("timeout")
-        self.transport.abort()
+        if self.state == "handshake-stall":
+            reset(self.transport)
+        else:
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        self.timer.cancel()
-        self.timer = None
-        transport = self.transport
-        if data[0] == TLS_HANDSHAKE_RECORD:
-            transport.pause_reading()  # reading resumes with the buffered read callbacks SSLProtocol needs
-            transport.set_protocol(self.tls)
-            self.tls.connection_made(transport)
-            while data:
-                buffer = self.tls.get_buffer(len(data))
-                n = min(len(buffer), len(data))
-                buffer[:n] = data[:n]
-                self.tls.buffer_updated(n)
-                data = data[n:]
-            transport.resume_reading()
+        if self.state is not None:
+            return  # a stall ignores what comes; a reset is on its way
+        received = self.received = self.received + data
+        if received[0] != TLS_HANDSHAKE_RECORD:
+            self._not_tls(received[0])
             return
-        plain_http = 0x41 <= data[0] <= 0x5a  # a method's first letter
-        self.counted("plain_http" if plain_http else "protocol")
-        transport.write(PLAIN_HTTP_ANSWER if plain_http else UNEXPECTED_MESSAGE_ALERT)
-        transport.close()
-
-    def connection_lost(self, exc) -> None:
-        if self.timer is not None:  # the client left before saying anything (a TCP check): no handshake
-            self.timer.cancel()
-
-
-class _Stall(asyncio.Protocol):
-    """Accepts TCP and ignores the ClientHello; cut (RST) after ``stall_s``."""
-
-    def __init__(self, stall_s: float, counted, stalled: set, port) -> None:
-        self.stall_s = stall_s
-        self.counted = counted
-        self.stalled = stalled
-        self.port = port
-        self.transport = None
-        self.timer = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        self.stalled.add(self)
-        self.timer = asyncio.get_running_loop().call_later(self.stall_s, self._give_up)
-
-    def _give_up(self) -> None:
-        self.counted("timeout")
-        reset(self.transport)
-
-    def connection_lost(self, exc) -> None:
-        self.stalled.discard(self)
+        if len(received) < 5:
+            return
+        whole = 5 + int.from_bytes(received[3:5], "big")
+        if len(received) < whole and whole <= MAX_RECORD:
+            return  # the rest of the ClientHello is on its way (the timer bounds the wait)
         self.timer.cancel()
+        self.timer = None
+        state, context = self.choose(client_hello_sni(received[:whole]))
+        if state == "handshake-reset":
+            self.state = state
+            self.counted("reset")
+            reset(self.transport)
+        elif state == "handshake-stall":
+            self.state = state
+            if self.stalled is not None:
+                self.stalled.add(self)
+            self.timer = asyncio.get_running_loop().call_later(self.stall_s, self._give_up)
+        else:
+            self._hand_over(context)
 
+    def _hand_over(self, context: ssl.SSLContext) -> None:
+        """The connection is uvloop's SSLProtocol's from here, with the bytes read so far."""
+        loop = asyncio.get_running_loop()
+        handshake = loop.create_future()
+        handshake.add_done_callback(lambda done: self.counted(
+            None if done.cancelled() or done.exception() is None else failure_reason(done.exception())))
+        tls = SSLProtocol(loop, self.port(), context, handshake, server_side=True,
+                          ssl_handshake_timeout=self.timeout_s)
+        transport, data = self.transport, self.received
+        self.received = b""
+        transport.pause_reading()  # reading resumes with the buffered read callbacks SSLProtocol needs
+        transport.set_protocol(tls)
+        tls.connection_made(transport)
+        while data:
+            buffer = tls.get_buffer(len(data))
+            n = min(len(buffer), len(data))
+            buffer[:n] = data[:n]
+            tls.buffer_updated(n)
+            data = data[n:]
+        transport.resume_reading()
 
-class _Reset(asyncio.Protocol):
-    """A TCP RST once the ClientHello arrives."""
+    def _not_tls(self, first: int) -> None:
+        self.timer.cancel()
+        self.timer = None
+        plain_http = 0x41 <= first <= 0x5a  # a method's first letter
+        self.counted("plain_http" if plain_http else "protocol")
+        self.transport.write(PLAIN_HTTP_ANSWER if plain_http else UNEXPECTED_MESSAGE_ALERT)
+        self.transport.close()
+        self.state = "closed"
 
-    def __init__(self, counted) -> None:
-        self.counted = counted
-        self.transport = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.counted("reset")
-        reset(self.transport)
+    def connection_lost(self, exc) -> None:
+        if self.stalled is not None:
+            self.stalled.discard(self)
+        if self.timer is not None:  # a client that left before its ClientHello (a TCP check): no handshake
+            self.timer.cancel()
+            self.timer = None

@@ -15,6 +15,7 @@ The first reply, sent unasked, is the result of starting the slots it was forked
 """
 
 import asyncio
+import functools
 import signal
 import socket
 
@@ -110,15 +111,16 @@ class PortWorker:
         return {"started": list(bound), "failed": {str(slot): errors[slot] for slot in pending}}
 
     def _tls_factory(self, port):
-        """The listener's factory for a TLS port: the handshake in the port's TLS state at accept time."""
+        """The listener's factory for a TLS port: the handshake in the port's TLS state when its ClientHello
+        arrives."""
         config, tls_bytes = self.config, self.state.tls
 
-        def accept():
+        def choose(sni):  # the port's state, whatever the name
             state = config.tls_states[tls_bytes[port.slot]]
-            return tls_protocol(state, config.tls.get(state), port, handshake_timeout_s=config.header_timeout_s,
-                                stall_s=config.max_hang_s, counted=self._count_handshake, stalled=self.stalled)
+            return state, config.tls.get(state)
 
-        return accept
+        return functools.partial(tls_protocol, choose, port, handshake_timeout_s=config.header_timeout_s,
+                                 stall_s=config.max_hang_s, counted=self._count_handshake, stalled=self.stalled)
 
     def _count_handshake(self, failure: str | None) -> None:
         self.state.bump(self.index, "handshakes" if failure is None else f"handshake_failed_{failure}")
