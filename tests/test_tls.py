@@ -409,3 +409,17 @@ def h11_response(data: bytes):
     conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
     conn.receive_data(data)
     return conn.next_event()
+
+
+def test_openssl_s_client_shows_the_chain(tls_hp):
+    shown = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{tls_hp.port}", "-servername", "localhost",
+                            "-CAfile", tls_hp.ca_file, "-showcerts", "-verify_return_error"],
+                           input="", capture_output=True, text=True, timeout=30)
+    assert "Verify return code: 0 (ok)" in shown.stdout
+    assert "s:O = fastmock, CN = localhost" in shown.stdout and "i:O = fastmock, CN = fastmock local CA" in shown.stdout
+    assert shown.stdout.count("-----BEGIN CERTIFICATE-----") == 1  # the leaf; the root is the client's own
+    incomplete = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{tls_hp.port}",
+                                 "-servername", "incomplete-chain.fastmock.test", "-CAfile", tls_hp.ca_file],
+                                input="", capture_output=True, text=True, timeout=30)
+    assert "i:O = fastmock, CN = fastmock intermediate (not sent)" in incomplete.stdout
+    assert "Verify return code: 21 (unable to verify the first certificate)" in incomplete.stdout
