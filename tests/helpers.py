@@ -7,6 +7,7 @@ import random
 import resource
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -296,3 +297,20 @@ class Fleet:
 
     def health(self, port):
         return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+
+
+def https_status_line(port, ca_file, name="localhost", timeout=10):
+    """GET /health over TLS as a client trusting only ``ca_file``, sending ``name`` as SNI and Host: the
+    status line, or why the handshake failed (the verify message, OpenSSL's reason, or "reset")."""
+    client = ssl.create_default_context(cafile=ca_file)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, \
+                client.wrap_socket(raw, server_hostname=name) as tls:
+            tls.sendall(f"GET /health HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            return tls.recv(100).split(b"\r\n")[0].decode()
+    except ssl.SSLCertVerificationError as exc:
+        return exc.verify_message
+    except ssl.SSLError as exc:
+        return exc.reason
+    except ConnectionResetError:
+        return "reset"

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastmock.tls import CertificateAuthority, TlsError, parse_state
-from helpers import recv_until_closed, start_server
+from helpers import https_status_line, recv_until_closed, start_server
 
 
 @pytest.fixture(scope="module")
@@ -151,18 +151,7 @@ def test_hp_over_tls_serves_every_kind_of_answer(tls_hp):
 
 
 def _sni_handshake(server, name):
-    client = ssl.create_default_context(cafile=server.ca_file)
-    try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
-                client.wrap_socket(raw, server_hostname=name) as tls:
-            tls.sendall(f"GET /health HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
-            return tls.recv(100).split(b"\r\n")[0].decode()
-    except ssl.SSLCertVerificationError as exc:
-        return exc.verify_message
-    except ssl.SSLError as exc:
-        return exc.reason
-    except ConnectionResetError:
-        return "reset"
+    return https_status_line(server.port, server.ca_file, name)
 
 
 @pytest.mark.parametrize(("name", "expected"), [

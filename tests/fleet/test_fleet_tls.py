@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import Fleet, free_base, start_fleet, wait_for
+from helpers import Fleet, free_base, https_status_line, start_fleet, wait_for
 
 COUNT = 40
 
@@ -36,20 +36,9 @@ def set_state(fleet, ports, state):
     return reply.json()
 
 
-def handshake(fleet, port, host="localhost", timeout=10):
+def handshake(fleet, port, timeout=10):
     """GET /health as a client trusting only the fleet's CA: the status line, or why the handshake failed."""
-    client = ssl.create_default_context(cafile=fleet.ca_file)
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, \
-                client.wrap_socket(raw, server_hostname=host) as tls:
-            tls.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return tls.recv(100).split(b"\r\n")[0].decode()
-    except ssl.SSLCertVerificationError as exc:
-        return exc.verify_message
-    except ssl.SSLError as exc:
-        return exc.reason
-    except ConnectionResetError:
-        return "reset"
+    return https_status_line(port, fleet.ca_file, timeout=timeout)
 
 
 @pytest.mark.parametrize(("offset", "state", "expected"), [
