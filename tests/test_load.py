@@ -296,7 +296,7 @@ def test_https_load_times_handshakes_and_resumes_sessions(tls_fleet, tmp_path):
     (3, "localhost", "unknown_ca", "10s"),
     (4, "localhost", "reset", "10s"),
     (5, "localhost", "timeout", "300ms"),  # before the port's --max-hang cuts it (a reset)
-    (6, "localhost", "closed", "10s"),  # uvloop's TLS hangs up instead of sending protocol_version
+    (6, "localhost", "protocol", "10s"),  # a protocol_version alert
     (0, "127.0.0.2", "refused", "10s"),  # nothing listens there: no handshake to fail
 ])
 def test_https_handshake_failures_are_counted_by_reason(tls_fleet, tmp_path, offset, host, reason, connect_timeout):

@@ -172,16 +172,15 @@ def test_the_sni_name_chooses_the_certificate_state(tls_hp, name, expected):
 
 
 def test_the_sni_name_chooses_the_protocol_versions_and_stalls_too(tls_hp):
-    # a modern client and a TLS 1.0 server: uvloop hangs up instead of sending protocol_version
-    assert _sni_handshake(tls_hp, "tls1.0-only.fastmock.test") in ("UNSUPPORTED_PROTOCOL",
-                                                                   "UNEXPECTED_EOF_WHILE_READING")
+    # a modern client and a TLS 1.0 server: the client is told why (a protocol_version alert)
+    assert _sni_handshake(tls_hp, "tls1.0-only.fastmock.test") == "TLSV1_ALERT_PROTOCOL_VERSION"
     client = ssl.create_default_context(cafile=tls_hp.ca_file)
     with socket.create_connection(("127.0.0.1", tls_hp.port), timeout=0.5) as raw, pytest.raises(TimeoutError):
         client.wrap_socket(raw, server_hostname="handshake-stall.fastmock.test")  # no answer (until --max-hang)
 
 
 def test_the_client_hello_reader_takes_hostile_records():
-    from fastmock.tls_accept import client_hello_sni
+    from fastmock.tls_accept import client_hello_sni, client_hello_versions
 
     hello = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(),
                                                   server_hostname="expired.fastmock.test")
@@ -189,8 +188,10 @@ def test_the_client_hello_reader_takes_hostile_records():
         hello.do_handshake()
     record = outgoing.read()
     assert client_hello_sni(record) == "expired.fastmock.test"
+    assert client_hello_versions(record) == {0x0304, 0x0303}  # TLS 1.3 and 1.2: the default context's range
     for cut in range(len(record)):  # every truncation: an answer or None, never an exception
         assert client_hello_sni(record[:cut]) in (None, "expired.fastmock.test")
+        assert client_hello_versions(record[:cut]) <= {0x0304, 0x0303} | set(range(0x0300, 0x0304))
     rng = random.Random(7)
     for _ in range(2000):  # random bytes in random places
         mutated = bytearray(record)
@@ -198,6 +199,7 @@ def test_the_client_hello_reader_takes_hostile_records():
             mutated[rng.randrange(len(mutated))] = rng.randrange(256)
         result = client_hello_sni(bytes(mutated))
         assert result is None or isinstance(result, str)
+        assert all(0 <= version < 0x10000 for version in client_hello_versions(bytes(mutated)))
 
 
 def test_sni_names_cannot_make_endless_certificates(tls_hp):

@@ -7,6 +7,8 @@ once, with no re-bind, and running connections keep their session); hp and the p
 the SNI name asks for (``expired.fastmock.test``). Because the context is chosen before OpenSSL sees the
 ClientHello, every state works both ways, protocol versions (tls1.0-only) included. Then, by state:
 
+- ``tls1.0-only`` with a client that does not offer TLS 1.0: a protocol_version alert, as OpenSSL would
+  send it (uvloop's TLS layer hangs up without it, and the client would see only an EOF);
 - a certificate state: uvloop's SSLProtocol over that state's shared context, around the HTTP protocol
   (what ``create_server(ssl=...)`` does for every connection, with the context chosen here instead), fed
   the bytes read so far;
@@ -30,7 +32,10 @@ __all__ = ["tls_protocol", "client_hello_sni", "failure_reason", "HandshakeCount
 LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST, not FIN
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte of a ClientHello's record
 MAX_RECORD = 5 + 16384 + 2048  # a record's header and the most a TLSPlaintext (or TLSCiphertext) holds
-UNEXPECTED_MESSAGE_ALERT = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0a])  # a fatal alert record, TLS 1.2 framing
+SERVER_NAME, SUPPORTED_VERSIONS = 0, 43  # ClientHello extension types
+TLS1_0 = 0x0301
+UNEXPECTED_MESSAGE_ALERT = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0a])  # fatal alert records, TLS 1.2 framing
+PROTOCOL_VERSION_ALERT = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 64\r\n"
                      b"Connection: close\r\n\r\nA plain HTTP request was sent to a TLS port: use https:// here.\n")
 
@@ -72,31 +77,50 @@ def reset(transport) -> None:
     transport.abort()
 
 
-def client_hello_sni(record: bytes) -> str | None:
-    """The server_name (SNI) of the ClientHello in ``record`` (one whole TLS record), None if it has none
-    or is not a ClientHello. Every length is checked against what is there: slicing past the end of a
-    hostile record gives short bytes, and a short field ends the search."""
+def _client_hello_extensions(record: bytes):
+    """The (type, data) of each extension of the ClientHello in ``record`` (one whole TLS record), and its
+    legacy client_version first as (None, 2 bytes); nothing if it is not a ClientHello. Every length is
+    checked against what is there: slicing past the end of a hostile record gives short bytes, and a short
+    field ends the walk."""
     body = record[5:]
     if len(body) < 38 or body[0] != 1:  # handshake type 1: ClientHello
-        return None
+        return
+    yield None, body[4:6]
     at = 4 + 2 + 32  # handshake header, client_version, random
     for width in (1, 2, 1):  # session_id, cipher_suites, compression_methods
         if at + width > len(body):
-            return None
+            return
         at += width + int.from_bytes(body[at:at + width], "big")
     end = min(len(body), at + 2 + int.from_bytes(body[at:at + 2], "big"))
     at += 2
     while at + 4 <= end:
         kind, size = int.from_bytes(body[at:at + 2], "big"), int.from_bytes(body[at + 2:at + 4], "big")
-        at += 4
-        if kind == 0:  # server_name: a list of (type, name); type 0 is a host name
-            names = body[at:at + size]
+        yield kind, body[at + 4:at + 4 + size]
+        at += 4 + size
+
+
+def client_hello_sni(record: bytes) -> str | None:
+    """The server_name (SNI) of the ClientHello in ``record``, None if it has none or is not a ClientHello."""
+    for kind, names in _client_hello_extensions(record):
+        if kind == SERVER_NAME:  # a list of (type, name); type 0 is a host name
             length = int.from_bytes(names[3:5], "big")
             if len(names) >= 5 + length and names[2] == 0:
                 return names[5:5 + length].decode("ascii", "replace").lower() or None
             return None
-        at += size
     return None
+
+
+def client_hello_versions(record: bytes) -> set[int]:
+    """The protocol versions the ClientHello in ``record`` offers (0x0301 is TLS 1.0): its supported_versions
+    extension (TLS 1.3 clients) or else every version up to its client_version."""
+    newest = None
+    for kind, data in _client_hello_extensions(record):
+        if kind is None:
+            newest = int.from_bytes(data, "big")
+        elif kind == SUPPORTED_VERSIONS:  # a one-byte length, then two bytes per version
+            end = min(len(data), 1 + int.from_bytes(data[:1], "big"))
+            return {int.from_bytes(data[at:at + 2], "big") for at in range(1, end - 1, 2)}
+    return set(range(0x0300, newest + 1)) if newest is not None else set()
 
 
 def tls_protocol(choose, make_protocol, *, handshake_timeout_s: float, counted, stall_s: float = 0.0,
@@ -150,8 +174,11 @@ class _ClientHello(asyncio.Protocol):
             return  # the rest of the ClientHello is on its way (the timer bounds the wait)
         self.timer.cancel()
         self.timer = None
-        state, context = self.choose(client_hello_sni(received[:whole]))
-        if state == "handshake-reset":
+        hello = received[:whole]
+        state, context = self.choose(client_hello_sni(hello))
+        if state == "tls1.0-only" and TLS1_0 not in client_hello_versions(hello):
+            self._refuse("protocol", PROTOCOL_VERSION_ALERT)  # what OpenSSL would send, and uvloop drops
+        elif state == "handshake-reset":
             self.state = state
             self.counted("reset")
             reset(self.transport)
@@ -187,9 +214,15 @@ class _ClientHello(asyncio.Protocol):
     def _not_tls(self, first: int) -> None:
         self.timer.cancel()
         self.timer = None
-        plain_http = 0x41 <= first <= 0x5a  # a method's first letter
-        self.counted("plain_http" if plain_http else "protocol")
-        self.transport.write(PLAIN_HTTP_ANSWER if plain_http else UNEXPECTED_MESSAGE_ALERT)
+        if 0x41 <= first <= 0x5a:  # a method's first letter
+            self._refuse("plain_http", PLAIN_HTTP_ANSWER)
+        else:
+            self._refuse("protocol", UNEXPECTED_MESSAGE_ALERT)
+
+    def _refuse(self, reason: str, answer: bytes) -> None:
+        """Count the failed handshake, send ``answer`` and close."""
+        self.counted(reason)
+        self.transport.write(answer)
         self.transport.close()
         self.state = "closed"
 
