@@ -4,7 +4,10 @@
 #   keepalive  wrk -c50 /health
 #   pipe16     wrk -c50 -s pipeline.lua -- 16 50 /health     (16 requests per write; peerbench's script)
 #   bin1G      curl /bin/1G (nginx: a 1 GiB sparse file)       bytes/s
+#   close      wrk -c20 -H 'Connection: close': a handshake per request, resumed (wrk reuses its session)
 #   handshake  openssl s_time -new: a full handshake per connection, one client process (it may be the bound)
+# nginx gets TLS 1.3 as well (Debian's 1.22 offers only up to 1.2 by default): a TLS 1.2 session-id
+# resumption skips the key exchange that a TLS 1.3 resumption does, which would compare two protocols.
 #   benchmarks/e2e/tls_vs_nginx.sh [PAIRS]        (needs nginx with the ssl module, wrk, curl and openssl)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,6 +32,7 @@ http {
         ssl_certificate $work/cert.pem;
         ssl_certificate_key $work/key.pem;
         ssl_session_cache shared:SSL:10m;
+        ssl_protocols TLSv1.2 TLSv1.3;
         location = /health { default_type application/json; return 200 '{"status":"ok"}'; }
         location /bin/ { root $work; default_type application/octet-stream; }
     }
@@ -42,12 +46,13 @@ hp=$!
 for port in 18443 18444; do
     for _ in $(seq 50); do curl -sfk "https://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 done
-wrk_rate() { taskset -c 1 wrk -t1 -c50 -d3s "$@" | awk '/Requests\/sec/ {print $2}'; }
+wrk_rate() { taskset -c 1 wrk -t1 -c"${CONNECTIONS:-50}" -d3s "$@" | awk '/Requests\/sec/ {print $2}'; }
 for i in $(seq "${1:-3}"); do
     for port in 18443 18444; do
         url="https://127.0.0.1:$port"
         echo "keepalive $port $(wrk_rate "$url/health")"
         echo "pipe16 $port $(wrk_rate -s "$pipeline" "$url/health" -- 16 50)"
+        echo "close $port $(CONNECTIONS=20 wrk_rate -H 'Connection: close' "$url/health")"
         echo "bin1G $port $(taskset -c 1 curl -sk -o /dev/null -w '%{speed_download}' "$url/bin/1G")"
         echo "handshake $port $(taskset -c 1 openssl s_time -connect "127.0.0.1:$port" -new -time 3 2>/dev/null \
             | awk '/connections in .* real seconds/ {print $1 / $4}')"
