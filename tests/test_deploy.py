@@ -66,7 +66,7 @@ def test_an_invalid_manifest_is_caught():
 
 def test_every_container_runs_this_versions_image_with_a_valid_command(scenario_file):
     workloads = [*by_kind("Deployment").values(), *by_kind("CronJob").values(), *by_kind("Job").values()]
-    assert len(workloads) == 4
+    assert len(workloads) == 5
     for workload in workloads:
         for container in pod_spec(workload)["containers"]:
             assert container["image"] == f"fastmock:{__version__}"
@@ -126,6 +126,13 @@ def test_load_jobs_run_the_configmap_scenario_with_the_token_and_their_shards(sc
     args = pod_spec(job)["containers"][0]["args"]
     assert job["spec"]["completionMode"] == "Indexed"
     assert args[args.index("--shard") + 1] == f"$(JOB_COMPLETION_INDEX)/{job['spec']['completions']}"
+
+
+def test_the_load_shards_print_summaries_that_report_merges():
+    job = by_kind("Job")["fastmock-load-shards"]
+    options = parse(pod_spec(job)["containers"][0])
+    assert job["spec"]["completionMode"] == "Indexed" and options["shard"] == (0, job["spec"]["completions"])
+    assert options["summary_json"] == "-"  # the log's last line, for: kubectl logs … | fastmock report -
 
 
 def test_the_cronjobs_scenario_runs_against_a_real_hp(hp, scenario_file):

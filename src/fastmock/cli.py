@@ -599,6 +599,24 @@ def proxy(upstream, upstream_ca, upstream_insecure, host, port, workers, delay_m
         worker=worker, upstream_tls=upstream_tls)))
 
 
+class Shard(click.ParamType):
+    """``I/N`` (this is shard I of N), or ``N`` with I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)."""
+
+    name = "I/N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        index_text, slash, count_text = str(value).rpartition("/")
+        if not slash:
+            index_text = os.environ.get("JOB_COMPLETION_INDEX")
+            if index_text is None:
+                self.fail(f"{value!r} has no index: give I/N, or set JOB_COMPLETION_INDEX", param, ctx)
+        if not (index_text.isdigit() and count_text.isdigit()) or not int(index_text) < int(count_text):
+            self.fail(f"{value!r} is not I/N with 0 <= I < N", param, ctx)
+        return int(index_text), int(count_text)
+
+
 class LoadUrl(click.ParamType):
     name = "URL"
 
@@ -650,15 +668,19 @@ class LoadUrl(click.ParamType):
 @option("--format", "output_format", type=click.Choice(OUTPUT_FORMATS), default=None,
         help="Format of --output: json (one document: summary and requests), jsonl (one request per "
              "line) or csv  [default: from the extension, else jsonl]")
-@option("--summary-json", type=OutputPath(), default=None,
-        help="Write the summary (with the thresholds) here as JSON.")
+@option("--summary-json", type=OutputPath(allow_dash=True), default=None,
+        help="Write the summary (thresholds, latency histogram) here as JSON, for 'fastmock report'; "
+             "'-': as stdout's last line.")
+@option("--shard", type=Shard(), default="0/1", show_default=True,
+        help="This run is shard I of N (on other machines): its share of -n, -c and --rate "
+             "(N alone: I from JOB_COMPLETION_INDEX).")
 @option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
         help=f"Exit 1 unless this holds (repeatable), e.g. {THRESHOLD_EXAMPLE}. Without any, exit 1 "
              f"when every request failed (no response or 5xx).")
 @option("--seed", type=int, default=0, show_default=True, help="Seed of the generated trace ids.")
 def load(url, url_option, requests, duration, concurrency, rate, method, headers, body, body_file, timeout,
          connect_timeout, retries, retry_backoff_ms, client_trace, keepalive, cacert, insecure, tls_resume, workers,
-         output, output_format, summary_json, thresholds, seed):
+         output, output_format, summary_json, shard, thresholds, seed):
     """Send HTTP/1.1 load to URL and report rates, statuses, errors and latency percentiles.
 
     Exits 1 when a --threshold fails (or, with none, when every request failed), for CI.
@@ -685,7 +707,7 @@ def load(url, url_option, requests, duration, concurrency, rate, method, headers
         body=body_file.read() if body_file else (body or "").encode(), timeout_s=timeout,
         connect_timeout_s=connect_timeout, retries=retries, retry_backoff_s=retry_backoff_ms / 1000,
         trace=client_trace, keepalive=keepalive, workers=workers, record=output is not None, seed=seed,
-        cacert=cacert, insecure=insecure, tls_resume=tls_resume)
+        cacert=cacert, insecure=insecure, tls_resume=tls_resume, shard=shard[0], shards=shard[1])
     progress = Progress() if sys.stderr.isatty() and workers == 1 else None
     result = run_load(config, progress)
     if progress is not None:
@@ -695,9 +717,46 @@ def load(url, url_option, requests, duration, concurrency, rate, method, headers
     if output is not None:
         _write_or_fail(output, lambda file: write_records(result["records"], file,
                                                           output_format or output_format_for(output), summary))
-    if summary_json is not None:
-        _write_or_fail(summary_json, lambda file: json.dump(summary, file, indent=2))
+    _write_summary(summary_json, summary)
     if not passed(summary):
+        sys.exit(1)
+
+
+def _write_summary(path: str | None, summary: dict) -> None:
+    """--summary-json: indented into a file, or one line on stdout (``-``: for logs that report reads)."""
+    if path == "-":
+        click.echo(json.dumps(summary, separators=(",", ":")))
+    elif path is not None:
+        _write_or_fail(path, lambda file: json.dump(summary, file, indent=2))
+
+
+@cli.command()
+@click.argument("summaries", metavar="SUMMARY...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
+        help=f"Exit 1 unless this holds (repeatable; beside the summaries' own), e.g. {THRESHOLD_EXAMPLE}.")
+@option("--summary-json", type=OutputPath(allow_dash=True), default=None,
+        help="Write the merged summary here as JSON ('-': as stdout's last line).")
+def report(summaries, thresholds, summary_json):
+    """Merge the summaries of load runs (load --shard I/N --summary-json FILE) into one, exactly: counts and
+    latency histograms add, so the percentiles are those of one run over all the requests. SUMMARY '-'
+    reads JSON lines from stdin (kubectl logs of shards run with --summary-json -): other lines are skipped.
+
+    Prints the merged summary and its thresholds' verdicts; exits 1 when one fails.
+    """
+    from fastmock.report import ReportError, merge_summaries, read_summaries
+
+    found = []
+    try:
+        for name in summaries:
+            with click.open_file(name, encoding="utf-8", errors="replace") as file:
+                found += read_summaries("stdin" if name == "-" else name, file.read())
+        merged = merge_summaries(found, thresholds)
+    except ReportError as exc:
+        raise click.BadParameter(str(exc), param_hint="'SUMMARY'") from None
+    click.echo(summary_text(merged))
+    _write_summary(summary_json, merged)
+    if not passed(merged):
         sys.exit(1)
 
 
@@ -710,24 +769,6 @@ def _check_cacert(cacert, insecure) -> None:
             ssl.create_default_context(cafile=cacert)
         except (ssl.SSLError, ValueError) as exc:
             raise click.BadParameter(f"{cacert}: no CA certificate in it ({exc})", param_hint="'--cacert'") from None
-
-
-class Shard(click.ParamType):
-    """``I/N`` (this is shard I of N), or ``N`` with I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)."""
-
-    name = "I/N"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        index_text, slash, count_text = str(value).rpartition("/")
-        if not slash:
-            index_text = os.environ.get("JOB_COMPLETION_INDEX")
-            if index_text is None:
-                self.fail(f"{value!r} has no index: give I/N, or set JOB_COMPLETION_INDEX", param, ctx)
-        if not (index_text.isdigit() and count_text.isdigit()) or not int(index_text) < int(count_text):
-            self.fail(f"{value!r} is not I/N with 0 <= I < N", param, ctx)
-        return int(index_text), int(count_text)
 
 
 IMAGE_SCENARIO = "/etc/fastmock/scenario.yaml"  # what the Docker image runs when no file is given

@@ -1,7 +1,9 @@
 """``fastmock load URL``: closed-loop (-c) or open-loop (--rate) HTTP/1.1 load from the core's LoadEngine.
 
 With ``--workers N`` the parent forks N processes that each run an engine with 1/N of the requests and of the
-rate; their counters, histograms and records are merged exactly.
+rate; their counters, histograms and records are merged exactly. ``--shard I/N`` makes this run one of N
+(on other machines): its workers take the I-th N-th, and its summary (``--summary-json``, with the latency
+histogram's buckets) merges exactly with the others' in ``fastmock report``.
 """
 
 import asyncio
@@ -20,7 +22,7 @@ import uvloop
 
 from fastmock._core import LatencyHistogram, LoadEngine
 from fastmock.runtime import fork_child
-from fastmock.thresholds import evaluate
+from fastmock.thresholds import evaluate, measure_counts
 
 __all__ = ["LoadConfig", "run_load", "summary_dict", "summary_text", "passed", "write_records", "output_format_for",
            "OUTPUT_FORMATS", "PERCENTILES"]
@@ -53,6 +55,8 @@ class LoadConfig:
     cacert: str | None = None     # https: trust this CA file (else the system's)
     insecure: bool = False        # https: verify nothing
     tls_resume: bool = True       # https: offer the last session in new handshakes
+    shard: int = 0                # this run is shard ``shard`` of ``shards`` (runs elsewhere take the rest)
+    shards: int = 1
 
 
 class _ResumingContext(ssl.SSLContext):
@@ -101,7 +105,10 @@ def _share(total: float, workers: int, worker: int) -> float:
     return total // workers + (1 if worker < total % workers else 0)
 
 
-async def _run_engine(config: LoadConfig, worker: int, workers: int, report):
+async def _run_engine(config: LoadConfig, worker: int, report):
+    """Worker ``worker``'s engine: one slot of the shards' workers (shard I's workers are slots I*W …)."""
+    workers = config.shards * config.workers
+    worker += config.shard * config.workers
     host, port, head = encode_head(config)
     loop = asyncio.get_running_loop()
     context = client_context(config) if config.url.startswith("https:") else None
@@ -131,7 +138,7 @@ def _run_workers(config: LoadConfig) -> list:
         def child(worker=worker, read_fd=read_fd, write_fd=write_fd):
             os.close(read_fd)
             with open(write_fd, "wb") as pipe:
-                pickle.dump(uvloop.run(_run_engine(config, worker, config.workers, None)), pipe)
+                pickle.dump(uvloop.run(_run_engine(config, worker, None)), pipe)
             return 0
 
         pids.append(fork_child(f"load worker {worker}", child))
@@ -154,7 +161,7 @@ def run_load(config: LoadConfig, progress=None) -> dict:
     """Run the load; return the merged result: counters, histogram (LatencyHistogram) and records."""
     started = time.monotonic()
     if config.workers == 1:
-        results = [uvloop.run(_run_engine(config, 0, 1, progress))]
+        results = [uvloop.run(_run_engine(config, 0, progress))]
     else:
         results = _run_workers(config)
     elapsed = time.monotonic() - started
@@ -185,24 +192,10 @@ def run_load(config: LoadConfig, progress=None) -> dict:
 
 
 def _measure(result: dict):
-    """thresholds.evaluate's ``measure`` for a load result: latencies of the answered requests in seconds,
-    shares of all requests, rates; NaN where there is nothing to measure (which fails the threshold)."""
-    histogram, requests = result["histogram"], result["requests"]
+    """thresholds.evaluate's ``measure`` for a load result (errors: no response; failed: those and 5xx)."""
     errors = sum(result["errors"].values())
-    failed = errors + sum(count for status, count in result["statuses"].items() if status >= 500)
-
-    def measure(metric: str) -> float:
-        if metric in ("rps", "requests"):
-            return result[metric]
-        if metric in ("errors", "failed"):
-            return (errors if metric == "errors" else failed) / requests if requests else math.nan
-        if not histogram.count:
-            return math.nan
-        if metric in ("min", "max", "mean"):
-            return getattr(histogram, metric)
-        return histogram.percentile(float(metric[1:]))
-
-    return measure
+    failed = errors + sum(count for status, count in result["statuses"].items() if int(status) >= 500)
+    return measure_counts(result["requests"], errors, failed, result["elapsed_s"], result["histogram"])
 
 
 def summary_dict(result: dict, config: LoadConfig, thresholds=()) -> dict:
@@ -213,14 +206,17 @@ def summary_dict(result: dict, config: LoadConfig, thresholds=()) -> dict:
         tls = {"tls": {"handshakes": result["handshakes"], "resumed": result["resumed"],
                        "handshake_ms": {key: round(value * 1000, 3)
                                         for key, value in _latency(result["handshake_histogram"]).items()},
-                       "failures": dict(sorted(result["handshake_failures"].items()))}}
+                       "failures": dict(sorted(result["handshake_failures"].items())),
+                       "handshake_histogram": result["handshake_histogram"].to_dict()}}
     return {
+        "kind": "load", "shard": [config.shard, config.shards],
         "url": config.url, "mode": "open" if config.rate > 0 else "closed",
         "rate": config.rate or None, "concurrency": config.concurrency, "workers": config.workers,
         "requests": result["requests"], "elapsed_s": round(result["elapsed_s"], 3), "rps": round(result["rps"], 1),
         "statuses": {str(status): count for status, count in result["statuses"].items()},
         "errors": result["errors"], "retries": result["retries"], "bytes": result["bytes"],
         "latency_ms": {key: round(value * 1000, 3) for key, value in latency.items()},
+        "histogram": result["histogram"].to_dict(),
         **tls,
         "thresholds": [{**check, "value": None if math.isnan(check["value"]) else round(check["value"], 6)}
                        for check in evaluate(thresholds, _measure(result))],
@@ -249,6 +245,7 @@ def summary_text(summary: dict) -> str:
         f"closed loop, {summary['concurrency']} connections"
     lines = [
         f"{summary['url']}: {mode}, {summary['workers']} worker(s)",
+        *_shards_line(summary),
         f"  requests   {summary['requests']} in {summary['elapsed_s']:.2f}s = {summary['rps']:,.1f}/s",
         f"  statuses   {statuses}",
         f"  errors     {errors}",
@@ -268,6 +265,16 @@ def summary_text(summary: dict) -> str:
     if not summary["thresholds"] and not passed(summary):
         lines.append("  FAIL       every request failed")
     return "\n".join(lines)
+
+
+def _shards_line(summary: dict) -> list[str]:
+    """A merged summary's shards (fastmock report), or this run's shard when it is one of several."""
+    if "shards" in summary:
+        shards = summary["shards"]
+        missing = f" (missing: {', '.join(map(str, shards['missing']))})" if shards["missing"] else ""
+        return [f"  shards     {len(shards['merged'])} of {shards['of']} merged{missing}"]
+    index, count = summary["shard"]
+    return [f"  shard      {index}/{count}"] if count > 1 else []
 
 
 def _shown(check: dict) -> str:

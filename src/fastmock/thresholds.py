@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from fastmock.units import parse_duration
 
-__all__ = ["Threshold", "parse_threshold", "evaluate", "THRESHOLD_EXAMPLE"]
+__all__ = ["Threshold", "parse_threshold", "evaluate", "measure_counts", "THRESHOLD_EXAMPLE"]
 
 THRESHOLD_EXAMPLE = "p99<250ms, errors<1%, rps>1000"
 _FORM = re.compile(r"\s*([a-z][a-z0-9.]*)\s*(<=|>=|==|<|>)\s*(\S.*?)\s*")
@@ -81,3 +81,23 @@ def evaluate(thresholds, measure) -> list[dict]:
         results.append({"threshold": threshold.text, "metric": threshold.metric, "value": value,
                         "ok": threshold.passes(value)})
     return results
+
+
+def measure_counts(requests: int, errors: int, failed: int, elapsed_s: float, histogram):
+    """``evaluate``'s ``measure`` from a run's counts and latency histogram (a LatencyHistogram of the
+    answered requests): latencies in seconds, shares of all requests, rates; NaN where there is nothing to
+    measure (which fails the threshold)."""
+    def measure(metric: str) -> float:
+        if metric == "requests":
+            return requests
+        if metric == "rps":
+            return requests / elapsed_s if elapsed_s else math.nan
+        if metric in SHARES:
+            return (errors if metric == "errors" else failed) / requests if requests else math.nan
+        if not histogram.count:
+            return math.nan
+        if metric in LATENCIES:
+            return getattr(histogram, metric)
+        return histogram.percentile(float(metric[1:]))
+
+    return measure

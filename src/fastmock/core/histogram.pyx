@@ -7,6 +7,9 @@ cdef enum:
     HIST_BUCKETS = 2048 + 30 * 1024   # magnitudes 2^11 .. 2^40
 
 
+HISTOGRAM_LAYOUT = "log-linear-us:2048+30x1024"  # in summaries: only histograms of one layout add up
+
+
 cdef inline int _bucket_of(unsigned long long value):
     cdef int magnitude
     if value < HIST_EXACT:
@@ -94,6 +97,37 @@ cdef class LatencyHistogram:
             self.max_us = max(self.max_us, other.max_us)
         self.total += other.total
         self.sum_us += other.sum_us
+
+    def to_dict(self):
+        """The histogram as JSON-ready data (a summary's): its layout, totals and non-empty buckets."""
+        cdef int bucket
+        return {"layout": HISTOGRAM_LAYOUT, "count": self.total, "min_us": self.min_us, "max_us": self.max_us,
+                "sum_us": self.sum_us,
+                "buckets": [[bucket, self.counts[bucket]] for bucket in range(HIST_BUCKETS) if self.counts[bucket]]}
+
+    @staticmethod
+    def from_dict(data):
+        """The histogram ``to_dict`` gave; ValueError saying what is wrong with anything else (a summary
+        file is input: every bucket index is checked before it is used)."""
+        cdef LatencyHistogram histogram = LatencyHistogram()
+        cdef object bucket, count
+        if not isinstance(data, dict):
+            raise ValueError("a histogram is an object")
+        if data.get("layout") != HISTOGRAM_LAYOUT:
+            raise ValueError(f"histogram layout {data.get('layout')!r}, not {HISTOGRAM_LAYOUT!r} "
+                             f"(a different fastmock version): its buckets cannot be added exactly")
+        try:
+            for bucket, count in data["buckets"]:
+                if not (type(bucket) is int and 0 <= bucket < HIST_BUCKETS and type(count) is int and count > 0):
+                    raise ValueError(f"bucket {bucket!r} with count {count!r} is not in the layout")
+                histogram.counts[<int>bucket] += <unsigned long long>count
+                histogram.total += <unsigned long long>count
+            histogram.min_us, histogram.max_us, histogram.sum_us = data["min_us"], data["max_us"], data["sum_us"]
+        except (KeyError, TypeError, OverflowError) as exc:
+            raise ValueError(f"not a histogram ({type(exc).__name__}: {exc})") from None
+        if histogram.total != data.get("count") or histogram.total and histogram.min_us > histogram.max_us:
+            raise ValueError("the histogram's count, min or max does not match its buckets")
+        return histogram
 
     def __reduce__(self):  # workers send theirs to the parent
         return (_histogram_from, ((<char*>self.counts)[:HIST_BUCKETS * sizeof(unsigned long long)], self.total,
