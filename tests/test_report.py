@@ -85,6 +85,42 @@ def test_load_shards_split_the_run_and_report_merges_their_logs(hp, tmp_path):
     assert "  shards     2 of 3 merged (missing: 1)\n" in partial.stdout
 
 
+SCENARIO = """\
+base_url: {url}
+tasks:
+  mix:
+    requests:
+      - {{name: a, path: /health, weight: 3}}
+      - {{name: b, path: /status/500, weight: 1}}
+    load: {{every: 5ms, for: 500ms}}
+"""
+
+
+def test_run_shards_merge_per_step(hp, tmp_path):
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(SCENARIO.format(url=hp.url))
+    logs, steps = "", {}
+    for index in range(2):
+        result = fastmock("run", scenario, "--shard", f"{index}/2", "--summary-json", "-", "--threshold",
+                          "requests>=100")
+        assert result.returncode == 1  # 50 requests each
+        summary = json.loads(result.stdout.splitlines()[-1])  # after the request lines
+        assert summary["kind"] == "run" and summary["shard"] == [index, 2] and summary["requests"] == 50
+        for name, step in summary["steps"].items():
+            steps[name] = steps.get(name, 0) + step["requests"]
+        logs += result.stdout + result.stderr
+
+    merged = fastmock("report", "-", "--summary-json", tmp_path / "merged.json", stdin=logs)
+    assert merged.returncode == 0, merged.stderr
+    summary = json.loads((tmp_path / "merged.json").read_text())
+    assert summary["requests"] == 100 and {name: step["requests"] for name, step in summary["steps"].items()} == steps
+    assert summary["failed"] == steps["mix/b"]  # every 500 fails its check
+    assert summary["histogram"]["count"] == 100 and summary["shards"]["missing"] == []
+    assert merged.stdout.startswith("run of mix\n  shards     2 of 2 merged\n")
+    assert f"mix/b: {steps['mix/b']} requests, {steps['mix/b']} failed, 0 retries" in merged.stdout
+    assert "threshold requests>=100: pass (100)" in merged.stdout
+
+
 def test_report_refuses_what_it_cannot_merge_exactly(tmp_path):
     def written(name, summary):
         (tmp_path / name).write_text((summary if isinstance(summary, str) else json.dumps(summary)) + "\n")
@@ -99,7 +135,9 @@ def test_report_refuses_what_it_cannot_merge_exactly(tmp_path):
         ([shard0, written("c.jsonl", recorded_summary([0.001], {200: 1}, (1, 3)))],
          "c.jsonl:1: shard 1/3, but a.jsonl:1 is of 2 shards"),
         ([written("d.jsonl", '{"kind": "load", "url": }')], "d.jsonl:1:25: Expecting value"),
-        ([written("e.jsonl", {"index": 0, "status": 200})], "e.jsonl: no load summary in it"),
+        ([written("e.jsonl", {"index": 0, "status": 200})], "e.jsonl: no summary in it"),
+        ([shard0, written("g.jsonl", {**recorded_summary([0.001], {200: 1}, (1, 2)), "kind": "run"})],
+         "g.jsonl:1: a run summary, but a.jsonl:1 is a load summary"),
         ([written("f.jsonl", {**recorded_summary([0.001], {200: 1}, (0, 1)), "histogram": {
             "layout": HISTOGRAM_LAYOUT, "count": 1,
             "min_us": 1, "max_us": 1, "sum_us": 1, "buckets": [[10 ** 9, 1]]}})], "bucket 1000000000"),

@@ -29,7 +29,8 @@ from fastmock.load import (OUTPUT_FORMATS, LoadConfig, Progress, output_format_f
                            summary_text, write_records)
 from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream, upstream_context
 from fastmock.rewrite import HOST_FORMATS, ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
-from fastmock.scenario import RunSettings, ScenarioError, chosen_tasks, load_scenario, run_scenario
+from fastmock.scenario import (RunSettings, ScenarioError, chosen_tasks, load_scenario, run_passed, run_scenario,
+                               run_summary_lines)
 from fastmock.shell import run_shell
 from fastmock.runtime import available_cpus, raise_open_files_limit, ready_announcer, write_whole
 from fastmock.serve import ServeConfig, StartError, serve
@@ -738,13 +739,13 @@ def _write_summary(path: str | None, summary: dict) -> None:
 @option("--summary-json", type=OutputPath(allow_dash=True), default=None,
         help="Write the merged summary here as JSON ('-': as stdout's last line).")
 def report(summaries, thresholds, summary_json):
-    """Merge the summaries of load runs (load --shard I/N --summary-json FILE) into one, exactly: counts and
-    latency histograms add, so the percentiles are those of one run over all the requests. SUMMARY '-'
+    """Merge the summaries of load or run shards (--shard I/N --summary-json FILE) into one, exactly: counts
+    and latency histograms add, so the percentiles are those of one run over all the requests. SUMMARY '-'
     reads JSON lines from stdin (kubectl logs of shards run with --summary-json -): other lines are skipped.
 
     Prints the merged summary and its thresholds' verdicts; exits 1 when one fails.
     """
-    from fastmock.report import ReportError, merge_summaries, read_summaries
+    from fastmock.report import ReportError, merge_summaries, read_summaries, report_passed, report_text
 
     found = []
     try:
@@ -754,9 +755,9 @@ def report(summaries, thresholds, summary_json):
         merged = merge_summaries(found, thresholds)
     except ReportError as exc:
         raise click.BadParameter(str(exc), param_hint="'SUMMARY'") from None
-    click.echo(summary_text(merged))
+    click.echo(report_text(merged))
     _write_summary(summary_json, merged)
-    if not passed(merged):
+    if not report_passed(merged):
         sys.exit(1)
 
 
@@ -802,8 +803,11 @@ IMAGE_SCENARIO = "/etc/fastmock/scenario.yaml"  # what the Docker image runs whe
 @option("--cacert", type=click.Path(exists=True, dir_okay=False), default=None,
         help="https: trust the CA in this PEM file (e.g. fastmock's) instead of the system's.")
 @option("--insecure", "-k", is_flag=True, help="https: verify no certificate.")
+@option("--summary-json", type=OutputPath(allow_dash=True), default=None,
+        help="Write the summary (per step, latency histograms, thresholds) here as JSON, for 'fastmock report'; "
+             "'-': as stdout's last line.")
 def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeout, read_timeout, log_level,
-        metrics_port, shard, thresholds, cacert, insecure):
+        metrics_port, shard, thresholds, cacert, insecure, summary_json):
     """Run a scenario file's task: JSON lines per request on stdout; exit 1 if a check failed (or, when
     there are thresholds, if one fails). Without SCENARIO, the Docker image's /etc/fastmock/scenario.yaml."""
     if scenario is None:
@@ -825,7 +829,11 @@ def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeou
         chosen_tasks(loaded, settings)
     except ScenarioError as exc:
         raise click.BadParameter(str(exc), param_hint="'--task'") from None
-    sys.exit(run_scenario(loaded, settings))
+    summary = run_scenario(loaded, settings)
+    for line in run_summary_lines(summary):
+        click.echo(f"fastmock: {line}", err=True)
+    _write_summary(summary_json, summary)
+    sys.exit(0 if run_passed(summary) else 1)
 
 
 # --- ctl and shell: clients of a fleet's management API ---------------------------------------------

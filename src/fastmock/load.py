@@ -24,7 +24,7 @@ from fastmock._core import LatencyHistogram, LoadEngine
 from fastmock.runtime import fork_child
 from fastmock.thresholds import evaluate, measure_counts
 
-__all__ = ["LoadConfig", "run_load", "summary_dict", "summary_text", "passed", "write_records", "output_format_for",
+__all__ = ["LoadConfig", "run_load", "summary_dict", "summary_text", "shard_lines", "passed", "write_records", "output_format_for",
            "OUTPUT_FORMATS", "PERCENTILES"]
 
 PERCENTILES = (50, 90, 99, 99.9)
@@ -245,7 +245,7 @@ def summary_text(summary: dict) -> str:
         f"closed loop, {summary['concurrency']} connections"
     lines = [
         f"{summary['url']}: {mode}, {summary['workers']} worker(s)",
-        *_shards_line(summary),
+        *shard_lines(summary),
         f"  requests   {summary['requests']} in {summary['elapsed_s']:.2f}s = {summary['rps']:,.1f}/s",
         f"  statuses   {statuses}",
         f"  errors     {errors}",
@@ -267,7 +267,7 @@ def summary_text(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _shards_line(summary: dict) -> list[str]:
+def shard_lines(summary: dict) -> list[str]:
     """A merged summary's shards (fastmock report), or this run's shard when it is one of several."""
     if "shards" in summary:
         shards = summary["shards"]

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from fastmock._core import handshake_failure
+from fastmock._core import LatencyHistogram, handshake_failure
 from fastmock.documents import DocumentError, load_yaml, read_text
 from fastmock.templates import TemplateError, check_templates, render
-from fastmock.thresholds import THRESHOLD_EXAMPLE, evaluate, parse_threshold
+from fastmock.thresholds import THRESHOLD_EXAMPLE, evaluate, measure_counts, parse_threshold
 from fastmock.units import MAX_DURATION_S, MIN_DURATION_S, parse_duration
 
-__all__ = ["ScenarioError", "Scenario", "RunSettings", "load_scenario", "chosen_tasks", "run_scenario"]
+__all__ = ["ScenarioError", "Scenario", "RunSettings", "StepTotals", "load_scenario", "chosen_tasks", "run_scenario",
+           "run_summary", "run_summary_lines", "run_passed", "tls_summary"]
 
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
@@ -338,12 +339,31 @@ class _Metrics:
 
 
 @dataclass
-class _Totals:
+class StepTotals:
     requests: int = 0
     failures: int = 0      # failed checks or no response
     errors: int = 0        # no response (after its retries)
     retries: int = 0
-    latencies: list = field(default_factory=list)
+    histogram: LatencyHistogram = field(default_factory=LatencyHistogram)  # answered requests' latencies
+
+    def add(self, other: "StepTotals") -> None:
+        self.requests += other.requests
+        self.failures += other.failures
+        self.errors += other.errors
+        self.retries += other.retries
+        self.histogram.merge(other.histogram)
+
+    def to_dict(self) -> dict:
+        return {"requests": self.requests, "failed": self.failures, "errors": self.errors, "retries": self.retries,
+                "latency_ms": _latency_ms(self.histogram), "histogram": self.histogram.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StepTotals":
+        """A summary's step (ValueError or KeyError for one that is not)."""
+        counts = [data[key] for key in ("requests", "failed", "errors", "retries")]
+        if not all(type(count) is int and count >= 0 for count in counts):
+            raise ValueError(f"counts {counts} are not whole numbers")
+        return cls(*counts, LatencyHistogram.from_dict(data["histogram"]))
 
 
 class _Retry(Exception):
@@ -371,14 +391,14 @@ class _Runner:
             ssl.create_default_context(cafile=settings.cacert) if settings.cacert else True
         self.client = httpx.AsyncClient(base_url=settings.base_url or scenario.base_url, headers=headers,
                                         timeout=timeout, verify=verify)
-        self.handshakes: list[float] = []  # seconds each TLS handshake took
+        self.handshakes = LatencyHistogram()  # how long each TLS handshake took
         self.handshake_failures: dict[str, int] = {}
         self.faker = Faker()
         self.faker.seed_instance(scenario.seed + settings.shard)
         self.rng = random.Random(scenario.seed + settings.shard)
         self.quiet = settings.log_level.lower() in ("warning", "error", "critical")
         self.debug = settings.log_level.lower() == "debug"
-        self.totals: dict[tuple[str, str], _Totals] = {}
+        self.totals: dict[tuple[str, str], StepTotals] = {}
         self.metrics = _Metrics(settings.metrics_port) if settings.metrics_port else None
         self.pending: set = set()
         self.started = time.monotonic()
@@ -412,7 +432,7 @@ class _Runner:
             return backoff
 
         def before_sleep(state) -> None:
-            totals = self.totals.setdefault((task.name, request.name), _Totals())
+            totals = self.totals.setdefault((task.name, request.name), StepTotals())
             totals.retries += 1
             if self.metrics:
                 self.metrics.retries.labels(task.name, request.name).inc()
@@ -447,7 +467,7 @@ class _Runner:
             if event == "connection.start_tls.started":
                 started = time.monotonic()
             elif event == "connection.start_tls.complete":
-                self.handshakes.append(time.monotonic() - started)
+                self.handshakes.record(time.monotonic() - started)
             elif event == "connection.start_tls.failed":
                 exc = info["exception"]  # httpcore's ConnectError, raised from the ssl module's
                 while not isinstance(exc, (ssl.SSLError, ConnectionError)) and (exc.__cause__ or exc.__context__):
@@ -461,7 +481,7 @@ class _Runner:
         import httpx
 
         key = (task.name, request.name)
-        totals = self.totals.setdefault(key, _Totals())
+        totals = self.totals.setdefault(key, StepTotals())
         record = {"task": task.name, "step": request.name, "method": request.method}
         started = time.monotonic()
         try:
@@ -490,7 +510,7 @@ class _Runner:
             except (KeyError, IndexError, ValueError, TypeError):
                 failures.append(("extract", f"{name}: nothing at {value}"))
         totals.requests += 1
-        totals.latencies.append(latency)
+        totals.histogram.record(latency)
         ok = not failures
         if not ok:
             totals.failures += 1
@@ -567,68 +587,71 @@ class _Runner:
             if time.monotonic() >= task_end:
                 return
 
-    async def run(self) -> int:
+    async def run(self) -> dict:
         try:
             await asyncio.gather(*(self._run_task(task) for task in self.tasks))
             while self.pending:
                 await asyncio.gather(*list(self.pending))
         finally:
             await self.client.aclose()
-        elapsed = time.monotonic() - self.started
-        everything = _Totals()
-        for (task, step), totals in sorted(self.totals.items()):
-            totals.latencies.sort()
-            sys.stderr.write(f"fastmock: {task}/{step}: {totals.requests} requests, {totals.failures} failed, "
-                             f"{totals.retries} retries, p50 {_percentile(totals.latencies, 50) * 1000:.1f}ms "
-                             f"p99 {_percentile(totals.latencies, 99) * 1000:.1f}ms\n")
-            everything.requests += totals.requests
-            everything.failures += totals.failures
-            everything.errors += totals.errors
-            everything.latencies += totals.latencies
-        everything.latencies.sort()
-        if self.handshakes or self.handshake_failures:
-            self.handshakes.sort()
-            failed = ", ".join(f"{reason} {count}" for reason, count in sorted(self.handshake_failures.items()))
-            sys.stderr.write(f"fastmock: tls: {len(self.handshakes)} handshakes, "
-                             f"p50 {_percentile(self.handshakes, 50) * 1000:.1f}ms "
-                             f"p99 {_percentile(self.handshakes, 99) * 1000:.1f}ms; failed: {failed or 'none'}\n")
-        thresholds = self.scenario.thresholds + tuple(self.settings.thresholds)
-        if not thresholds:  # every failed check or request fails the run
-            failed = everything.failures
-            sys.stderr.write(f"fastmock: {'FAILED' if failed else 'ok'}: {failed} failed checks or requests\n")
-            return 1 if failed else 0
-        checks = evaluate(thresholds, _measure(everything, elapsed))
-        for check in checks:
-            sys.stderr.write(f"fastmock: threshold {check['threshold']}: {'pass' if check['ok'] else 'FAIL'} "
-                             f"({check['value']:g})\n")
-        return 0 if all(check["ok"] for check in checks) else 1
+        steps = {f"{task}/{step}": totals for (task, step), totals in sorted(self.totals.items())}
+        return run_summary(steps, time.monotonic() - self.started,
+                           self.scenario.thresholds + tuple(self.settings.thresholds),
+                           tls_summary(self.handshakes, self.handshake_failures),
+                           (self.settings.shard, self.settings.shards), [task.name for task in self.tasks])
 
 
-def _percentile(ordered: list, percent: float) -> float:
-    return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))] if ordered else 0.0
+def tls_summary(handshakes: LatencyHistogram, failures: dict) -> dict | None:
+    """A run summary's ``tls``: its handshakes' times and failures by reason; None when it made none."""
+    if not (handshakes.count or failures):
+        return None
+    return {"handshakes": handshakes.count, "handshake_ms": _latency_ms(handshakes),
+            "failures": dict(sorted(failures.items())), "handshake_histogram": handshakes.to_dict()}
 
 
-def _measure(totals: _Totals, elapsed_s: float):
-    """thresholds.evaluate's ``measure`` for a run: latencies in seconds, shares of requests, rates."""
-    def measure(metric: str) -> float:
-        if metric == "requests":
-            return totals.requests
-        if metric == "rps":
-            return totals.requests / elapsed_s if elapsed_s else math.nan
-        if metric in ("errors", "failed"):
-            count = totals.errors if metric == "errors" else totals.failures
-            return count / totals.requests if totals.requests else math.nan
-        if not totals.latencies:
-            return math.nan
-        if metric == "min":
-            return totals.latencies[0]
-        if metric == "max":
-            return totals.latencies[-1]
-        if metric == "mean":
-            return sum(totals.latencies) / len(totals.latencies)
-        return _percentile(totals.latencies, float(metric[1:]))
+def run_summary(steps: dict, elapsed_s: float, thresholds, tls: dict | None, shard: tuple, tasks: list) -> dict:
+    """A run's summary (``run --summary-json``, and what ``fastmock report`` merges): per task/step and in
+    all, counts and latency histograms, the TLS handshakes (``tls``, or None over http) and ``thresholds``
+    judged on all the steps."""
+    everything = StepTotals()
+    for totals in steps.values():
+        everything.add(totals)
+    checks = evaluate(thresholds, measure_counts(everything.requests, everything.errors, everything.failures,
+                                                 elapsed_s, everything.histogram))
+    return {"kind": "run", "shard": list(shard), "tasks": tasks, **everything.to_dict(),
+            "elapsed_s": round(elapsed_s, 3), "rps": round(everything.requests / elapsed_s, 1) if elapsed_s else 0.0,
+            "steps": {name: totals.to_dict() for name, totals in steps.items()}, **({"tls": tls} if tls else {}),
+            "thresholds": [{**check, "value": None if math.isnan(check["value"]) else round(check["value"], 6)}
+                           for check in checks]}
 
-    return measure
+
+def run_summary_lines(summary: dict) -> list[str]:
+    """The summary as the lines a run ends with on stderr (each after "fastmock: ")."""
+    lines = [f"{name}: {step['requests']} requests, {step['failed']} failed, {step['retries']} retries, "
+             f"p50 {step['latency_ms']['p50']:.1f}ms p99 {step['latency_ms']['p99']:.1f}ms"
+             for name, step in summary["steps"].items()]
+    if "tls" in summary:
+        tls = summary["tls"]
+        failed = ", ".join(f"{reason} {count}" for reason, count in tls["failures"].items())
+        lines.append(f"tls: {tls['handshakes']} handshakes, p50 {tls['handshake_ms']['p50']:.1f}ms "
+                     f"p99 {tls['handshake_ms']['p99']:.1f}ms; failed: {failed or 'none'}")
+    if not summary["thresholds"]:  # every failed check or request fails the run
+        lines.append(f"{'FAILED' if summary['failed'] else 'ok'}: {summary['failed']} failed checks or requests")
+    for check in summary["thresholds"]:
+        value = "nothing measured" if check["value"] is None else f"{check['value']:g}"
+        lines.append(f"threshold {check['threshold']}: {'pass' if check['ok'] else 'FAIL'} ({value})")
+    return lines
+
+
+def run_passed(summary: dict) -> bool:
+    """Its thresholds all hold; without any, no check or request failed."""
+    if summary["thresholds"]:
+        return all(check["ok"] for check in summary["thresholds"])
+    return not summary["failed"]
+
+
+def _latency_ms(histogram) -> dict:
+    return {"p50": round(histogram.percentile(50) * 1000, 3), "p99": round(histogram.percentile(99) * 1000, 3)}
 
 
 def _retry_after(response) -> float:
@@ -697,5 +720,6 @@ def chosen_tasks(scenario: Scenario, settings: RunSettings) -> list:
                         f"name one as default_task in the file, or run them all at once with --all")
 
 
-def run_scenario(scenario: Scenario, settings: RunSettings) -> int:
+def run_scenario(scenario: Scenario, settings: RunSettings) -> dict:
+    """Run the chosen tasks; their summary (run_summary)."""
     return asyncio.run(_Runner(scenario, settings, chosen_tasks(scenario, settings)).run())
