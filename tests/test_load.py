@@ -313,3 +313,34 @@ def test_https_handshake_failures_are_counted_by_reason(tls_fleet, tmp_path, off
 def test_insecure_accepts_any_certificate(tls_fleet, tmp_path):
     summary, _ = load_summary(tmp_path, f"https://localhost:{tls_fleet.base + 1}/health", "-n", 10, "-k")
     assert summary["statuses"] == {"200": 10}
+
+
+def test_metrics_while_running_sum_every_worker(hp, tmp_path):
+    from helpers import free_port, wait_for
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "fastmock", "load", f"{hp.url}/delay/20", "-d", "3s",
+                                "-c", "8", "--workers", "2", "--metrics-port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    samples = {}
+
+    def scraped():
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        except httpx.HTTPError:
+            return False
+        samples.clear()
+        samples.update({(sample.name, sample.labels.get("le"), sample.labels.get("status")): sample.value
+                        for family in text_string_to_metric_families(text) for sample in family.samples})
+        return samples.get(("fastmock_load_requests_total", None, "200"), 0) >= 50
+
+    try:
+        wait_for(scraped)
+        buckets = [value for (name, le, _), value in samples.items() if name == "fastmock_load_latency_seconds_bucket"]
+        assert buckets == sorted(buckets) and buckets[-1] == samples[("fastmock_load_latency_seconds_count", None, None)]
+        assert samples[("fastmock_load_latency_seconds_bucket", "0.01", None)] == 0  # every answer took 20 ms+
+        assert samples[("fastmock_load_latency_seconds_sum", None, None)] >= 0.02 * buckets[-1]
+        assert samples[("fastmock_load_requests_total", None, "200")] == buckets[-1]
+    finally:
+        process.wait(30)

@@ -25,8 +25,8 @@ from fastmock.fleet.management.chaos import ChaosError, parse_schedule
 from fastmock.fleet.management.detach import DetachError, default_paths, start_detached
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
-from fastmock.load import (OUTPUT_FORMATS, LoadConfig, Progress, output_format_for, passed, run_load, summary_dict,
-                           summary_text, write_records)
+from fastmock.load import (OUTPUT_FORMATS, LiveMetrics, LoadConfig, Progress, output_format_for, passed, run_load,
+                           summary_dict, summary_text, write_records)
 from fastmock.proxy import ProxyApp, ProxyConfig, parse_header, parse_upstream, upstream_context
 from fastmock.rewrite import HOST_FORMATS, ConfigError, EndpointsError, fetch_endpoints, parse_endpoints, rewrite
 from fastmock.scenario import (RunSettings, ScenarioError, chosen_tasks, load_scenario, run_passed, run_scenario,
@@ -618,6 +618,10 @@ class Shard(click.ParamType):
         return int(index_text), int(count_text)
 
 
+METRICS_HOST = option("--metrics-host", default="127.0.0.1", show_default=True,
+                      help="The address of --metrics-port (0.0.0.0: for a Prometheus elsewhere, as in a pod).")
+
+
 class LoadUrl(click.ParamType):
     name = "URL"
 
@@ -675,13 +679,16 @@ class LoadUrl(click.ParamType):
 @option("--shard", type=Shard(), default="0/1", show_default=True,
         help="This run is shard I of N (on other machines): its share of -n, -c and --rate "
              "(N alone: I from JOB_COMPLETION_INDEX).")
+@option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+        help="Serve Prometheus metrics (requests, errors, a latency histogram) on PORT while running.")
+@METRICS_HOST
 @option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
         help=f"Exit 1 unless this holds (repeatable), e.g. {THRESHOLD_EXAMPLE}. Without any, exit 1 "
              f"when every request failed (no response or 5xx).")
 @option("--seed", type=int, default=0, show_default=True, help="Seed of the generated trace ids.")
 def load(url, url_option, requests, duration, concurrency, rate, method, headers, body, body_file, timeout,
          connect_timeout, retries, retry_backoff_ms, client_trace, keepalive, cacert, insecure, tls_resume, workers,
-         output, output_format, summary_json, shard, thresholds, seed):
+         output, output_format, summary_json, shard, metrics_port, metrics_host, thresholds, seed):
     """Send HTTP/1.1 load to URL and report rates, statuses, errors and latency percentiles.
 
     Exits 1 when a --threshold fails (or, with none, when every request failed), for CI.
@@ -710,7 +717,20 @@ def load(url, url_option, requests, duration, concurrency, rate, method, headers
         trace=client_trace, keepalive=keepalive, workers=workers, record=output is not None, seed=seed,
         cacert=cacert, insecure=insecure, tls_resume=tls_resume, shard=shard[0], shards=shard[1])
     progress = Progress() if sys.stderr.isatty() and workers == 1 else None
-    result = run_load(config, progress)
+    metrics = None
+    if metrics_port is not None:
+        try:
+            metrics = LiveMetrics(metrics_host, metrics_port)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot listen on {metrics_host}:{metrics_port}: {exc.strerror or exc}",
+                                     param_hint="'--metrics-port'") from None
+    listeners = [listener for listener in (progress, metrics) if listener is not None]
+
+    def tell(*update) -> None:
+        for listener in listeners:
+            listener(*update)
+
+    result = run_load(config, tell if listeners else None)
     if progress is not None:
         progress.clear()
     summary = summary_dict(result, config, thresholds)
@@ -795,7 +815,8 @@ IMAGE_SCENARIO = "/etc/fastmock/scenario.yaml"  # what the Docker image runs whe
         help="info: a JSON line per request; debug: with headers and bodies; warning: failures only "
              "(env LOG_LEVEL).")
 @option("--metrics-port", type=click.IntRange(1, 65535), default=None,
-        help="Serve Prometheus metrics on 127.0.0.1:PORT while running.")
+        help="Serve Prometheus metrics on PORT while running.")
+@METRICS_HOST
 @option("--shard", type=Shard(), default="0/1", show_default=True,
         help="Take shard I of N of the rates and iterations (N alone: I from JOB_COMPLETION_INDEX).")
 @option("--threshold", "thresholds", type=THRESHOLD, multiple=True,
@@ -807,7 +828,7 @@ IMAGE_SCENARIO = "/etc/fastmock/scenario.yaml"  # what the Docker image runs whe
         help="Write the summary (per step, latency histograms, thresholds) here as JSON, for 'fastmock report'; "
              "'-': as stdout's last line.")
 def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeout, read_timeout, log_level,
-        metrics_port, shard, thresholds, cacert, insecure, summary_json):
+        metrics_port, metrics_host, shard, thresholds, cacert, insecure, summary_json):
     """Run a scenario file's task: JSON lines per request on stdout; exit 1 if a check failed (or, when
     there are thresholds, if one fails). Without SCENARIO, the Docker image's /etc/fastmock/scenario.yaml."""
     if scenario is None:
@@ -824,6 +845,7 @@ def run(scenario, task, all_tasks, duration, base_url, api_token, connect_timeou
     settings = RunSettings(task=task, all_tasks=all_tasks, duration_s=duration, base_url=base_url,
                            api_token=api_token, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
                            log_level=log_level, shard=shard[0], shards=shard[1], metrics_port=metrics_port,
+                           metrics_host=metrics_host,
                            thresholds=thresholds, cacert=cacert, insecure=insecure)
     try:
         chosen_tasks(loaded, settings)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import pickle
+import selectors
 import ssl
 import sys
 import time
@@ -24,8 +25,8 @@ from fastmock._core import LatencyHistogram, LoadEngine
 from fastmock.runtime import fork_child
 from fastmock.thresholds import evaluate, measure_counts
 
-__all__ = ["LoadConfig", "run_load", "summary_dict", "summary_text", "shard_lines", "passed", "write_records", "output_format_for",
-           "OUTPUT_FORMATS", "PERCENTILES"]
+__all__ = ["LoadConfig", "run_load", "summary_dict", "summary_text", "shard_lines", "passed", "write_records",
+           "output_format_for", "OUTPUT_FORMATS", "PERCENTILES", "Progress", "LiveMetrics"]
 
 PERCENTILES = (50, 90, 99, 99.9)
 PROGRESS_INTERVAL_S = 0.25
@@ -129,8 +130,10 @@ async def _run_engine(config: LoadConfig, worker: int, report):
     return engine.stats(), engine.histogram, engine.records, engine.handshake_histogram
 
 
-def _run_workers(config: LoadConfig) -> list:
-    """Fork ``config.workers`` processes, each running an engine; their results, in worker order."""
+def _run_workers(config: LoadConfig, progress=None) -> list:
+    """Fork ``config.workers`` processes, each running an engine; their results, in worker order. With
+    ``progress``, each worker also sends its counters every PROGRESS_INTERVAL_S: ``progress(worker, stats,
+    histogram)``. Each message on a worker's pipe is a length and a pickle of (final, payload)."""
     readers, pids = [], []
     for worker in range(config.workers):
         read_fd, write_fd = os.pipe()
@@ -138,32 +141,59 @@ def _run_workers(config: LoadConfig) -> list:
         def child(worker=worker, read_fd=read_fd, write_fd=write_fd):
             os.close(read_fd)
             with open(write_fd, "wb") as pipe:
-                pickle.dump(uvloop.run(_run_engine(config, worker, None)), pipe)
+                def send(final, payload):
+                    message = pickle.dumps((final, payload))
+                    pipe.write(len(message).to_bytes(8, "little") + message)
+                    pipe.flush()
+
+                report = None if progress is None else \
+                    lambda stats, histogram: send(False, (stats, histogram.to_dict()))
+                send(True, uvloop.run(_run_engine(config, worker, report)))
             return 0
 
         pids.append(fork_child(f"load worker {worker}", child))
         os.close(write_fd)
         readers.append(read_fd)
-    outputs = []
+    results = {}
     try:
-        for read_fd in readers:
-            with open(read_fd, "rb") as pipe:
-                outputs.append(pipe.read())
+        with selectors.DefaultSelector() as selector:
+            for worker, read_fd in enumerate(readers):
+                selector.register(read_fd, selectors.EVENT_READ, (worker, bytearray()))
+            while selector.get_map():
+                for key, _ in selector.select():
+                    worker, received = key.data
+                    chunk = os.read(key.fd, 1 << 20)
+                    if not chunk:
+                        selector.unregister(key.fd)
+                        continue
+                    received += chunk
+                    while len(received) >= 8 and len(received) >= 8 + int.from_bytes(received[:8], "little"):
+                        size = int.from_bytes(received[:8], "little")
+                        final, payload = pickle.loads(received[8:8 + size])
+                        del received[:8 + size]
+                        if final:
+                            results[worker] = payload
+                        else:
+                            progress(worker, payload[0], LatencyHistogram.from_dict(payload[1]))
     finally:
+        for read_fd in readers:
+            os.close(read_fd)
         for pid in pids:
             os.waitpid(pid, 0)
-    if not all(outputs):
+    if len(results) < config.workers:
         raise RuntimeError("a load worker failed (its message is above)")
-    return [pickle.loads(output) for output in outputs]
+    return [results[worker] for worker in range(config.workers)]
 
 
 def run_load(config: LoadConfig, progress=None) -> dict:
-    """Run the load; return the merged result: counters, histogram (LatencyHistogram) and records."""
+    """Run the load; return the merged result: counters, histogram (LatencyHistogram) and records.
+    ``progress(worker, stats, histogram)`` is told each worker's counters so far, every PROGRESS_INTERVAL_S."""
     started = time.monotonic()
     if config.workers == 1:
-        results = [uvloop.run(_run_engine(config, 0, progress))]
+        report = None if progress is None else lambda stats, histogram: progress(0, stats, histogram)
+        results = [uvloop.run(_run_engine(config, 0, report))]
     else:
-        results = _run_workers(config)
+        results = _run_workers(config, progress)
     elapsed = time.monotonic() - started
     merged, handshake_histogram = LatencyHistogram(), LatencyHistogram()
     statuses, errors, handshake_failures = {}, {}, {}
@@ -325,7 +355,7 @@ class Progress:
     def __init__(self, stream=sys.stderr) -> None:
         self.stream = stream
 
-    def __call__(self, stats: dict, histogram) -> None:
+    def __call__(self, _worker: int, stats: dict, histogram) -> None:
         errors = sum(stats["errors"].values())
         rps = stats["requests"] / stats["elapsed_s"] if stats["elapsed_s"] else 0.0
         self.stream.write(f"\r  {stats['requests']} requests  {rps:,.0f}/s  {errors} errors  "
@@ -335,3 +365,43 @@ class Progress:
     def clear(self) -> None:
         self.stream.write("\r" + " " * 72 + "\r")
         self.stream.flush()
+
+
+class LiveMetrics:
+    """``--metrics-port``: the run so far for Prometheus, a collector over each worker's latest counters
+    (``progress`` calls), summed at each scrape. The latency histogram's buckets are cumulative counts at
+    fixed bounds (from the log-linear histogram, within its 0.1 %), so shards' buckets add up in PromQL:
+    ``histogram_quantile(0.99, sum by (le) (rate(fastmock_load_latency_seconds_bucket[1m])))``."""
+
+    BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self, host: str, port: int) -> None:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        self.latest: dict[int, tuple] = {}
+        registry = CollectorRegistry()
+        registry.register(self)
+        start_http_server(port, addr=host, registry=registry)
+
+    def __call__(self, worker: int, stats: dict, histogram) -> None:
+        self.latest[worker] = (stats, histogram)
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        histogram, statuses, errors = LatencyHistogram(), {}, {}
+        for stats, worker_histogram in list(self.latest.values()):
+            histogram.merge(worker_histogram)
+            for totals, counts in ((statuses, stats["statuses"]), (errors, stats["errors"])):
+                for key, count in counts.items():
+                    totals[key] = totals.get(key, 0) + count
+        requests = CounterMetricFamily("fastmock_load_requests", "Answered requests, by status", labels=["status"])
+        for status, count in sorted(statuses.items()):
+            requests.add_metric([str(status)], count)
+        failed = CounterMetricFamily("fastmock_load_errors", "Requests without an answer, by kind", labels=["kind"])
+        for kind, count in sorted(errors.items()):
+            failed.add_metric([kind], count)
+        latency = HistogramMetricFamily("fastmock_load_latency_seconds", "Latency of the answered requests")
+        latency.add_metric([], [(f"{bound:g}", histogram.count_at_most(bound)) for bound in self.BUCKETS_S]
+                           + [("+Inf", histogram.count)], sum_value=histogram.mean * histogram.count)
+        return [requests, failed, latency]

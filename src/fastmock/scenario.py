@@ -314,6 +314,7 @@ class RunSettings:
     shard: int = 0
     shards: int = 1
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     thresholds: tuple = ()               # --threshold, beside the file's
     cacert: str | None = None            # https: trust this CA file (else the system's)
     insecure: bool = False               # https: verify nothing
@@ -323,7 +324,7 @@ DEBUG_BODY = 1000  # characters of a body in a LOG_LEVEL=debug line
 
 
 class _Metrics:
-    def __init__(self, port: int) -> None:
+    def __init__(self, host: str, port: int) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
         self.registry = CollectorRegistry()
@@ -335,7 +336,7 @@ class _Metrics:
                                registry=self.registry)
         self.latency = Histogram("fastmock_run_latency_seconds", "Scenario request latency", ["task", "step"],
                                  registry=self.registry)
-        start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        start_http_server(port, addr=host, registry=self.registry)
 
 
 @dataclass
@@ -399,7 +400,7 @@ class _Runner:
         self.quiet = settings.log_level.lower() in ("warning", "error", "critical")
         self.debug = settings.log_level.lower() == "debug"
         self.totals: dict[tuple[str, str], StepTotals] = {}
-        self.metrics = _Metrics(settings.metrics_port) if settings.metrics_port else None
+        self.metrics = _Metrics(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
         self.pending: set = set()
         self.started = time.monotonic()
 

@@ -88,6 +88,16 @@ cdef class LatencyHistogram:
                 return min(_highest_in(bucket), self.max_us) / 1e6
         return self.max_us / 1e6
 
+    def count_at_most(self, double seconds):
+        """How many values lie in buckets wholly at or below ``seconds`` (a Prometheus bucket's count)."""
+        cdef unsigned long long bound = <unsigned long long>(max(seconds, 0.0) * 1e6), seen = 0
+        cdef int bucket
+        for bucket in range(HIST_BUCKETS):
+            if _highest_in(bucket) > bound:
+                break
+            seen += self.counts[bucket]
+        return seen
+
     def merge(self, LatencyHistogram other):
         cdef int bucket
         for bucket in range(HIST_BUCKETS):
