@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import secrets
+import socket
 import ssl
 import sys
 import urllib.parse
@@ -23,6 +24,7 @@ from fastmock.ctl import ctl
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.management.chaos import ChaosError, parse_schedule
 from fastmock.fleet.management.detach import DetachError, default_paths, start_detached
+from fastmock.fleet.ports import parse_hosts
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
 from fastmock.load import (OUTPUT_FORMATS, LiveMetrics, LoadConfig, Progress, output_format_for, passed, run_load,
@@ -390,7 +392,11 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
         help="First port of the fleet.")
 @option("--max-port", type=click.IntRange(1, 65535), default=60000, show_default=True,
         help="Highest port the fleet may use (scaling up stops there).")
-@option("--host", default="127.0.0.1", show_default=True, help="Address the ports listen on.")
+@option("--host", default="127.0.0.1", show_default=True,
+        help="Address the ports listen on (and the management API).")
+@option("--hosts", type=Parsed("ADDRESSES", parse_hosts), default=None,
+        help="Serve --base-port..--max-port on each of these addresses in turn, e.g. 127.0.0.1-127.0.0.20 "
+             "or 10.0.0.5,10.0.0.9 (every 127.0.0.0/8 address works on Linux)  [default: --host]")
 @option("--advertise-host", default=None,
         help="Host named in /endpoints URLs  [default: --host, or localhost for 0.0.0.0]")
 @option("--mgmt-port", type=click.IntRange(0, 65535), default=9999, show_default=True,
@@ -425,7 +431,7 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
         help="With --detach: where the fleet's output goes  [default: "
              "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
 @READY_FILE_OPTION
-def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, token, token_reads, seed,
+def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, workers, token, token_reads, seed,
           reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, max_hang, detach, pid_file,
           log_file, ready_file, **tls):
     """COUNT mock servers, one per port from --base-port, with a management API.
@@ -438,12 +444,21 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
         raise click.BadParameter("needs --token", param_hint="'--token-reads'")
     if max_port < base_port:
         raise click.BadParameter(f"{max_port} is below --base-port {base_port}", param_hint="'--max-port'")
-    if count > max_port - base_port + 1:
-        raise click.BadParameter(f"{count} ports do not fit in {base_port}-{max_port} "
-                                 f"({max_port - base_port + 1} ports)", param_hint="'COUNT'")
-    if base_port <= mgmt_port < base_port + count:
-        raise click.BadParameter(f"{mgmt_port} is one of the fleet's ports {base_port}-{base_port + count - 1}",
-                                 param_hint="'--mgmt-port'")
+    addresses = hosts or (host,)
+    per_host = max_port - base_port + 1
+    if count > len(addresses) * per_host:
+        on = f" on each of {len(addresses)} addresses" if hosts else ""
+        raise click.BadParameter(f"{count} ports do not fit in {base_port}-{max_port} ({per_host} ports{on})",
+                                 param_hint="'COUNT'")
+    if hosts:
+        _check_local(hosts)
+        if advertise_host is not None and len(hosts) > 1:
+            raise click.BadParameter("names one host: the URLs of a fleet on several addresses name each "
+                                     "port's own", param_hint="'--advertise-host'")
+    mgmt_shared = host in addresses[:-(-count // per_host)]  # an address with fleet ports on it
+    if mgmt_shared and base_port <= mgmt_port < base_port + min(count, per_host):
+        raise click.BadParameter(f"{mgmt_port} is one of the fleet's ports {base_port}-"
+                                 f"{base_port + min(count, per_host) - 1} on {host}", param_hint="'--mgmt-port'")
     try:
         ports_per_worker(count, workers, raise_open_files_limit())
     except ValueError as exc:
@@ -451,7 +466,7 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
     chaos = None
     if chaos_file is not None:
         try:
-            chaos = parse_schedule(read_text(chaos_file), base_port, max_port)
+            chaos = parse_schedule(read_text(chaos_file), base_port, max_port, addresses)
         except OSError as exc:
             raise click.BadParameter(f"{chaos_file}: {exc.strerror}", param_hint="'--chaos'") from None
         except DocumentError as exc:
@@ -461,9 +476,10 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
             raise click.BadParameter(f"{where}: {exc}", param_hint="'--chaos'") from None
         if not tls["tls"] and any(rule.action == "tls" for rule in chaos.rules):
             raise click.BadParameter(f"{chaos_file}: a tls action needs --tls", param_hint="'--chaos'")
-    contexts = _tls_contexts(hosts=(host, advertise_host), **tls)
+    contexts = _tls_contexts(hosts=(host, advertise_host, *(hosts or ())), **tls)
     config = FleetConfig(
-        count=count, base_port=base_port, max_port=max_port, host=host, advertise_host=advertise_host,
+        count=count, base_port=base_port, max_port=max_port, host=host, hosts=hosts or (),
+        advertise_host=advertise_host,
         mgmt_port=mgmt_port, workers=workers, token=token, token_reads=token_reads,
         seed=secrets.randbits(32) if seed is None else seed, reserve_ports=reserve_ports,
         idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
@@ -489,6 +505,17 @@ def fleet(count, base_port, max_port, host, advertise_host, mgmt_port, workers, 
     sys.exit(status)
 
 
+def _check_local(hosts) -> None:
+    """Every address of --hosts is one this machine can listen on (a usage error names the first that is not)."""
+    for address in hosts:
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as sock:
+                sock.bind((address, 0))
+        except OSError as exc:
+            raise click.BadParameter(f"{address} is not an address of this machine ({exc.strerror})",
+                                     param_hint="'--hosts'") from None
+
+
 def _detach(config, pid_file, log_file) -> None:
     if config.mgmt_port == 0:
         raise click.BadParameter("--detach needs a fixed management port", param_hint="'--mgmt-port'")
@@ -502,7 +529,7 @@ def _detach(config, pid_file, log_file) -> None:
     click.echo(f"fleet running in the background\n"
                f"  pid         {info['pid']}\n"
                f"  management  {info['url']}\n"
-               f"  ports       {info['ports']} ({info['alive']} alive, {info['failed']} failed to bind)\n"
+               f"  ports       {info['where']} ({info['alive']} alive, {info['failed']} failed to bind)\n"
                f"  log         {info['log']}\n"
                f"  pid file    {info['pid_file']}\n"
                f"next:\n"

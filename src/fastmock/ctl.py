@@ -89,11 +89,14 @@ class Console:
             self._show({"up": False, "url": self.client.url, "error": str(exc)}, as_json,
                        f"no fleet answering at {self.client.url} ({exc})")
             return False
-        last = stats["base_port"] + stats["ports"] - 1
+        addresses = stats.get("addresses")  # a fleet on several
+        per_address = max(address["ports"] for address in addresses.values()) if addresses else stats["ports"]
+        last = stats["base_port"] + per_address - 1
+        where = f" on {len(addresses)} addresses" if addresses else ""
         self._show({"up": True, "url": self.client.url, **stats}, as_json,
                    f"fleet at {self.client.url} is up (pid {stats['pid']}, workers: {stats['workers']}, "
                    f"uptime {stats['uptime_s']:.0f}s)\n"
-                   f"{stats['ports']} ports {stats['base_port']}-{last}: "
+                   f"{stats['ports']} ports {stats['base_port']}-{last}{where}: "
                    + ", ".join(f"{count} {state}" for state, count in stats["states"].items()
                                if count or state in ("alive", "killed", "failed"))
                    + f"; {stats['requests_total']} requests served"

@@ -142,3 +142,27 @@ def test_a_tls_fleet_shows_certificate_states_and_sets_them(browser, tmp_path):
 def tls_shown(browser, state):
     text = browser.execute_script(f'return document.querySelector(\'[data-tls="{state}"] b\')?.textContent')
     return int(text) if text else None
+
+
+def test_a_fleet_on_several_addresses_names_host_and_port(browser):
+    base = free_base(10)
+    with start_fleet(30, "--hosts", "127.0.0.2-127.0.0.4", "--max-port", str(base + 9), base=base) as fleet:
+        browser.get(fleet.url + "/")
+        wait_for(lambda: browser.execute_script("return states.length") == 30)
+        assert browser.execute_script("return [portName(0), portName(15), portName(29)]") == \
+            [f"127.0.0.2:{base}", f"127.0.0.3:{base + 5}", f"127.0.0.4:{base + 9}"]
+        cell, cols, width, height = browser.execute_script("return [cell, cols, canvas.width, canvas.height]")
+        slot = 15  # a click kills 127.0.0.3:base+5, not the same port on another address
+        x = (slot % cols) * cell + cell // 2 - width // 2
+        y = (slot // cols) * cell + cell // 2 - height // 2
+        canvas = browser.find_element(By.ID, "grid")
+        ActionChains(browser).move_to_element_with_offset(canvas, x, y).click().perform()
+        wait_for(lambda: refused(base + 5, "127.0.0.3"))
+        assert not refused(base + 5, "127.0.0.2")
+        browser.find_element(By.ID, "range").send_keys(f"127.0.0.4:{base + 2}-127.0.0.4:{base + 4}")
+        browser.find_element(By.ID, "spec").send_keys("503")
+        browser.find_element(By.ID, "apply-fault").click()
+        wait_for(lambda: count_shown(browser, "degraded") == 3)
+        assert httpx.get(f"http://127.0.0.4:{base + 3}/health").status_code == 503
+        assert httpx.get(f"http://127.0.0.2:{base + 3}/health").status_code == 200
+        fleet.stop()

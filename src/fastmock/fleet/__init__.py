@@ -93,17 +93,18 @@ async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started
             await api.start_schedule(config.chaos)
 
     base = config.base_port
-    ports = f"{base}-{base + config.count - 1}"
+    ports = f"{base}-{base + min(config.count, config.per_host) - 1}"
     failed = sorted(result["failed"].items())
-    shown = ", ".join(f"{base + slot} ({reason})" for slot, reason in failed[:SHOWN_FAILURES])
+    shown = ", ".join(f"{supervisor.state.name(slot)} ({reason})" for slot, reason in failed[:SHOWN_FAILURES])
     more = f" and {len(failed) - SHOWN_FAILURES} more" if len(failed) > SHOWN_FAILURES else ""
     log(f"fleet ready: {len(result['started'])} of {config.count} ports accepting in "
-        f"{time.monotonic() - started:.2f}s on {config.host} ports {ports}"
+        f"{time.monotonic() - started:.2f}s on {config.where()}"
         f"{f' (TLS; trust {config.tls.trust})' if config.tls else ''}; "
         f"{len(failed)} failed to bind{': ' + shown + more if failed else ''}; "
         f"management API {url(config.host, config.mgmt_port)} (workers: {len(supervisor.workers)})")
     if ready is not None:
         ready({"name": "fleet", "pid": os.getpid(), "url": url(config.host, config.mgmt_port), "ports": ports,
+               **({"hosts": list(config.hosts)} if config.hosts else {}),
                "started": len(result["started"]), "failed": len(failed),
                **({"tls_ca": config.tls.trust} if config.tls is not None else {})})
 

@@ -1,6 +1,11 @@
-"""The fleet's port range against the kernel's ephemeral range (client sockets take ports from it)."""
+"""The fleet's addresses and port range, and the range against the kernel's ephemeral range (client sockets
+take ports from it)."""
 
-__all__ = ["parse_port_range", "ephemeral_overlap", "fix_command", "PortReservation"]
+import ipaddress
+
+__all__ = ["parse_port_range", "parse_hosts", "ephemeral_overlap", "fix_command", "PortReservation", "MAX_HOSTS"]
+
+MAX_HOSTS = 1024  # addresses in one fleet (--hosts)
 
 PORT_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 RESERVED_FILE = "/proc/sys/net/ipv4/ip_local_reserved_ports"
@@ -12,6 +17,33 @@ def parse_port_range(text: str) -> tuple[int, int]:
     if not (first.isdigit() and (not dash or last.isdigit())) or int(last if dash else first) < int(first):
         raise ValueError(f"{text!r} is not a port or a range like 10000-10099")
     return int(first), int(last if dash else first)
+
+
+def parse_hosts(text: str) -> tuple[str, ...]:
+    """``"127.0.0.1-127.0.0.20"`` (a range of addresses), ``"10.0.0.5,10.0.0.9"``, or both → the addresses in
+    order; ValueError naming the part that is not an address or a rising range, or an address given twice."""
+    hosts = []
+    for part in str(text).replace(",", " ").split():
+        low, dash, high = part.partition("-")
+        try:
+            first = ipaddress.ip_address(low)
+            last = ipaddress.ip_address(high) if dash else first
+        except ValueError:
+            raise ValueError(f"{part!r} is not an address or a range like 127.0.0.1-127.0.0.20") from None
+        if first.version != last.version or last < first:
+            raise ValueError(f"{part!r} is not a rising range of addresses")
+        if first.is_unspecified:
+            raise ValueError(f"{part!r} is every address: give the fleet's addresses themselves")
+        if len(hosts) + int(last) - int(first) + 1 > MAX_HOSTS:
+            raise ValueError(f"{part!r}: a fleet has at most {MAX_HOSTS} addresses")
+        for number in range(int(first), int(last) + 1):
+            host = str(ipaddress.ip_address(number) if first.version == 4 else ipaddress.IPv6Address(number))
+            if host in hosts:
+                raise ValueError(f"{host} is given twice (in {part!r})")
+            hosts.append(host)
+    if not hosts:
+        raise ValueError("no address given")
+    return tuple(hosts)
 
 
 def _parse_ranges(text: str) -> list[tuple[int, int]]:

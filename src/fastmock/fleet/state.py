@@ -1,4 +1,4 @@
-"""The fleet's shared memory: per port a state byte, a fault byte, a TLS state byte and a request counter, per
+"""The fleet's shared memory: per port (on each address) a state byte, a fault byte, a TLS state byte and a request counter, per
 worker its event counters.
 
 The supervisor maps it (anonymous, shared) before it forks the workers, so they inherit it: no attach,
@@ -24,11 +24,14 @@ WORKER_FIELDS = ("started", "killed", "revived", "handshakes",
 
 
 class FleetState:
-    """Slot ``i`` is port ``base_port + i``; ``slots`` covers --base-port..--max-port."""
+    """Slot ``i`` is port ``base_port + i % per_host`` on address ``hosts[i // per_host]``: --base-port..
+    --max-port on each address in turn (``per_host`` ports each)."""
 
-    def __init__(self, base_port: int, slots: int, max_workers: int) -> None:
+    def __init__(self, hosts: tuple[str, ...], base_port: int, per_host: int, max_workers: int) -> None:
+        self.hosts = hosts
         self.base_port = base_port
-        self.slots = slots
+        self.per_host = per_host
+        self.slots = slots = len(hosts) * per_host
         bytes_size = (slots + 7) // 8 * 8  # keeps the counters 8-byte aligned
         counters_size = 8 * slots
         self._map = mmap.mmap(-1, 3 * bytes_size + counters_size + 8 * len(WORKER_FIELDS) * max_workers)
@@ -39,6 +42,26 @@ class FleetState:
         counters_at = 3 * bytes_size
         self.requests = view[counters_at:counters_at + counters_size].cast("Q")
         self._worker_counters = view[counters_at + counters_size:].cast("Q")
+
+    def port(self, slot: int) -> int:
+        return self.base_port + slot % self.per_host
+
+    def host(self, slot: int) -> str:
+        return self.hosts[slot // self.per_host]
+
+    def name(self, slot: int) -> int | str:
+        """How the API, the event log and the logs name the endpoint of ``slot``: its port on a fleet of one
+        address, else HOST:PORT ([HOST]:PORT for IPv6)."""
+        if len(self.hosts) == 1:
+            return self.base_port + slot
+        host = self.hosts[slot // self.per_host]
+        return f"[{host}]:{self.port(slot)}" if ":" in host else f"{host}:{self.port(slot)}"
+
+    def slot_of(self, port: int, host: str | None = None) -> int | None:
+        """The slot of ``port`` on ``host`` (None: the first address), None if the fleet has no such place."""
+        offset = port - self.base_port
+        index = 0 if host is None else self.hosts.index(host) if host in self.hosts else -1
+        return index * self.per_host + offset if index >= 0 and 0 <= offset < self.per_host else None
 
     def count(self, state: int, stop: int) -> int:
         """How many of the slots below ``stop`` are in ``state``."""

@@ -33,6 +33,7 @@ class FleetConfig:
     base_port: int = 10000
     max_port: int = 60000
     host: str = "127.0.0.1"
+    hosts: tuple = ()  # the fleet's addresses (--hosts), each with --base-port..--max-port; () is (host,)
     advertise_host: str | None = None
     mgmt_port: int = 9999
     workers: int | None = None  # None: as many as the open-files limit needs
@@ -48,8 +49,23 @@ class FleetConfig:
     max_hang_s: float = 300.0  # how long a handshake-stall port holds a connection
 
     @property
-    def slots(self) -> int:
+    def addresses(self) -> tuple[str, ...]:
+        return self.hosts or (self.host,)
+
+    @property
+    def per_host(self) -> int:
         return self.max_port - self.base_port + 1
+
+    @property
+    def slots(self) -> int:
+        return len(self.addresses) * self.per_host
+
+    def where(self) -> str:
+        """Where the first ``count`` ports are: "127.0.0.1 ports 10000-10999", or on several addresses
+        "127.0.0.1-127.0.0.20 (20 addresses) ports 10000-59999"."""
+        used = self.addresses[:-(-self.count // self.per_host)] or self.addresses[:1]
+        ports = f"ports {self.base_port}-{self.base_port + min(self.count, self.per_host) - 1}"
+        return f"{used[0]} {ports}" if len(used) == 1 else f"{used[0]}-{used[-1]} ({len(used)} addresses) {ports}"
 
 
 def ports_per_worker(count: int, workers: int | None, open_files: int) -> int:
@@ -98,14 +114,14 @@ class Supervisor:
         self.config = config
         self.per_worker = ports_per_worker(config.count, config.workers, open_files)
         self.max_workers = -(-config.slots // self.per_worker)
-        self.state = FleetState(config.base_port, config.slots, self.max_workers)
+        self.state = FleetState(config.addresses, config.base_port, config.per_host, self.max_workers)
         self.fault_specs: dict[int, str] = {}  # fault index (the ports' fault byte) -> spec
         self.fault_indexes: dict[str, int] = {}
         self.fault_codes = bytearray(256)  # fault index -> display code of its category (DISPLAY_CODES)
         self.tls_states: dict[int, str] = {0: "valid"}  # TLS index (the ports' TLS byte) -> certificate state
         self.tls_indexes: dict[str, int] = {"valid": 0}
         self.lock = asyncio.Lock()  # one change at a time (API and chaos): sizes and states stay consistent
-        self.worker_config = WorkerConfig(config.host, config.idle_timeout_s, config.header_timeout_s,
+        self.worker_config = WorkerConfig(config.idle_timeout_s, config.header_timeout_s,
                                           config.max_connections, config.seed, self.fault_specs, config.tls,
                                           self.tls_states, config.max_hang_s)
         self.count = 0  # slots [0, count) are in the fleet
@@ -181,7 +197,7 @@ class Supervisor:
             result = await self._spawn(index, alive, revive=False)
         except WorkerGone:
             return  # it died again; its own reader restarts it
-        failed = ", ".join(f"{self.config.base_port + int(slot)} ({reason})"
+        failed = ", ".join(f"{self.state.name(int(slot))} ({reason})"
                            for slot, reason in list(result["failed"].items())[:10])
         log(f"fleet worker {index} restarted (pid {self.workers[index].pid}): "
             f"{len(result['started'])} ports re-bound, {len(result['failed'])} failed{': ' + failed if failed else ''}")

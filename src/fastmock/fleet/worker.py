@@ -39,10 +39,9 @@ CHANNEL_LIMIT = 16 << 20  # longest command line (a start of 12,500 slots is ~90
 class WorkerConfig:
     """What a worker needs from the fleet's configuration (its copy of the fault table grows by commands)."""
 
-    def __init__(self, host: str, idle_timeout_s: float, header_timeout_s: float, max_connections: int,
+    def __init__(self, idle_timeout_s: float, header_timeout_s: float, max_connections: int,
                  seed: int, fault_specs: dict[int, str], tls=None, tls_states: dict[int, str] | None = None,
                  max_hang_s: float = 300.0) -> None:
-        self.host = host
         self.idle_timeout_s = idle_timeout_s
         self.header_timeout_s = header_timeout_s  # also the longest TLS handshake
         self.max_connections = max_connections
@@ -58,7 +57,6 @@ class PortWorker:
         self.config = config
         self.state = state
         self.index = index
-        self.family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         self.ports = {}  # slot -> FleetPort, for the slots alive here
         self.plans = {0: None}  # fault index -> FaultPlan, compiled on first use
         self.group = None
@@ -69,11 +67,12 @@ class PortWorker:
             self.plans[index] = parse_fault_spec(self.config.fault_specs[index])
         return self.plans[index]
 
-    def _listen(self, port: int) -> socket.socket:
-        sock = socket.socket(self.family, socket.SOCK_STREAM)
+    def _listen(self, slot: int) -> socket.socket:
+        host = self.state.host(slot)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.config.host, port))
+            sock.bind((host, self.state.port(slot)))
             sock.listen(BACKLOG)
         except BaseException:
             sock.close()
@@ -90,7 +89,7 @@ class PortWorker:
             retry = []
             for slot in pending:
                 try:
-                    bound[slot] = self._listen(self.state.base_port + slot)
+                    bound[slot] = self._listen(slot)
                 except OSError as exc:
                     errors[slot] = exc.strerror or str(exc)
                     retry.append(slot)
@@ -99,7 +98,7 @@ class PortWorker:
                 break
             await asyncio.sleep(BIND_RETRY_DELAY_S * 2 ** attempt)
         for slot, sock in bound.items():
-            port = self.group.port(self.state.base_port + slot, slot)
+            port = self.group.port(self.state.port(slot), slot)
             port.plan = self._plan(self.state.faults[slot])
             factory = port if self.config.tls is None else self._tls_factory(port)
             port.listener = await loop.create_server(factory, sock=sock, backlog=BACKLOG)

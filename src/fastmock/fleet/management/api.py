@@ -17,7 +17,7 @@ from fastmock.faults import FAULT_EXAMPLE, FaultSpecError
 from fastmock.fleet.management.chaos import EXAMPLE as CHAOS_EXAMPLE
 from fastmock.fleet.management.chaos import ChaosError, ChaosRun, parse_schedule
 from fastmock.fleet.management.events import EventLog
-from fastmock.fleet.ports import parse_port_range
+from fastmock.fleet.ports import parse_hosts, parse_port_range
 from fastmock.fleet.state import ALIVE, FAILED, HANDSHAKE_FAILURES, KILLED, STATE_NAMES, STATES_BY_NAME
 from fastmock.fleet.supervisor import FaultTableFull, Supervisor, WorkerGone
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -76,7 +76,7 @@ class ManagementApi:
         self.url_host = f"[{advertise_host}]" if ":" in advertise_host else advertise_host
         self.scheme = "http" if supervisor.config.tls is None else "https"
         self.stream_interval_s = stream_interval_s
-        self.event_log = EventLog(supervisor.config.base_port)
+        self.event_log = EventLog(self.state.name)
         self.chaos: ChaosRun | None = None
         self.stopped = asyncio.get_running_loop().create_future()
         # path -> method -> (changes the fleet: needs the token, handler(query, req))
@@ -168,6 +168,7 @@ class ManagementApi:
             "requests_total": sum(state.requests),
             "base_port": config.base_port,
             "max_port": config.max_port,
+            **({"addresses": self._address_counts()} if len(self.state.hosts) > 1 else {}),
             "workers": len(supervisor.workers),
             "chaos": self.chaos is not None and self.chaos.describe()["active"],
             **({"tls": self._tls_counts(), "handshakes": state.worker_total("handshakes"),
@@ -176,6 +177,14 @@ class ManagementApi:
             "pid": os.getpid(),
             "uptime_s": round(time.time() - supervisor.started_at, 3),
         })
+
+    def _address_counts(self) -> dict[str, dict[str, int]]:
+        """Per address with ports in the fleet: how many, and how many are alive."""
+        state, count = self.state, self.supervisor.count
+        spans = [(host, index * state.per_host, min((index + 1) * state.per_host, count))
+                 for index, host in enumerate(state.hosts) if index * state.per_host < count]
+        return {host: {"ports": stop - start, "alive": state.states[start:stop].tobytes().count(ALIVE)}
+                for host, start, stop in spans}
 
     def _tls_counts(self) -> dict[str, int]:
         """Ports in the fleet per certificate state (those with any)."""
@@ -200,17 +209,24 @@ class ManagementApi:
             wanted = STATES_BY_NAME[state_name]
             slots = [slot for slot, value in enumerate(display) if value == wanted]
         slots = slots[offset:offset + limit]
-        base = self.config.base_port
-        prefix = f"{self.scheme}://{self.url_host}:"
+        urls = [self._url(slot) for slot in slots]
         if output == "text":
-            text = "".join(f"{prefix}{base + slot}/health\n" for slot in slots)
-            return Response(200, text.encode(), b"text/plain; charset=utf-8")
-        requests, faults, specs = self.state.requests, self.state.faults, self.supervisor.fault_specs
-        tls, tls_states = self.state.tls, self.supervisor.tls_states
-        return _json([{"port": base + slot, "url": f"{prefix}{base + slot}/health",
+            return Response(200, "".join(f"{url}\n" for url in urls).encode(), b"text/plain; charset=utf-8")
+        state = self.state
+        requests, faults, specs = state.requests, state.faults, self.supervisor.fault_specs
+        tls, tls_states = state.tls, self.supervisor.tls_states
+        several = len(state.hosts) > 1
+        return _json([{"port": state.port(slot), **({"host": state.host(slot)} if several else {}), "url": url,
                        "state": STATE_NAMES[display[slot]], "fault": specs.get(faults[slot]),
                        **({"tls": tls_states[tls[slot]]} if self.config.tls is not None else {}),
-                       "requests": requests[slot]} for slot in slots])
+                       "requests": requests[slot]} for slot, url in zip(slots, urls)])
+
+    def _url(self, slot: int) -> str:
+        """The /health URL of ``slot``: on --advertise-host (or --host) for a fleet of one address, else on
+        the slot's own."""
+        if len(self.state.hosts) == 1:
+            return f"{self.scheme}://{self.url_host}:{self.state.port(slot)}/health"
+        return f"{self.scheme}://{self.state.name(slot)}/health"
 
     def metrics(self, query, req) -> Response:
         return Response(200, exposition(_FleetCollector(self.supervisor)), METRICS_CONTENT_TYPE)
@@ -235,12 +251,35 @@ class ManagementApi:
 
     # --- changing -------------------------------------------------------------------------------------
 
-    def _slot(self, query, example: str) -> tuple[int, int]:
-        port = _int_param(query, "port", example)
-        slot = port - self.config.base_port
-        if not 0 <= slot < self.supervisor.count:
-            raise ApiError(404, f"port {port} is not in the fleet (ports {self._range()})", example)
-        return port, slot
+    def _slot(self, query, example: str) -> tuple[int | str, int]:
+        """(the endpoint's name, its slot) from port=P (on host=H, else the first address) or port=HOST:P."""
+        if not query.get("port"):
+            raise ApiError(400, "missing parameter 'port'", example)
+        port, host = query["port"][-1].strip(), query.get("host", [None])[-1]
+        if port.startswith("[") or port.count(":") == 1:  # HOST:PORT, [IPV6]:PORT
+            host, _, port = port.rpartition(":")
+            host = host.strip("[]")
+        if not port.isdigit():
+            raise ApiError(400, f"port must be a port number or HOST:PORT, not {query.get('port', [''])[-1]!r}",
+                           example)
+        slot = self.state.slot_of(int(port), host)
+        if slot is None or slot >= self.supervisor.count:
+            raise ApiError(404, f"port {port}{f' on {host}' if host else ''} is not in the fleet "
+                                f"(ports {self._range()})", example)
+        return self.state.name(slot), slot
+
+    def _hosts_param(self, query, example: str) -> list[int]:
+        """The address indexes named by host=H (a list or range, as --hosts takes), else all of them."""
+        if "host" not in query:
+            return list(range(len(self.state.hosts)))
+        try:
+            named = parse_hosts(query["host"][-1])
+        except ValueError as exc:
+            raise ApiError(400, f"host: {exc}", example) from None
+        unknown = [host for host in named if host not in self.state.hosts]
+        if unknown:
+            raise ApiError(404, f"{unknown[0]} is not one of the fleet's addresses", example)
+        return [self.state.hosts.index(host) for host in named]
 
     def _targets(self, query, example: str) -> list[int]:
         """The slots named by port=P, ports=A-B, count=K (random, seeded) or all=1."""
@@ -251,10 +290,12 @@ class ManagementApi:
             except ValueError:
                 raise ApiError(400, f"ports must be a range like 10000-10099, not {query['ports'][-1]!r}",
                                example) from None
-            base = self.config.base_port
-            if low < base or high >= base + count:
+            state = self.state
+            slots = [index * state.per_host + port - state.base_port for index in self._hosts_param(query, example)
+                     for port in range(low, high + 1)]
+            if low < state.base_port or high >= state.base_port + state.per_host or max(slots) >= count:
                 raise ApiError(404, f"ports {low}-{high} are not all in the fleet (ports {self._range()})", example)
-            return list(range(low - base, high - base + 1))
+            return slots
         if "count" in query:
             wanted = _int_param(query, "count", example, minimum=1)
             if wanted > count:
@@ -265,8 +306,8 @@ class ManagementApi:
         return [self._slot(query, example)[1]]
 
     def _range(self) -> str:
-        base = self.config.base_port
-        return f"{base}-{base + self.supervisor.count - 1}" if self.supervisor.count else "none"
+        count = self.supervisor.count
+        return f"{self.state.name(0)}-{self.state.name(count - 1)}" if count else "none"
 
     async def scale(self, query, req) -> Response:
         example = "/scale?count=100 (or count=-100 to stop the highest 100)"
@@ -290,7 +331,7 @@ class ManagementApi:
         return _json({"stopped": -count, "ports": supervisor.count, "range": self._range()})
 
     def _failed(self, failed: dict[int, str]) -> dict[str, str]:
-        return {str(self.config.base_port + slot): reason for slot, reason in failed.items()}
+        return {str(self.state.name(slot)): reason for slot, reason in failed.items()}
 
     async def kill(self, query, req) -> Response:
         example = "/kill?port=10000 or /kill?count=10"
@@ -302,7 +343,7 @@ class ManagementApi:
                 raise ApiError(409, f"only {len(alive)} ports are alive", example, available=len(alive))
             killed = await supervisor.kill(sorted(self.rng.sample(alive, count)))
             self.event_log.record("api", "kill", killed)
-            return _json({"killed": [self.config.base_port + slot for slot in killed]})
+            return _json({"killed": [self.state.name(slot) for slot in killed]})
         port, slot = self._slot(query, example)
         current = self.state.states[slot]
         if current != ALIVE:
@@ -319,7 +360,7 @@ class ManagementApi:
             revived, failed = await supervisor.revive(self.state.slots_in(KILLED, 0, supervisor.count))
             if revived:
                 self.event_log.record("api", "revive", revived)
-            return _json({"revived": len(revived), "failed": [self.config.base_port + slot for slot in sorted(failed)]})
+            return _json({"revived": len(revived), "failed": [self.state.name(slot) for slot in sorted(failed)]})
         port, slot = self._slot(query, example)
         if self.state.states[slot] == ALIVE:
             raise ApiError(409, f"port {port} is already alive", example, state="alive")
@@ -343,7 +384,7 @@ class ManagementApi:
             raise ApiError(409, f"{exc}; clear some (DELETE /fault) before adding new specs", example) from None
         self.event_log.record("api", "fault", faulted, spec=spec)
         display = self.supervisor.display_states()
-        return _json({"ports": [self.config.base_port + slot for slot in faulted], "spec": spec,
+        return _json({"ports": [self.state.name(slot) for slot in faulted], "spec": spec,
                       "states": sorted({STATE_NAMES.get(display[slot], "alive") for slot in faulted})})
 
     async def clear_fault(self, query, req) -> Response:
@@ -352,7 +393,7 @@ class ManagementApi:
         cleared = await self.supervisor.set_fault([slot for slot in slots if faults[slot]], None)
         if cleared:
             self.event_log.record("api", "clear", cleared)
-        return _json({"cleared": [self.config.base_port + slot for slot in cleared]})
+        return _json({"cleared": [self.state.name(slot) for slot in cleared]})
 
     def _tls_fleet(self, example: str) -> None:
         if self.config.tls is None:
@@ -373,7 +414,7 @@ class ManagementApi:
         except FaultTableFull as exc:
             raise ApiError(409, f"{exc}; DELETE /tls?all=1 first", example) from None
         self.event_log.record("api", "tls", changed, state=label)
-        return _json({"ports": [self.config.base_port + slot for slot in changed], "tls": label})
+        return _json({"ports": [self.state.name(slot) for slot in changed], "tls": label})
 
     async def clear_tls(self, query, req) -> Response:
         example = "DELETE /tls?port=10000 (or ports=10000-10099, all=1)"
@@ -383,14 +424,15 @@ class ManagementApi:
                                                    "valid")
         if changed:
             self.event_log.record("api", "tls", changed, state="valid")
-        return _json({"valid": [self.config.base_port + slot for slot in changed]})
+        return _json({"valid": [self.state.name(slot) for slot in changed]})
 
     def chaos_status(self, query, req) -> Response:
         return _json(self.chaos.describe() if self.chaos is not None else {"active": False})
 
     async def start_chaos(self, query, req) -> Response:
         try:
-            schedule = parse_schedule(req.body.decode("utf-8"), self.config.base_port, self.config.max_port)
+            schedule = parse_schedule(req.body.decode("utf-8"), self.config.base_port, self.config.max_port,
+                                      self.state.hosts)
         except UnicodeDecodeError as exc:
             raise ApiError(400, f"the schedule is not UTF-8 text (byte {exc.start})", CHAOS_EXAMPLE) from None
         except ChaosError as exc:
@@ -449,7 +491,10 @@ class DashboardStream(EventStream):
                     "tls_counts": api._tls_counts()} if tls is not None else {}
         out = []
         if self.shown is None or len(display) != len(self.shown):
+            several = len(supervisor.state.hosts) > 1
             out.append(_sse("snapshot", {"base_port": base, "ports": len(display),
+                                         **({"hosts": supervisor.state.hosts,
+                                             "per_host": supervisor.state.per_host} if several else {}),
                                          "states": display.decode("latin-1").translate(_DIGITS), "counts": counts,
                                          "token_required": api.token is not None, **tls_view,
                                          **({"tls": tls.decode("latin-1").translate(_DIGITS)} if tls else {})}))

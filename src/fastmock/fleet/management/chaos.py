@@ -7,7 +7,8 @@ on a timeline.
         every: 30s               # optional: repeat (else once); `times: N` caps the repeats
         after: 10s               # optional: the first occurrence (default 0)
         jitter: 2s               # optional: each occurrence up to this much later (uniform, seeded)
-        target: {percent: 1}     # or {count: 10}; {ports: 10000-10099} alone or with either
+        target: {percent: 1}     # or {count: 10}; {ports: 10000-10099} and/or {hosts: 127.0.0.2-127.0.0.5}
+                                 # (on a fleet of several addresses) alone or with either
         action: kill             # kill | revive | clear | {fault: SPEC} | {tls: STATE} (a --tls fleet)
         for: 60s                 # optional: then undo it (revive what it killed, restore the faults or
                                  # certificate states it set)
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 
 from fastmock.documents import DocumentError, load_yaml
 from fastmock.faults import FaultSpecError, parse_fault_spec
-from fastmock.fleet.ports import parse_port_range
+from fastmock.fleet.ports import parse_hosts, parse_port_range
 from fastmock.fleet.state import ALIVE, KILLED
 from fastmock.fleet.supervisor import WorkerGone
 from fastmock.runtime import log
@@ -40,7 +41,7 @@ __all__ = ["ChaosError", "Rule", "Schedule", "parse_schedule", "ChaosRun"]
 
 ACTIONS = ("kill", "revive", "clear", "fault", "tls")
 RULE_KEYS = {"name", "target", "action", "after", "every", "for", "jitter", "times"}
-TARGET_KEYS = {"percent", "count", "ports"}
+TARGET_KEYS = {"percent", "count", "ports", "hosts"}
 EXAMPLE = "rules: [{every: 30s, target: {percent: 1}, action: kill, for: 60s}]"
 MAX_RULES = 1000
 MAX_EVENTS_PER_S = 1000     # however the rules add up, the management loop keeps time for the API
@@ -66,6 +67,7 @@ class Rule:
     percent: float | None
     count: int | None
     ports: tuple[int, int] | None  # inclusive range
+    hosts: tuple[str, ...] | None  # the addresses it targets (None: all)
     after_s: float
     every_s: float | None
     for_s: float | None
@@ -75,6 +77,7 @@ class Rule:
     def describe(self) -> dict:
         return {"name": self.name, "action": self.action, "spec": self.spec, "percent": self.percent,
                 "count": self.count, "ports": f"{self.ports[0]}-{self.ports[1]}" if self.ports else None,
+                "hosts": list(self.hosts) if self.hosts else None,
                 "after_s": self.after_s, "every_s": self.every_s, "for_s": self.for_s, "jitter_s": self.jitter_s,
                 "times": self.times}
 
@@ -86,8 +89,10 @@ class Schedule:
     source: str = field(default="", compare=False)
 
 
-def parse_schedule(text: str, base_port: int | None = None, max_port: int | None = None) -> Schedule:
-    """Parse YAML (or JSON) text; raises ChaosError naming the rule, the line and the reason."""
+def parse_schedule(text: str, base_port: int | None = None, max_port: int | None = None,
+                   hosts: tuple[str, ...] | None = None) -> Schedule:
+    """Parse YAML (or JSON) text; raises ChaosError naming the rule, the line and the reason. With the
+    fleet's ports and ``hosts``, a target outside them is an error too."""
     try:
         data = load_yaml(text)
     except DocumentError as exc:
@@ -106,7 +111,7 @@ def parse_schedule(text: str, base_port: int | None = None, max_port: int | None
         raise ChaosError(f"'rules' must be a non-empty list, e.g. {EXAMPLE}", line=_line(data, "rules"))
     if len(rules) > MAX_RULES:
         raise ChaosError(f"at most {MAX_RULES} rules", line=_line(data, "rules"))
-    parsed = tuple(_rule(rule, index, base_port, max_port) for index, rule in enumerate(rules))
+    parsed = tuple(_rule(rule, index, base_port, max_port, hosts) for index, rule in enumerate(rules))
     return Schedule(parsed, None if seed is None else int(seed), text)
 
 
@@ -117,7 +122,7 @@ def _line(node, key=None) -> int | None:
         return None
 
 
-def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule:
+def _rule(node, index: int, base_port: int | None, max_port: int | None, fleet_hosts) -> Rule:
     def fail(message, key=None):
         return ChaosError(message, index, _line(node, key) if key is not None else _line(node))
 
@@ -166,8 +171,8 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
 
     target = node.get("target", {})
     if not isinstance(target, dict) or set(target) - TARGET_KEYS:
-        raise fail("target takes percent, count and ports, e.g. {percent: 1} or {ports: 10000-10099, count: 5}",
-                   "target")
+        raise fail("target takes percent, count, ports and hosts, e.g. {percent: 1} or "
+                   "{ports: 10000-10099, count: 5}", "target")
     if "percent" in target and "count" in target:
         raise fail("target: give percent or count, not both", "target")
     percent = target.get("percent")
@@ -187,6 +192,17 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
             raise fail(f"target.ports {ports[0]}-{ports[1]} is not a range within the fleet's "
                        f"{base_port}-{max_port}", "target")
 
+    hosts = None
+    if "hosts" in target:
+        value = target["hosts"]
+        try:
+            hosts = parse_hosts(" ".join(map(str, value)) if isinstance(value, list) else str(value))
+        except ValueError as exc:
+            raise fail(f"target.hosts: {exc}", "target") from None
+        unknown = [host for host in hosts if fleet_hosts is not None and host not in fleet_hosts]
+        if unknown:
+            raise fail(f"target.hosts: {unknown[0]} is not one of the fleet's addresses", "target")
+
     every_s = duration("every", positive=True)
     times = node.get("times")
     if times is not None and (isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= 1 << 32):
@@ -197,7 +213,7 @@ def _rule(node, index: int, base_port: int | None, max_port: int | None) -> Rule
     # plain numbers: ruamel's round-trip scalars are subclasses that orjson does not serialise
     return Rule(name=str(node.get("name", f"rule {index}")), action=action, spec=spec,
                 percent=None if percent is None else float(percent), count=None if count is None else int(count),
-                ports=ports, after_s=duration("after", 0.0), every_s=every_s, for_s=for_s,
+                ports=ports, hosts=hosts, after_s=duration("after", 0.0), every_s=every_s, for_s=for_s,
                 jitter_s=duration("jitter", 0.0), times=None if times is None else int(times))
 
 
@@ -298,24 +314,30 @@ class ChaosRun:
                     log(f"chaos: {self.schedule.rules[due.rule].name} at t={due.t} skipped: {exc}")
 
     def _candidates(self, rule: Rule) -> tuple[list[int], int]:
-        """(slots the action can change, how many slots the target covers)."""
-        supervisor = self.supervisor
-        base = supervisor.config.base_port
-        first, last = (0, supervisor.count - 1) if rule.ports is None else (rule.ports[0] - base, rule.ports[1] - base)
-        last = min(last, supervisor.count - 1)
-        if last < first:
-            return [], 0
-        states = supervisor.state.states[first:last + 1].tobytes()
-        faults = supervisor.state.faults[first:last + 1].tobytes()
-        if rule.action == "kill":
-            wanted = [i for i, value in enumerate(states) if value == ALIVE]
-        elif rule.action == "revive":
-            wanted = [i for i, value in enumerate(states) if value == KILLED]
-        elif rule.action == "clear":
-            wanted = [i for i, value in enumerate(faults) if value]
-        else:
-            wanted = range(len(states))
-        return [first + i for i in wanted], last - first + 1
+        """(slots the action can change, how many slots the target covers): the target's ports (all of
+        them by default) on each of its addresses (all by default) that are in the fleet."""
+        supervisor, state = self.supervisor, self.supervisor.state
+        low, high = (0, state.per_host - 1) if rule.ports is None else \
+            (rule.ports[0] - state.base_port, rule.ports[1] - state.base_port)
+        indexes = range(len(state.hosts)) if rule.hosts is None else [state.hosts.index(host) for host in rule.hosts]
+        candidates, covered = [], 0
+        for index in indexes:
+            first = index * state.per_host + low
+            last = min(index * state.per_host + high, supervisor.count - 1)
+            if last < first:
+                continue
+            states = state.states[first:last + 1].tobytes()
+            if rule.action == "kill":
+                wanted = [i for i, value in enumerate(states) if value == ALIVE]
+            elif rule.action == "revive":
+                wanted = [i for i, value in enumerate(states) if value == KILLED]
+            elif rule.action == "clear":
+                wanted = [i for i, value in enumerate(state.faults[first:last + 1].tobytes()) if value]
+            else:
+                wanted = range(len(states))
+            candidates += [first + i for i in wanted]
+            covered += last - first + 1
+        return candidates, covered
 
     async def _apply(self, due: _Due) -> None:
         rule = self.schedule.rules[due.rule]

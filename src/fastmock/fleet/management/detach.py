@@ -110,6 +110,6 @@ def start_detached(config: FleetConfig, pid_file: Path, log_file: Path, timeout_
         _stop(pid)  # a fleet that serves nothing is not left behind
         raise DetachError(f"the fleet (pid {pid}) started but does not answer: {exc}; it was stopped; the end of "
                           f"{log_file}:\n{_tail(log_file)}") from None
-    return {"pid": pid, "url": mgmt_url, "ports": f"{config.base_port}-{config.base_port + config.count - 1}",
+    return {"pid": pid, "url": mgmt_url, "where": config.where(),
             "alive": stats["current_alive"], "failed": stats["bind_failures"], "log": str(log_file),
             "pid_file": str(pid_file)}

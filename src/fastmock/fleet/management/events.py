@@ -12,17 +12,18 @@ EVENT_LOG_SIZE = 100000
 
 
 class EventLog:
-    """The last ``size`` events, each numbered (``seq``, from 1) and timed; ports are reported, not slots."""
+    """The last ``size`` events, each numbered (``seq``, from 1) and timed; ports are reported, not slots
+    (``name``: FleetState.name, a port or HOST:PORT)."""
 
-    def __init__(self, base_port: int, size: int = EVENT_LOG_SIZE) -> None:
-        self.base_port = base_port
+    def __init__(self, name, size: int = EVENT_LOG_SIZE) -> None:
+        self.name = name
         self.events: deque[dict] = deque(maxlen=size)
         self.seq = 0
 
     def record(self, source: str, action: str, slots, **details) -> dict:
         """Append an applied change (also to the log lines of GET /logs)."""
         self.seq += 1
-        ports = [self.base_port + slot for slot in slots]
+        ports = [self.name(slot) for slot in slots]
         event = {"seq": self.seq, "time": round(time.time(), 6), "source": source, "action": action,
                  **details, "ports": ports}
         self.events.append(event)
