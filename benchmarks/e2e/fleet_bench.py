@@ -4,6 +4,11 @@
     python benchmarks/e2e/fleet_bench.py --netns [N ...]    (as root: in a private network namespace, with
                                                              --reserve-ports, so 50,000 ports don't meet
                                                              client sockets in the ephemeral range)
+    python benchmarks/e2e/fleet_bench.py --netns --hosts 127.0.0.1-127.0.0.20 1000000
+                                                            (N spread over the addresses: 50,000 each)
+
+Memory: RSS and PSS of the fleet's processes (PSS counts a page shared by forked workers once), and the
+kernel's side beside it: the Slab and SUnreclaim growth (/proc/meminfo) and TCP sockets (/proc/net/sockstat).
 """
 
 import asyncio
@@ -45,34 +50,49 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _refused(port: int) -> bool:
+def _kernel_memory() -> dict[str, float]:
+    """MiB of kernel slab (all, unreclaimable) and the TCP socket count and buffer pages."""
+    with open("/proc/meminfo") as meminfo:
+        fields = {line.split(":")[0]: int(line.split()[1]) for line in meminfo}
+    with open("/proc/net/sockstat") as sockstat:
+        tcp = next(line.split() for line in sockstat if line.startswith("TCP:"))
+    return {"slab": fields["Slab"] / 1024, "sunreclaim": fields["SUnreclaim"] / 1024,
+            "tcp_sockets": int(tcp[tcp.index("alloc") + 1]), "tcp_mem_mib": int(tcp[tcp.index("mem") + 1]) * 4 / 1024}
+
+
+def _refused(host: str, port: int) -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        socket.create_connection((host, port), timeout=2).close()
     except ConnectionRefusedError:
         return True
     return False
 
 
-async def _sweep(ports: range) -> tuple[int, float]:
+async def _sweep(endpoints: list[tuple[str, int]]) -> tuple[int, float]:
     limit = asyncio.Semaphore(SWEEP_CONCURRENCY)
     ok = 0
 
-    async def fetch(port: int) -> None:
+    async def fetch(host: str, port: int) -> None:
         nonlocal ok
         async with limit:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection(host, port)
             writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             data = await reader.read()
             writer.close()
             ok += data.startswith(b"HTTP/1.1 200 ")
 
     started = time.perf_counter()
-    await asyncio.gather(*(fetch(port) for port in ports))
+    await asyncio.gather(*(fetch(host, port) for host, port in endpoints))
     return ok, time.perf_counter() - started
 
 
-def bench(count: int, extra: list[str]) -> None:
+def bench(count: int, extra: list[str], hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
+    per_host = -(-count // len(hosts))
+    endpoints = [(hosts[slot // per_host], BASE_PORT + slot % per_host) for slot in range(count)]
+    if len(hosts) > 1:
+        extra = [*extra, "--hosts", ",".join(hosts), "--max-port", str(BASE_PORT + per_host - 1)]
     log = tempfile.TemporaryFile()
+    kernel_before = _kernel_memory()
     started = time.monotonic()
     fleet = subprocess.Popen([sys.executable, "-m", "fastmock", "fleet", str(count), "--base-port", str(BASE_PORT),
                               "--mgmt-port", str(MGMT_PORT), *extra], stderr=log)
@@ -89,6 +109,7 @@ def bench(count: int, extra: list[str]) -> None:
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})  # the client on one core, the fleet unpinned
         own_s = float(re.search(rb"accepting in ([0-9.]+)s", text).group(1))
         rss, pss = _tree_memory(fleet.pid)
+        kernel = _kernel_memory()
         api = httpx.Client(base_url=f"http://127.0.0.1:{MGMT_PORT}")
         latencies = []
         for _ in range(300):
@@ -96,16 +117,21 @@ def bench(count: int, extra: list[str]) -> None:
             api.get("/stats").raise_for_status()
             latencies.append((time.perf_counter() - t0) * 1000)
         kill_ms = []
-        for port in random.Random(1).sample(range(BASE_PORT, BASE_PORT + count), 50):
+        for host, port in random.Random(1).sample(endpoints, 50):
             t0 = time.perf_counter()
-            api.post(f"/kill?port={port}").raise_for_status()
-            while not _refused(port):
+            api.post("/kill", params={"port": port, "host": host}).raise_for_status()
+            while not _refused(host, port):
                 pass
             kill_ms.append((time.perf_counter() - t0) * 1000)
         api.post("/revive?all=1").raise_for_status()
-        ok, sweep_s = uvloop.run(_sweep(range(BASE_PORT, BASE_PORT + count)))
-        print(f"N={count}: ready {own_s:.2f}s in-process, {wall_s:.2f}s from exec; memory RSS {rss:.0f} MiB "
-              f"(PSS {pss:.0f}); /stats p50 {_percentile(latencies, 0.5):.2f} ms p99 "
+        ok, sweep_s = uvloop.run(_sweep(endpoints))
+        workers = api.get("/stats").json()["workers"]
+        print(f"N={count} on {len(hosts)} address(es), {workers} workers: ready {own_s:.2f}s in-process, "
+              f"{wall_s:.2f}s from exec; memory RSS {rss:.0f} MiB (PSS {pss:.0f}); kernel slab "
+              f"+{kernel['slab'] - kernel_before['slab']:.0f} MiB (unreclaimable "
+              f"+{kernel['sunreclaim'] - kernel_before['sunreclaim']:.0f}), TCP sockets "
+              f"+{kernel['tcp_sockets'] - kernel_before['tcp_sockets']}, TCP buffers {kernel['tcp_mem_mib']:.0f} MiB; "
+              f"/stats p50 {_percentile(latencies, 0.5):.2f} ms p99 "
               f"{_percentile(latencies, 0.99):.2f} ms; kill-to-refused p50 {statistics.median(kill_ms):.2f} ms "
               f"p99 {_percentile(kill_ms, 0.99):.2f} ms; /health sweep {ok}/{count} ok, "
               f"{count / sweep_s:,.0f} req/s (client-bound, {SWEEP_CONCURRENCY} in flight)", flush=True)
@@ -119,11 +145,15 @@ def main(args: list[str]) -> None:
     if args and args[0] == "--netns":
         os.execvp("unshare", ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
                               sys.executable, __file__, "--in-netns", *args[1:]])
-    extra = []
+    extra, hosts = [], ("127.0.0.1",)
     if args and args[0] == "--in-netns":
         args, extra = args[1:], ["--reserve-ports"]
+    if args and args[0] == "--hosts":
+        from fastmock.fleet.ports import parse_hosts
+
+        hosts, args = parse_hosts(args[1]), args[2:]
     for count in map(int, args or ["1000", "10000", "50000"]):
-        bench(count, extra)
+        bench(count, extra, hosts)
 
 
 if __name__ == "__main__":
