@@ -51,11 +51,12 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def start_server(*args, stdout=subprocess.DEVNULL, timeout=15, open_files=None):
+def start_server(*args, stdout=subprocess.DEVNULL, timeout=15, open_files=None, prefix=()):
     """Run ``fastmock ARGS --ready-file F``; wait for F (every worker listens); always stop it.
 
     The ready file's URL is where to talk to (the management API for a fleet).
-    ``open_files`` caps the server's RLIMIT_NOFILE (soft and hard), to reach the limit cheaply.
+    ``open_files`` caps the server's RLIMIT_NOFILE (soft and hard), to reach the limit cheaply; ``prefix``
+    is a command that execs the rest (e.g. unshare).
     """
     def limit_open_files():
         resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
@@ -64,7 +65,7 @@ def start_server(*args, stdout=subprocess.DEVNULL, timeout=15, open_files=None):
         log_path = log.name
     ready_path = log_path.removesuffix(".log") + ".ready"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fastmock", *args, "--ready-file", ready_path],
+        proc = subprocess.Popen([*prefix, sys.executable, "-m", "fastmock", *args, "--ready-file", ready_path],
                                 stdout=stdout, stderr=log, preexec_fn=limit_open_files if open_files else None)
     try:
         deadline = time.monotonic() + timeout

@@ -65,8 +65,9 @@ def test_an_invalid_manifest_is_caught():
 
 
 def test_every_container_runs_this_versions_image_with_a_valid_command(scenario_file):
-    workloads = [*by_kind("Deployment").values(), *by_kind("CronJob").values(), *by_kind("Job").values()]
-    assert len(workloads) == 5
+    workloads = [*by_kind("Deployment").values(), *by_kind("CronJob").values(), *by_kind("Job").values(),
+                 *by_kind("StatefulSet").values()]
+    assert len(workloads) == 6
     for workload in workloads:
         for container in pod_spec(workload)["containers"]:
             assert container["image"] == f"fastmock:{__version__}"
@@ -109,6 +110,22 @@ def test_fleet_management_port_probes_and_reserved_ports_agree_with_its_options(
     assert options["max_port"] >= options["base_port"] + options["count"] - 1
     token = next(env for env in container["env"] if env["name"] == "FASTMOCK_FLEET_TOKEN")
     assert token["valueFrom"]["secretKeyRef"]["name"] in by_kind("Secret")
+
+
+def test_the_fleet_statefulset_peers_through_its_headless_service():
+    pods = by_kind("StatefulSet")["fastmock-fleet-pods"]
+    container = pod_spec(pods)["containers"][0]
+    options = parse(container)
+    headless = by_kind("Service")[pods["spec"]["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None" and options["peers"] == pods["spec"]["serviceName"]
+    assert headless["spec"]["selector"] == pods["spec"]["selector"]["matchLabels"]
+    assert options["advertise_host"] == "$(POD_IP)" and options["seed"] is not None
+    env = {env["name"]: env for env in container["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert container_port(container, container["readinessProbe"]["httpGet"]["port"]) == options["mgmt_port"]
+    reserved = {s["name"]: s["value"] for s in pod_spec(pods)["securityContext"]["sysctls"]}
+    assert reserved["net.ipv4.ip_local_reserved_ports"] == f"{options['base_port']}-{options['max_port']}"
+    assert env["FASTMOCK_FLEET_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] in by_kind("Secret")
 
 
 def test_load_jobs_run_the_configmap_scenario_with_the_token_and_their_shards(scenario_file):

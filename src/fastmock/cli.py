@@ -6,6 +6,7 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import secrets
 import socket
 import ssl
@@ -24,6 +25,7 @@ from fastmock.ctl import ctl
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.management.chaos import ChaosError, parse_schedule
 from fastmock.fleet.management.detach import DetachError, default_paths, start_detached
+from fastmock.fleet.management.peers import PeersError, parse_peers
 from fastmock.fleet.ports import parse_hosts
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
@@ -401,6 +403,12 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
         help="Host named in /endpoints URLs  [default: --host, or localhost for 0.0.0.0]")
 @option("--mgmt-port", type=click.IntRange(0, 65535), default=9999, show_default=True,
         help="Port of the management API (on --host; 0 picks a free one).")
+@option("--peers", default=None,
+        help="The fleet's other pods: a DNS name (a headless Service: every address is a pod; NAME:PORT "
+             "if their management port differs) or HOST:PORT,...; this API then answers for all of them.")
+@option("--ordinal", type=click.IntRange(0), default=None,
+        help="This pod's place among --peers (chaos draws from seed + ordinal)  [default: the N of a "
+             "hostname ending in -N, as a StatefulSet's pods are named, else 0]")
 @option("--workers", type=Workers(per_cpu=False), default="auto", show_default=True,
         help="Port worker processes; 'auto': one per 12,500 ports (fewer ports each under a low "
              "open-files limit).")
@@ -431,9 +439,9 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
         help="With --detach: where the fleet's output goes  [default: "
              "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
 @READY_FILE_OPTION
-def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, workers, token, token_reads, seed,
-          reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, max_hang, detach, pid_file,
-          log_file, ready_file, **tls):
+def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, peers, ordinal, workers, token,
+          token_reads, seed, reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, max_hang,
+          detach, pid_file, log_file, ready_file, **tls):
     """COUNT mock servers, one per port from --base-port, with a management API.
 
     Each port answers GET /health and GET /kill (which closes that port). The management API
@@ -476,6 +484,15 @@ def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, wo
             raise click.BadParameter(f"{where}: {exc}", param_hint="'--chaos'") from None
         if not tls["tls"] and any(rule.action == "tls" for rule in chaos.rules):
             raise click.BadParameter(f"{chaos_file}: a tls action needs --tls", param_hint="'--chaos'")
+    if peers is not None:
+        try:
+            parse_peers(peers, mgmt_port)
+        except PeersError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--peers'") from None
+        seed = 0 if seed is None else seed  # every pod the same: chaos draws from seed + ordinal
+    if ordinal is None:
+        numbered = re.search(r"-([0-9]+)$", socket.gethostname())
+        ordinal = int(numbered.group(1)) if numbered and peers is not None else 0
     contexts = _tls_contexts(hosts=(host, advertise_host, *(hosts or ())), **tls)
     config = FleetConfig(
         count=count, base_port=base_port, max_port=max_port, host=host, hosts=hosts or (),
@@ -483,7 +500,7 @@ def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, wo
         mgmt_port=mgmt_port, workers=workers, token=token, token_reads=token_reads,
         seed=secrets.randbits(32) if seed is None else seed, reserve_ports=reserve_ports,
         idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
-        chaos=chaos, tls=contexts, max_hang_s=max_hang,
+        chaos=chaos, tls=contexts, max_hang_s=max_hang, peers=peers, ordinal=ordinal,
     )
     if detach:
         if ready_file is not None:

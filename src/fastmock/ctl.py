@@ -89,13 +89,15 @@ class Console:
             self._show({"up": False, "url": self.client.url, "error": str(exc)}, as_json,
                        f"no fleet answering at {self.client.url} ({exc})")
             return False
-        addresses = stats.get("addresses")  # a fleet on several
-        per_address = max(address["ports"] for address in addresses.values()) if addresses else stats["ports"]
+        addresses, pods = stats.get("addresses"), stats.get("pods")  # a fleet on several of either
+        per_address = max(address["ports"] for address in addresses.values()) if addresses else \
+            max(pod.get("ports", 0) for pod in pods) if pods else stats["ports"]
         last = stats["base_port"] + per_address - 1
-        where = f" on {len(addresses)} addresses" if addresses else ""
+        where = f" on {len(addresses)} addresses" if addresses else f" in {len(pods)} pods" if pods else ""
+        process = f"pid {stats['pid']}, uptime {stats['uptime_s']:.0f}s" if not pods else \
+            "; ".join(f"{pod['pod']}: {pod['error']}" for pod in pods if "error" in pod) or "every pod answers"
         self._show({"up": True, "url": self.client.url, **stats}, as_json,
-                   f"fleet at {self.client.url} is up (pid {stats['pid']}, workers: {stats['workers']}, "
-                   f"uptime {stats['uptime_s']:.0f}s)\n"
+                   f"fleet at {self.client.url} is up ({process}, workers: {stats['workers']})\n"
                    f"{stats['ports']} ports {stats['base_port']}-{last}{where}: "
                    + ", ".join(f"{count} {state}" for state, count in stats["states"].items()
                                if count or state in ("alive", "killed", "failed"))

@@ -14,8 +14,10 @@ import time
 
 import uvloop
 
+from fastmock import __version__
 from fastmock._core import Server
 from fastmock.fleet.management.api import ManagementApi
+from fastmock.fleet.management.peers import Peers, parse_peers
 from fastmock.fleet.ports import PortReservation, ephemeral_overlap, fix_command
 from fastmock.fleet.supervisor import FleetConfig, Supervisor, ports_per_worker
 from fastmock.runtime import log, make_listener, raise_open_files_limit, url
@@ -84,7 +86,12 @@ async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started
 
     result = await supervisor.start(config.count)
     advertise = config.advertise_host or ("localhost" if config.host in ("0.0.0.0", "::") else config.host)
-    api = ManagementApi(supervisor, config.token, config.seed, advertise, token_reads=config.token_reads)
+    peers = None
+    if config.peers is not None:
+        name, pairs = parse_peers(config.peers, config.mgmt_port)
+        peers = Peers(name, pairs, {(config.host, config.mgmt_port), (advertise, config.mgmt_port)}, __version__)
+    api = ManagementApi(supervisor, config.token, config.seed, advertise, token_reads=config.token_reads,
+                        ordinal=config.ordinal, peers=peers)
     server = Server(loop, api.routes, api.default_route, buffer_size=65536)
     listener = await loop.create_server(server.make_protocol, sock=mgmt_sock)
     server.start()

@@ -47,6 +47,8 @@ class FleetConfig:
     chaos: object = None  # a chaos.Schedule to run from the start (--chaos FILE)
     tls: object = None    # a tls.ContextSet: every port speaks TLS, in a certificate state of its own
     max_hang_s: float = 300.0  # how long a handshake-stall port holds a connection
+    peers: str | None = None   # --peers: the other pods (a DNS name or HOST:PORT,…), for fleet-wide answers
+    ordinal: int = 0           # this pod's place among them (chaos draws from seed + ordinal)
 
     @property
     def addresses(self) -> tuple[str, ...]:

@@ -11,12 +11,14 @@ from urllib.parse import parse_qs
 import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from fastmock import __version__
 from fastmock._core import EventStream, Response, Route
 from fastmock.documents import MAX_DOCUMENT_BYTES
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError
 from fastmock.fleet.management.chaos import EXAMPLE as CHAOS_EXAMPLE
 from fastmock.fleet.management.chaos import ChaosError, ChaosRun, parse_schedule
 from fastmock.fleet.management.events import EventLog
+from fastmock.fleet.management.peers import Peers, PeersError, split_count
 from fastmock.fleet.ports import parse_hosts, parse_port_range
 from fastmock.fleet.state import ALIVE, FAILED, HANDSHAKE_FAILURES, KILLED, STATE_NAMES, STATES_BY_NAME
 from fastmock.fleet.supervisor import FaultTableFull, Supervisor, WorkerGone
@@ -31,6 +33,10 @@ ENDPOINTS = ["/", "/health", "/stats", "/endpoints", "/scale", "/kill", "/revive
              "/events", "/stream", "/metrics", "/logs", "/shutdown"]
 DASHBOARD = (importlib.resources.files("fastmock.fleet.management") / "dashboard.html").read_bytes()
 TRUE = ("1", "true", "yes", "on")
+# with --peers, these answer for the whole fleet (local=1: for this pod alone); the rest stay this pod's
+FLEET_WIDE = ("/stats", "/endpoints", "/events", "/kill", "/revive", "/fault", "/tls", "/chaos", "/scale")
+SUMMED = ("current_alive", "killed", "ports", "total_started", "total_killed", "total_revived", "bind_failures",
+          "requests_total", "workers", "handshakes")
 TLS_STATES = "valid, expired, not-yet-valid, expiring(DAYS), wrong-host, self-signed, untrusted-root, " \
              "incomplete-chain, weak, tls1.0-only, handshake-stall, handshake-reset"
 
@@ -65,7 +71,8 @@ class ManagementApi:
     """``routes``/``default_route`` for the core Server; ``stopped`` is set by POST /shutdown."""
 
     def __init__(self, supervisor: Supervisor, token: str | None, seed: int, advertise_host: str,
-                 stream_interval_s: float = 0.25, token_reads: bool = False) -> None:
+                 stream_interval_s: float = 0.25, token_reads: bool = False, ordinal: int = 0,
+                 peers: Peers | None = None) -> None:
         self.supervisor = supervisor
         self.state = supervisor.state
         self.config = supervisor.config
@@ -73,7 +80,10 @@ class ManagementApi:
         self.token_reads = token_reads  # reads need the token too (all but / and /health)
         self.seed = seed
         self.rng = random.Random(seed)
+        self.advertise_host = advertise_host
         self.url_host = f"[{advertise_host}]" if ":" in advertise_host else advertise_host
+        self.ordinal = ordinal  # this pod's place in a fleet of several (--peers)
+        self.peers = peers
         self.scheme = "http" if supervisor.config.tls is None else "https"
         self.stream_interval_s = stream_interval_s
         self.event_log = EventLog(self.state.name)
@@ -119,6 +129,9 @@ class ManagementApi:
                                                "example": "Authorization: Bearer TOKEN"}),
                             headers=[(b"WWW-Authenticate", b'Bearer realm="fastmock fleet"')])
         query = parse_qs(req.query_string, keep_blank_values=True)
+        if self.peers is not None and req.path in FLEET_WIDE and "local" not in query:
+            return self._fleet_wide(req, query)
+        query.pop("local", None)
         if changes:
             return self._change(handler, query, req)
         try:
@@ -171,6 +184,7 @@ class ManagementApi:
             **({"addresses": self._address_counts()} if len(self.state.hosts) > 1 else {}),
             "workers": len(supervisor.workers),
             "chaos": self.chaos is not None and self.chaos.describe()["active"],
+            "version": __version__, "ordinal": self.ordinal, "advertise": self.advertise_host,
             **({"tls": self._tls_counts(), "handshakes": state.worker_total("handshakes"),
                 "handshake_failures": {reason: state.worker_total(f"handshake_failed_{reason}")
                                        for reason in HANDSHAKE_FAILURES}} if config.tls is not None else {}),
@@ -452,7 +466,7 @@ class ManagementApi:
         """Replace the running schedule (its pending reverts apply now); the caller holds the lock."""
         if self.chaos is not None:
             await self.chaos.stop()
-        self.chaos = ChaosRun(self.supervisor, self.event_log, schedule, self.seed)
+        self.chaos = ChaosRun(self.supervisor, self.event_log, schedule, self.seed, self.ordinal)
         self.chaos.start()
         log(f"chaos: schedule of {len(schedule.rules)} rule(s) started (seed {self.chaos.seed})")
 
@@ -464,10 +478,142 @@ class ManagementApi:
         log("chaos: schedule stopped")
         return _json({"active": False})
 
+    # --- a fleet of several pods (--peers) ---------------------------------------------------------------
+
+    async def _fleet_wide(self, req, query) -> Response:
+        """The call answered for every pod: fanned out with local=1 and merged (peers.py says how)."""
+        authorization = next((value for name, value in req.headers if name.lower() == "authorization"), None)
+        try:
+            pods = await self.peers.survey(authorization)
+        except PeersError as exc:
+            return _json({"error": str(exc)}, 503)
+        live = [pod for pod in pods if pod.error is None]
+        report = [{"pod": pod.name, **({"ordinal": pod.ordinal, "ports": pod.stats["ports"],
+                                        "alive": pod.stats["current_alive"]} if pod.stats else {}),
+                   **({"error": pod.error} if pod.error else {})} for pod in pods]
+        missing = "; ".join(f"{pod.name}: {pod.error}" for pod in pods if pod.error)
+        if req.path == "/stats":
+            return _json({**_merge_stats([pod.stats for pod in live]), "pods": report, "partial": bool(missing)})
+        try:
+            calls = self._fleet_calls(req.path, query, live)
+        except ApiError as exc:
+            return _json({**exc.body, "pods": report}, exc.status)
+        answers = await asyncio.gather(*(self.peers.request(pod, req.method, req.path, pod_query, req.body,
+                                                            authorization) for pod, pod_query in calls))
+        for (pod, _), answer in zip(calls, answers):
+            pod.answer = answer
+        partial = [(b"X-Fastmock-Partial", missing.encode())] if missing else []
+        called = [pod for pod, _ in calls]
+        if req.path == "/endpoints":
+            return self._merged_endpoints(called, query, partial)
+        if req.path == "/events":
+            return self._merged_events(called, query, partial)
+        if req.path == "/chaos":  # each pod runs its own copy (seed + ordinal): their states side by side
+            answers = [{"pod": pod.name, "status": pod.answer[0], **orjson.loads(pod.answer[2] or b"{}")}
+                       for pod in called]
+            return _json({"active": any(answer.get("active") for answer in answers), "pods": answers,
+                          "partial": bool(missing)}, max(answer["status"] for answer in answers) if answers else 503)
+        return self._merged_change(called, report, bool(missing))
+
+    def _fleet_calls(self, path: str, query: dict, live: list) -> list[tuple]:
+        """(pod, its query) for each pod the call goes to: the one that serves port=HOST:PORT, count=K
+        spread over the pods as one draw over the whole fleet would spread it, else every pod."""
+        if path == "/endpoints":  # every pod's first offset+limit: the merged list is cut after
+            offset = _int_param(query, "offset", "/endpoints?offset=0&limit=1000", default=0, minimum=0)
+            limit = _int_param(query, "limit", "/endpoints?offset=0&limit=1000", default=1000, minimum=0)
+            return [(pod, {**query, "offset": ["0"], "limit": [str(offset + limit)]}) for pod in live]
+        if "port" in query:
+            port, host = query["port"][-1].strip(), query.get("host", [None])[-1]
+            if port.startswith("[") or port.count(":") == 1:
+                host, _, port = port.rpartition(":")
+                host = host.strip("[]")
+            if host is None:
+                raise ApiError(400, "on a fleet of several pods, name the port's pod: port=HOST:PORT",
+                               f"{path}?port=10.0.0.5:10000")
+            owner = next((pod for pod in live if host == pod.stats["advertise"]
+                          or host in pod.stats.get("addresses", {})), None)
+            if owner is None:
+                raise ApiError(404, f"no pod of the fleet serves {host}", f"{path}?port=10.0.0.5:10000")
+            hosted = {"host": [host]} if host in owner.stats.get("addresses", {}) else {}
+            return [(owner, {**{key: value for key, value in query.items() if key != "host"}, "port": [port],
+                             **hosted})]
+        if "count" in query and path in ("/kill", "/fault", "/tls"):
+            example = f"{path}?count=10"
+            wanted = _int_param(query, "count", example, minimum=1)
+            sizes = [pod.stats["current_alive" if path == "/kill" else "ports"] for pod in live]
+            if wanted > sum(sizes):
+                raise ApiError(409, f"the fleet has only {sum(sizes)} such ports", example, available=sum(sizes))
+            shares = split_count(wanted, sizes, self.rng)
+            return [(pod, {**query, "count": [str(share)]}) for pod, share in zip(live, shares) if share]
+        return [(pod, query) for pod in live]
+
+    def _merged_endpoints(self, pods: list, query: dict, partial: list) -> Response:
+        offset = int(query.get("offset", ["0"])[-1])
+        limit = int(query.get("limit", ["1000"])[-1])
+        failed = [pod for pod in pods if pod.answer[0] != 200]
+        if failed:
+            return Response(failed[0].answer[0], failed[0].answer[2])
+        if query.get("format", ["text"])[-1] == "json":
+            entries = [{**entry, "host": entry.get("host", pod.stats["advertise"]), "pod": pod.name}
+                       for pod in pods for entry in orjson.loads(pod.answer[2])]
+            return Response(200, orjson.dumps(entries[offset:offset + limit]), headers=partial)
+        lines = [line for pod in pods for line in pod.answer[2].splitlines(keepends=True)]
+        return Response(200, b"".join(lines[offset:offset + limit]), b"text/plain; charset=utf-8", headers=partial)
+
+    def _merged_events(self, pods: list, query: dict, partial: list) -> Response:
+        limit = int(query.get("limit", ["10000"])[-1])
+        events = sorted(({**event, "pod": pod.name, "ports": [pod.endpoint(port) for port in event["ports"]]}
+                         for pod in pods if pod.answer[0] == 200
+                         for event in map(orjson.loads, pod.answer[2].splitlines())), key=lambda event: event["time"])
+        return Response(200, b"".join(orjson.dumps(event) + b"\n" for event in events[:limit]),
+                        b"application/x-ndjson", headers=partial)
+
+    def _merged_change(self, pods: list, report: list, partial: bool) -> Response:
+        """The pods' answers to a change as one: lists concatenated (ports named HOST:PORT), counts added;
+        a pod that refused is named under ``errors`` (all refused: the first refusal, with the others)."""
+        merged, errors = {}, {}
+        for pod in pods:
+            status, _, body = pod.answer
+            answer = orjson.loads(body) if body[:1] in (b"{", b"[") else {"error": body.decode("utf-8", "replace")}
+            if status != 200:
+                errors[pod.name] = answer.get("error", f"HTTP {status}")
+                continue
+            for key, value in answer.items():
+                if key == "port":
+                    merged[key] = pod.endpoint(value)
+                elif key == "states":  # the display states the change left: one set
+                    merged[key] = sorted(set(merged.get(key, [])) | set(value))
+                elif isinstance(value, list):
+                    merged.setdefault(key, []).extend(pod.endpoint(item) if isinstance(item, int) else item
+                                                      for item in value)
+                elif isinstance(value, int) and not isinstance(value, bool):
+                    merged[key] = merged.get(key, 0) + value
+                else:
+                    merged.setdefault(key, value)
+        if errors and not merged:
+            first = next(pod for pod in pods if pod.answer[0] != 200)
+            return _json({"error": errors[first.name], "errors": errors, "pods": report}, first.answer[0])
+        return _json({**merged, **({"errors": errors} if errors else {}), "pods": report, "partial": partial})
+
     async def shutdown(self, query, req) -> Response:
         if not self.stopped.done():
             self.stopped.set_result("POST /shutdown")
         return _json({"status": "stopping", "pid": os.getpid()})
+
+
+def _merge_stats(each: list[dict]) -> dict:
+    """The pods' /stats as one: counts added (by state, address, TLS state and failure reason too)."""
+    merged = dict(each[0]) if each else {}
+    for key in SUMMED:
+        merged[key] = sum(stats.get(key, 0) for stats in each)
+    for key in ("states", "tls", "handshake_failures"):
+        if key in merged:
+            merged[key] = {name: sum(stats.get(key, {}).get(name, 0) for stats in each)
+                           for name in dict.fromkeys(name for stats in each for name in stats.get(key, {}))}
+    merged["chaos"] = any(stats.get("chaos") for stats in each)
+    for key in ("pid", "ordinal", "advertise", "addresses", "uptime_s"):  # one pod's: per pod in "pods"
+        merged.pop(key, None)
+    return merged
 
 
 class DashboardStream(EventStream):

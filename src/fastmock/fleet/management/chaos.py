@@ -233,11 +233,12 @@ class _Due:
 class ChaosRun:
     """A schedule running on a fleet: ``start()``, ``stop()`` (which applies the pending reverts at once)."""
 
-    def __init__(self, supervisor, event_log, schedule: Schedule, seed: int) -> None:
+    def __init__(self, supervisor, event_log, schedule: Schedule, seed: int, ordinal: int = 0) -> None:
         self.supervisor = supervisor
         self.event_log = event_log
         self.schedule = schedule
-        self.seed = schedule.seed if schedule.seed is not None else seed
+        # pod k of a fleet of several draws from seed + k: the whole fleet's log is reproducible
+        self.seed = (schedule.seed if schedule.seed is not None else seed) + ordinal
         self.rng = random.Random(self.seed)
         self.queue: list[_Due] = []
         self.seq = 0

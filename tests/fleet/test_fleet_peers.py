@@ -1,0 +1,126 @@
+"""A fleet of several pods (--peers): any one management API answers for all of them. Here the "pods" are
+fleet processes on different loopback addresses, named by a list or by a name with several addresses."""
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from helpers import AUTH, TOKEN, free_base, free_port, refused, start_fleet, wait_for
+
+PODS = ("127.0.0.31", "127.0.0.32", "127.0.0.33")
+
+
+@contextlib.contextmanager
+def pods(addresses, peers, base, mgmt_port, *extra, tokens=None, prefix=()):
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(start_fleet(
+            5, "--host", address, "--mgmt-port", str(mgmt_port), "--peers", peers, "--ordinal", str(ordinal),
+            "--token", (tokens or {}).get(address, TOKEN), "--seed", "7", *extra, base=base, prefix=prefix))
+            for ordinal, address in enumerate(addresses)]
+        yield servers
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    base, mgmt_port = free_base(5), free_port()
+    with pods(PODS, ",".join(f"{address}:{mgmt_port}" for address in PODS), base, mgmt_port) as servers:
+        yield base, [httpx.Client(base_url=server.url, headers=AUTH, timeout=10) for server in servers]
+
+
+def test_any_pod_answers_for_the_whole_fleet(fleet):
+    base, apis = fleet
+    for api in apis:
+        stats = api.get("/stats").json()
+        assert (stats["ports"], stats["current_alive"], stats["workers"], stats["partial"]) == (15, 15, 3, False)
+        assert [(pod["pod"], pod["ordinal"], pod["ports"]) for pod in stats["pods"]] == \
+            [(f"{address}:{apis[0].base_url.port}", ordinal, 5) for ordinal, address in enumerate(PODS)]
+    urls = apis[2].get("/endpoints").text.split()
+    assert urls == [f"http://{address}:{base + offset}/health" for address in PODS for offset in range(5)]
+    assert apis[1].get("/endpoints", params={"offset": 4, "limit": 3}).text.split() == urls[4:7]
+    entries = apis[0].get("/endpoints", params={"format": "json", "offset": 5, "limit": 1}).json()
+    assert (entries[0]["host"], entries[0]["port"], entries[0]["pod"]) == (PODS[1], base, f"{PODS[1]}:{apis[0].base_url.port}")
+    status = subprocess.run([sys.executable, "-m", "fastmock", "ctl", "--url", str(apis[1].base_url), "status"],
+                            capture_output=True, text=True, timeout=30)
+    assert "15 ports" in status.stdout, status.stdout
+
+
+def test_changes_go_to_the_pod_that_serves_the_port(fleet):
+    base, apis = fleet
+    killed = apis[0].post("/kill", params={"port": f"{PODS[1]}:{base + 3}"})
+    assert killed.json()["port"] == f"{PODS[1]}:{base + 3}" and killed.json()["state"] == "killed"
+    assert refused(base + 3, PODS[1]) and not refused(base + 3, PODS[0]) and not refused(base + 3, PODS[2])
+    ambiguous = apis[0].post("/kill", params={"port": base + 3})
+    assert ambiguous.status_code == 400 and "port=HOST:PORT" in ambiguous.json()["error"]
+    assert apis[0].post("/kill", params={"port": f"127.0.0.99:{base}"}).status_code == 404
+    several = apis[2].post("/kill", params={"count": 4}).json()
+    assert len(several["killed"]) == 4 and all(name.split(":")[0] in PODS for name in several["killed"])
+    assert apis[1].get("/stats").json()["killed"] == 5
+    events = [json.loads(line) for line in apis[1].get("/events").text.splitlines()]
+    assert sum(len(event["ports"]) for event in events) == 5 and events[0]["ports"] == [f"{PODS[1]}:{base + 3}"]
+    assert [event["time"] for event in events] == sorted(event["time"] for event in events)
+    assert {event["pod"] for event in events} <= {f"{address}:{apis[0].base_url.port}" for address in PODS}
+    revived = apis[0].post("/revive", params={"all": 1}).json()
+    assert revived["revived"] == 5 and apis[0].get("/stats").json()["current_alive"] == 15
+    faulted = apis[1].post("/fault", params={"ports": f"{base}-{base + 1}", "spec": "503"}).json()
+    assert sorted(faulted["ports"]) == sorted(f"{address}:{base + offset}" for address in PODS for offset in (0, 1))
+    assert httpx.get(f"http://{PODS[2]}:{base + 1}/health").status_code == 503
+    assert len(apis[2].delete("/fault", params={"all": 1}).json()["cleared"]) == 6
+
+
+def test_chaos_runs_in_every_pod_with_seed_plus_ordinal(fleet):
+    _, apis = fleet
+    started = apis[1].post("/chaos", content="rules: [{every: 1h, target: {count: 1}, action: kill}]")
+    assert started.status_code == 200, started.text
+    assert [pod["seed"] for pod in started.json()["pods"]] == [7, 8, 9]
+    wait_for(lambda: apis[0].get("/stats").json()["killed"] == 3)  # one in each pod
+    assert apis[2].get("/chaos").json()["active"] is True
+    apis[0].delete("/chaos")
+    apis[0].post("/revive", params={"all": 1})
+    assert apis[0].get("/chaos").json()["active"] is False
+
+
+def test_a_silent_pod_or_a_refused_token_is_named(tmp_path):
+    base, mgmt_port = free_base(5), free_port()
+    addresses = ("127.0.0.41", "127.0.0.42", "127.0.0.43")
+    peers = ",".join(f"{address}:{mgmt_port}" for address in addresses)
+    with pods(addresses, peers, base, mgmt_port, tokens={"127.0.0.43": "other"}) as servers:
+        api = httpx.Client(base_url=servers[0].url, headers=AUTH, timeout=10)
+        faulted = api.post("/fault", params={"ports": f"{base}-{base}", "spec": "503"}).json()
+        assert faulted["ports"] == [f"127.0.0.41:{base}", f"127.0.0.42:{base}"]
+        assert faulted["errors"] == {f"127.0.0.43:{mgmt_port}": "missing or wrong bearer token"}
+        servers[1].stop()
+        stats = api.get("/stats").json()
+        assert stats["partial"] is True and stats["ports"] == 10
+        silent = next(pod for pod in stats["pods"] if pod["pod"] == f"127.0.0.42:{mgmt_port}")
+        assert silent["error"].startswith("no answer")
+        listing = api.get("/endpoints", params={"state": "all"})
+        assert len(listing.text.split()) == 10 and f"127.0.0.42:{mgmt_port}" in listing.headers["x-fastmock-partial"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare")
+def test_a_name_with_several_addresses_is_every_pod(tmp_path):
+    hosts = tmp_path / "hosts"  # a private /etc/hosts (a mount namespace of the pods' own), like a headless Service
+    hosts.write_text("127.0.0.1 localhost\n127.0.0.51 fleet-pods\n127.0.0.52 fleet-pods\n")
+    prefix = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts)]
+    base, mgmt_port = free_base(5), free_port()
+    with pods(("127.0.0.51", "127.0.0.52"), "fleet-pods", base, mgmt_port, prefix=prefix) as servers:
+        stats = httpx.get(servers[1].url + "/stats", timeout=10).json()
+        assert stats["ports"] == 10 and [pod["ordinal"] for pod in stats["pods"]] == [0, 1]
+
+
+@pytest.mark.parametrize(("peers", "message"), [
+    ("127.0.0.1:9000,127.0.0.1:9000", "'127.0.0.1:9000' is given twice"),
+    ("127.0.0.1:99999", "'99999' is not a port"),
+])
+def test_bad_peers_are_usage_errors(peers, message):
+    result = subprocess.run([sys.executable, "-m", "fastmock", "fleet", "3", "--peers", peers],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and message in result.stderr and "'--peers'" in result.stderr, result.stderr
