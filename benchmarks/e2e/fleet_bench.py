@@ -68,22 +68,31 @@ def _refused(host: str, port: int) -> bool:
     return False
 
 
-async def _sweep(endpoints: list[tuple[str, int]]) -> tuple[int, float]:
+async def _sweep(endpoints: list[tuple[str, int]]) -> tuple[int, float, dict]:
+    """GET /health on every endpoint, SWEEP_CONCURRENCY at a time: (answered 200, seconds, other outcomes
+    by kind, e.g. an exception's name or the status line)."""
     limit = asyncio.Semaphore(SWEEP_CONCURRENCY)
-    ok = 0
+    ok, failures = 0, {}
 
     async def fetch(host: str, port: int) -> None:
         nonlocal ok
         async with limit:
-            reader, writer = await asyncio.open_connection(host, port)
-            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = await reader.read()
-            writer.close()
-            ok += data.startswith(b"HTTP/1.1 200 ")
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = await reader.read()
+                writer.close()
+            except OSError as exc:
+                data = type(exc).__name__.encode()
+            if data.startswith(b"HTTP/1.1 200 "):
+                ok += 1
+            else:
+                kind = data.split(b"\r\n")[0].decode("latin-1") or "closed without an answer"
+                failures[kind] = failures.get(kind, 0) + 1
 
     started = time.perf_counter()
     await asyncio.gather(*(fetch(host, port) for host, port in endpoints))
-    return ok, time.perf_counter() - started
+    return ok, time.perf_counter() - started, failures
 
 
 def bench(count: int, extra: list[str], hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
@@ -124,7 +133,7 @@ def bench(count: int, extra: list[str], hosts: tuple[str, ...] = ("127.0.0.1",))
                 pass
             kill_ms.append((time.perf_counter() - t0) * 1000)
         api.post("/revive?all=1").raise_for_status()
-        ok, sweep_s = uvloop.run(_sweep(endpoints))
+        ok, sweep_s, failures = uvloop.run(_sweep(endpoints))
         workers = api.get("/stats").json()["workers"]
         print(f"N={count} on {len(hosts)} address(es), {workers} workers: ready {own_s:.2f}s in-process, "
               f"{wall_s:.2f}s from exec; memory RSS {rss:.0f} MiB (PSS {pss:.0f}); kernel slab "
@@ -134,11 +143,16 @@ def bench(count: int, extra: list[str], hosts: tuple[str, ...] = ("127.0.0.1",))
               f"/stats p50 {_percentile(latencies, 0.5):.2f} ms p99 "
               f"{_percentile(latencies, 0.99):.2f} ms; kill-to-refused p50 {statistics.median(kill_ms):.2f} ms "
               f"p99 {_percentile(kill_ms, 0.99):.2f} ms; /health sweep {ok}/{count} ok, "
-              f"{count / sweep_s:,.0f} req/s (client-bound, {SWEEP_CONCURRENCY} in flight)", flush=True)
+              f"{count / sweep_s:,.0f} req/s (client-bound, {SWEEP_CONCURRENCY} in flight)"
+              f"{f'; failed: {failures}' if failures else ''}", flush=True)
     finally:
         os.sched_setaffinity(0, range(os.cpu_count()))
         fleet.terminate()
         fleet.wait(30)
+        log.seek(0)
+        restarts = [line for line in log.read().decode("utf-8", "replace").splitlines() if "exited with" in line]
+        if restarts:  # a worker that died took its connections with it
+            print(f"  {len(restarts)} worker exit(s) during the run: {restarts[:3]}", flush=True)
 
 
 def main(args: list[str]) -> None:

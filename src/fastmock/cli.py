@@ -5,12 +5,14 @@ import errno
 import functools
 import importlib.util
 import json
+import math
 import os
 import re
 import secrets
 import socket
 import ssl
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from click.core import ParameterSource
 import dotenv
 
 from fastmock import __version__
-from fastmock.client import DEFAULT_URL
+from fastmock.client import DEFAULT_URL, FleetClient, FleetError
 from fastmock.documents import DocumentError, decode_text, read_text
 from fastmock.ctl import ctl
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
@@ -39,7 +41,9 @@ from fastmock.shell import run_shell
 from fastmock.runtime import available_cpus, raise_open_files_limit, ready_announcer, write_whole
 from fastmock.serve import ServeConfig, StartError, serve
 from fastmock.params import Duration, Size
-from fastmock.thresholds import THRESHOLD_EXAMPLE, parse_threshold
+from fastmock.units import parse_duration
+from fastmock.score import BAD_KINDS, DEFAULT_BAD, SCORE_METRICS, endpoint_key, score_text
+from fastmock.thresholds import THRESHOLD_EXAMPLE, evaluate, parse_threshold
 
 __all__ = ["cli", "main"]
 
@@ -834,6 +838,137 @@ def _check_cacert(cacert, insecure) -> None:
             ssl.create_default_context(cafile=cacert)
         except (ssl.SSLError, ValueError) as exc:
             raise click.BadParameter(f"{cacert}: no CA certificate in it ({exc})", param_hint="'--cacert'") from None
+
+
+def _signed_duration(text: str) -> tuple:
+    """``-2s`` or ``1.5s``: seconds with a sign (a clock may be behind)."""
+    text = text.strip()
+    return (-parse_duration(text[1:]) if text.startswith("-") else parse_duration(text),)
+
+
+@cli.command()
+@option("--fleet", "fleet_url", default=None,
+        help="The fleet's management API: the truth from its /events, its endpoints from /endpoints.")
+@option("--events", "events_file", type=click.Path(exists=True, dir_okay=False), default=None,
+        help="The truth from a saved event log (GET /events: JSON lines) instead.")
+@option("--alerts", "alerts_file", type=click.Path(exists=True, dir_okay=False), default=None,
+        help="The monitor's alerts: CSV (time,target,state) or JSON lines ({time, target, state}); "
+             "state firing or resolved, time epoch seconds or RFC 3339.")
+@option("--listen", default=None,
+        help="Receive Alertmanager's webhook on HOST:PORT (point a webhook_config at http://HOST:PORT/) "
+             "until --duration or Ctrl-C, then score.")
+@option("--duration", type=Duration(minimum=0.001), default=None, help="With --listen: how long to listen.")
+@option("--target-label", default="instance", show_default=True,
+        help="The alert label that names the endpoint (a URL, HOST:PORT or port).")
+@option("--bad", default=",".join(DEFAULT_BAD), show_default=True,
+        help=f"What counts as an outage: any of {', '.join(BAD_KINDS)}.")
+@option("--alert-on-expiring", is_flag=True, help="Count expiring(DAYS) certificates as outages too.")
+@option("--grace", type=Duration(), default="0s", show_default=True,
+        help="An alert this long after an outage ended still belongs to it (and is no false alert).")
+@option("--skew", type=Parsed("DURATION", _signed_duration), default="0s", show_default=True,
+        help="How far the monitor's clock is ahead of the fleet's (negative: behind).")
+@option("--json", "as_json", is_flag=True, help="Print the report as JSON (every incident, every false alert).")
+@option("--threshold", "thresholds", type=Parsed("METRIC<VALUE", lambda text: parse_threshold(text, SCORE_METRICS)),
+        multiple=True, help=f"Exit 1 unless this holds (repeatable), e.g. 'recall>=0.99', 'detect_p95<60s'; "
+                            f"metrics: {', '.join(SCORE_METRICS)}.")
+def score(fleet_url, events_file, alerts_file, listen, duration, target_label, bad, alert_on_expiring, grace,
+          skew, as_json, thresholds):
+    """Grade an uptime monitor against the outages a fleet recorded: per outage how soon it alerted and
+    saw the recovery, which it missed, which of its alerts were false. Exit 1 when a --threshold fails."""
+    from fastmock.score import ScoreError, alerts_from_text, alerts_from_webhook, incidents_from_events
+    from fastmock.score import score as grade
+
+    if (fleet_url is None) == (events_file is None):
+        raise click.UsageError("give the truth: --fleet URL or --events FILE (one of them)")
+    if (alerts_file is None) == (listen is None):
+        raise click.UsageError("give the alerts: --alerts FILE or --listen HOST:PORT (one of them)")
+    if duration is not None and listen is None:
+        raise click.BadParameter("only with --listen", param_hint="'--duration'")
+    kinds = tuple(kind.strip() for kind in bad.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in BAD_KINDS]
+    if unknown or not kinds:
+        raise click.BadParameter(f"{unknown[0] if unknown else bad!r}: not one of {', '.join(BAD_KINDS)}",
+                                 param_hint="'--bad'")
+    payloads = _receive_webhooks(listen, duration) if listen is not None else None
+    events, endpoints = _truth(fleet_url, events_file)
+    incidents = incidents_from_events(events, kinds, alert_on_expiring)
+    by_port = not any(isinstance(port, str) for event in events for port in event.get("ports", []))
+    try:
+        if alerts_file is not None:
+            alerts = alerts_from_text(alerts_file, read_text(alerts_file), by_port)
+        else:
+            alerts = alerts_from_webhook(payloads, target_label, by_port)
+    except ScoreError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--alerts'") from None
+    if endpoints is not None:
+        endpoints = {endpoint_key(url, by_port) for url in endpoints}
+    until = max([time.time()] if listen else [*(event["time"] for event in events),
+                                              *(alert.end or alert.start for alert in alerts), 0.0])
+    report = grade(incidents, alerts, until, grace, skew[0], endpoints)
+    report["thresholds"] = [{**check, "value": None if math.isnan(check["value"]) else check["value"]}
+                            for check in evaluate(thresholds, lambda metric: math.nan if report[metric] is None
+                                                  else report[metric])]
+    click.echo(json.dumps(report, indent=2) if as_json else score_text(report))
+    if not all(check["ok"] for check in report["thresholds"]):
+        sys.exit(1)
+
+
+def _truth(fleet_url, events_file) -> tuple[list[dict], list[str] | None]:
+    """The fleet's events, and its endpoints' URLs when the fleet was asked (None from a file)."""
+    if events_file is not None:
+        events = []
+        for number, line in enumerate(read_text(events_file).splitlines(), 1):
+            if line.strip():
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise click.BadParameter(f"{events_file}:{number}:{exc.colno}: {exc.msg}",
+                                             param_hint="'--events'") from None
+        return events, None
+    client = FleetClient(fleet_url, timeout_s=30)
+    try:
+        return client.events(), client.endpoint_urls(limit=10_000_000, state="all")
+    except FleetError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--fleet'") from None
+
+
+def _receive_webhooks(listen: str, duration: float | None) -> list[tuple[float, dict]]:
+    """Alertmanager's webhook bodies (with the time each came) received on ``listen`` until ``duration``
+    has passed or Ctrl-C."""
+    import http.server
+    import threading
+
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="'--listen'")
+    received = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                received.append((time.time(), json.loads(body)))
+                self.send_response(200)
+            except ValueError:
+                self.send_response(400)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # quiet: a line per notification is noise
+            pass
+
+    try:
+        server = http.server.ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), Receiver)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot listen on {listen}: {exc.strerror}", param_hint="'--listen'") from None
+    click.echo(f"fastmock: receiving Alertmanager webhooks on http://{listen}/"
+               + (f" for {duration:g}s" if duration else " until Ctrl-C"), err=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        time.sleep(duration) if duration else threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    server.shutdown()
+    return received
 
 
 IMAGE_SCENARIO = "/etc/fastmock/scenario.yaml"  # what the Docker image runs when no file is given

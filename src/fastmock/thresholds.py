@@ -18,7 +18,7 @@ from fastmock.units import parse_duration
 __all__ = ["Threshold", "parse_threshold", "evaluate", "measure_counts", "THRESHOLD_EXAMPLE"]
 
 THRESHOLD_EXAMPLE = "p99<250ms, errors<1%, rps>1000"
-_FORM = re.compile(r"\s*([a-z][a-z0-9.]*)\s*(<=|>=|==|<|>)\s*(\S.*?)\s*")
+_FORM = re.compile(r"\s*([a-z][a-z0-9._]*)\s*(<=|>=|==|<|>)\s*(\S.*?)\s*")
 _PERCENTILE = re.compile(r"p([0-9]+(?:\.[0-9]+)?)")
 _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 LATENCIES = ("min", "max", "mean")
@@ -37,29 +37,46 @@ class Threshold:
         return not math.isnan(value) and _OPERATORS[self.op](value, self.limit)
 
 
-def parse_threshold(text: str) -> Threshold:
-    """One threshold; ValueError saying what is wrong with it."""
+def parse_threshold(text: str, metrics: dict[str, str] | None = None) -> Threshold:
+    """One threshold; ValueError saying what is wrong with it. ``metrics`` (name → duration, share or
+    number) replaces the load metrics above, for another command's (``fastmock score``'s)."""
     form = _FORM.fullmatch(text)
+    example = THRESHOLD_EXAMPLE if metrics is None else ", ".join(f"{name}<1" for name in list(metrics)[:3])
     if not form:
-        raise ValueError(f"{text!r} is not METRIC OP VALUE (examples: {THRESHOLD_EXAMPLE})")
+        raise ValueError(f"{text!r} is not METRIC OP VALUE (examples: {example})")
     metric, op, value = form.groups()
-    percentile = _PERCENTILE.fullmatch(metric)
-    if percentile and not 0 < float(percentile.group(1)) <= 100:
-        raise ValueError(f"{text!r}: a percentile is above p0 and at most p100")
-    if percentile or metric in LATENCIES:
+    if metrics is not None:
+        kind = metrics.get(metric)
+        if kind is None:
+            raise ValueError(f"{text!r}: unknown metric {metric!r} ({', '.join(metrics)})")
+    else:
+        kind = _load_metric(text, metric)
+    if kind == "duration":
         try:
             limit = parse_duration(value, bare_unit="ms")
         except ValueError:
             raise ValueError(f"{text!r}: {value!r} is not a duration (e.g. 250ms, 1.5s)") from None
-    elif metric in SHARES:
+    elif kind == "share":
         limit = _number(text, value[:-1]) / 100 if value.endswith("%") else _number(text, value)
         if not 0 <= limit <= 1:
             raise ValueError(f"{text!r}: {value!r} is not a share from 0 to 1 (or 0% to 100%)")
-    elif metric in NUMBERS:
-        limit = _number(text, value)
     else:
-        raise ValueError(f"{text!r}: unknown metric {metric!r} (pN, min, max, mean, errors, failed, rps, requests)")
+        limit = _number(text, value)
     return Threshold(text.strip(), metric, op, limit)
+
+
+def _load_metric(text: str, metric: str) -> str:
+    """The kind of a load or run metric: a latency (pN, min, max, mean), a share or a number."""
+    percentile = _PERCENTILE.fullmatch(metric)
+    if percentile and not 0 < float(percentile.group(1)) <= 100:
+        raise ValueError(f"{text!r}: a percentile is above p0 and at most p100")
+    if percentile or metric in LATENCIES:
+        return "duration"
+    if metric in SHARES:
+        return "share"
+    if metric in NUMBERS:
+        return "number"
+    raise ValueError(f"{text!r}: unknown metric {metric!r} (pN, min, max, mean, errors, failed, rps, requests)")
 
 
 def _number(text: str, value: str) -> float:

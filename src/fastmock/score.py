@@ -1,0 +1,289 @@
+"""``fastmock score``: grade an uptime monitor against the truth a fleet recorded.
+
+Truth: the fleet's event log (``/events``, or a saved JSON-lines file) becomes per-endpoint incidents: an
+endpoint is bad from a kill to its revive, from a fault whose category counts (``--bad``: killed, degraded,
+flaky, slow, tls) to its clear, and from a certificate state other than valid to valid (``expiring(DAYS)``
+only with ``--alert-on-expiring``). Overlapping bad spells of one endpoint are one incident, of the kind
+that began it.
+
+Observations: the monitor's alerts as spells per endpoint, from firing to resolved: a file (CSV or JSON
+lines of time, target, firing|resolved) or Alertmanager's webhook (``--listen``), whose alerts carry their
+own startsAt/endsAt. ``--skew`` is how far the monitor's clock is ahead of the fleet's.
+
+Each incident is detected by the first alert spell that overlaps it (up to ``--grace`` after it ended):
+detection latency = that spell's start - the incident's start (0 if it was firing already), recovery
+latency = the end of the last overlapping spell - the incident's end; more than one spell is flapping.
+An incident no spell overlaps is missed; a spell that overlaps no incident (with the grace on both sides)
+is a false alert; an alert naming an endpoint the fleet never had is listed as unknown.
+"""
+
+import csv
+import io
+import json
+import math
+import urllib.parse
+from dataclasses import dataclass, field
+
+from fastmock.faults import FaultSpecError, fault_category
+
+__all__ = ["Spell", "Incident", "ScoreError", "incidents_from_events", "alerts_from_text", "alerts_from_webhook",
+           "endpoint_key", "score", "score_text", "SCORE_METRICS", "BAD_KINDS"]
+
+BAD_KINDS = ("killed", "degraded", "flaky", "slow", "tls")
+DEFAULT_BAD = ("killed", "degraded", "tls")
+SCORE_METRICS = {"recall": "share", "precision": "share", "incidents": "number", "detected": "number",
+                 "missed": "number", "false_alerts": "number", "flapping": "number", "unknown": "number",
+                 "detect_p50": "duration", "detect_p95": "duration", "detect_max": "duration",
+                 "recover_p50": "duration", "recover_p95": "duration", "recover_max": "duration"}
+
+
+class ScoreError(ValueError):
+    """Input that cannot be scored; the message names where (file:line:column) and why."""
+
+
+@dataclass
+class Spell:
+    """A stretch of time one endpoint was bad (truth) or alerted on (observation); ``end`` None: still."""
+
+    endpoint: str
+    start: float
+    end: float | None = None
+    kind: str = ""
+
+
+@dataclass
+class Incident(Spell):
+    alerts: list = field(default_factory=list)  # the alert spells that overlap it, in time order
+
+
+def endpoint_key(target, by_port: bool) -> str:
+    """An endpoint as truth and alerts both name it: the port (``by_port``: a fleet of one address) or
+    HOST:PORT, from a URL, HOST:PORT or a port."""
+    text = str(target).strip()
+    if "://" in text:
+        parts = urllib.parse.urlsplit(text)
+        host, port = parts.hostname or "", parts.port
+    elif text.isdigit():
+        host, port = "", int(text)
+    else:
+        host, _, port_text = text.rpartition(":")
+        host, port = host.strip("[]"), int(port_text) if port_text.isdigit() else None
+    if port is None:
+        return text
+    return str(port) if by_port or not host else (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+
+
+def incidents_from_events(events: list[dict], bad=DEFAULT_BAD, alert_on_expiring: bool = False) -> list[Incident]:
+    """The fleet's events (any order) as incidents, each endpoint's overlapping bad spells merged."""
+    by_port = not any(isinstance(port, str) for event in events for port in event.get("ports", []))
+    open_spells: dict[tuple[str, str], Spell] = {}  # (endpoint, dimension: alive, fault or tls) -> its spell
+    spells: list[Spell] = []
+    for event in sorted(events, key=lambda event: (event["time"], event.get("seq", 0))):
+        action, when = event["action"], event["time"]
+        kind = _bad_kind(event, bad, alert_on_expiring)
+        dimension = {"kill": "alive", "revive": "alive", "fault": "fault", "clear": "fault", "tls": "tls"}.get(action)
+        if dimension is None:
+            continue  # scale and others: no change of health
+        for port in event["ports"]:
+            key = (endpoint_key(port, by_port), dimension)
+            spell = open_spells.pop(key, None)
+            if spell is not None:
+                spell.end = when
+            if kind is not None:
+                open_spells[key] = Spell(key[0], when, None, kind)
+                spells.append(open_spells[key])
+    return _merge(spells)
+
+
+def _bad_kind(event: dict, bad, alert_on_expiring: bool) -> str | None:
+    """The kind of bad spell ``event`` begins, None if it ends one (or begins nothing that counts)."""
+    action = event["action"]
+    if action == "kill":
+        kind = "killed"
+    elif action == "fault":
+        try:
+            kind = fault_category(event["spec"])
+        except FaultSpecError:
+            kind = "degraded"
+    elif action == "tls":
+        state = event.get("state", "valid")
+        counts = state != "valid" and (not state.startswith("expiring") or alert_on_expiring)
+        return f"tls:{state}" if counts and "tls" in bad else None
+    else:
+        return None
+    return kind if kind in bad else None
+
+
+def _merge(spells: list[Spell]) -> list[Incident]:
+    incidents: list[Incident] = []
+    last: dict[str, Incident] = {}
+    for spell in sorted(spells, key=lambda spell: (spell.endpoint, spell.start)):
+        current = last.get(spell.endpoint)
+        if current is not None and (current.end is None or spell.start <= current.end):
+            current.end = None if current.end is None or spell.end is None else max(current.end, spell.end)
+            continue
+        last[spell.endpoint] = Incident(spell.endpoint, spell.start, spell.end, spell.kind)
+        incidents.append(last[spell.endpoint])
+    return sorted(incidents, key=lambda incident: (incident.start, incident.endpoint))
+
+
+def alerts_from_text(name: str, text: str, by_port: bool) -> list[Spell]:
+    """Alert spells from CSV (time,target,state with a header) or JSON lines ({"time", "target", "state"});
+    a time is epoch seconds or RFC 3339. ScoreError names the line (and column) of one that does not read."""
+    rows = []
+    if text.lstrip().startswith("{"):
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ScoreError(f"{name}:{number}:{exc.colno}: {exc.msg}") from None
+            rows.append((number, row))
+    else:
+        for number, row in enumerate(csv.DictReader(io.StringIO(text)), 2):
+            rows.append((number, row))
+    observations = []
+    for number, row in rows:
+        try:
+            state = str(row["state"]).strip().lower()
+            if state not in ("firing", "resolved"):
+                raise ValueError(f"state {row['state']!r} is not firing or resolved")
+            observations.append((_time(row["time"]), endpoint_key(row["target"], by_port), state))
+        except (KeyError, TypeError, ValueError) as exc:
+            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ScoreError(f"{name}:{number}: {reason} (a row is time, target, firing|resolved)") from None
+    return _spells(observations)
+
+
+def alerts_from_webhook(payloads: list[tuple[float, dict]], target_label: str, by_port: bool) -> list[Spell]:
+    """Alert spells from Alertmanager webhook bodies (with the time each came): a firing alert from its
+    startsAt, resolved at its endsAt (else when the notice came); the endpoint from ``target_label``."""
+    observations = []
+    for received, payload in payloads:
+        for alert in payload.get("alerts", []):
+            target = alert.get("labels", {}).get(target_label)
+            if target is None:
+                continue
+            status = alert.get("status")
+            stamp = alert.get("startsAt") if status == "firing" else alert.get("endsAt")
+            try:
+                when = _time(stamp) if stamp and not stamp.startswith("0001") else received
+            except ValueError:
+                when = received
+            observations.append((when, endpoint_key(target, by_port), status))
+    return _spells(observations)
+
+
+def _time(value) -> float:
+    if isinstance(value, (int, float)) or str(value).replace(".", "", 1).isdigit():
+        return float(value)
+    from datetime import datetime
+
+    text = str(value).strip().replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")  # Go writes nanoseconds: Python reads at most microseconds
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time (epoch seconds or RFC 3339)") from None
+
+
+def _spells(observations) -> list[Spell]:
+    """(time, endpoint, firing|resolved) → spells: a firing opens one (if none is open), resolved ends it."""
+    open_spells, spells = {}, []
+    for when, endpoint, state in sorted(observations, key=lambda item: item[0]):
+        if state == "firing" and endpoint not in open_spells:
+            open_spells[endpoint] = Spell(endpoint, when)
+            spells.append(open_spells[endpoint])
+        elif state == "resolved" and endpoint in open_spells:
+            open_spells.pop(endpoint).end = when
+    return spells
+
+
+def score(incidents: list[Incident], alerts: list[Spell], until: float, grace_s: float = 0.0, skew_s: float = 0.0,
+          endpoints: set | None = None) -> dict:
+    """The monitor's report card (see the module comment); ``endpoints``: every endpoint the fleet had."""
+    for alert in alerts:  # onto the fleet's clock
+        alert.start -= skew_s
+        alert.end = None if alert.end is None else alert.end - skew_s
+    by_endpoint: dict[str, list[Spell]] = {}
+    for alert in sorted(alerts, key=lambda alert: alert.start):
+        by_endpoint.setdefault(alert.endpoint, []).append(alert)
+    matched = set()
+    for incident in incidents:
+        end = until if incident.end is None else incident.end
+        incident.alerts = [alert for alert in by_endpoint.get(incident.endpoint, [])
+                           if alert.start <= end + grace_s and (alert.end is None or alert.end >= incident.start)]
+        matched.update(map(id, incident.alerts))
+    known = endpoints if endpoints is not None else {incident.endpoint for incident in incidents}
+    unknown = sorted({alert.endpoint for alert in alerts if endpoints is not None and alert.endpoint not in known})
+    false_alerts = [alert for alert in alerts if id(alert) not in matched and alert.endpoint not in unknown]
+    rows = [_row(incident) for incident in incidents]
+    kinds = {}
+    for row in rows:
+        kinds.setdefault(row["kind"].partition(":")[0], []).append(row)
+    judged = len(alerts) - sum(1 for alert in alerts if alert.endpoint in unknown)
+    return {**_summary(rows), "alerts": len(alerts), "false_alerts": len(false_alerts),
+            "precision": round(len(matched) / judged, 6) if judged else None,
+            "unknown": len(unknown), "unknown_targets": unknown[:100],
+            "by_kind": {kind: _summary(kind_rows) for kind, kind_rows in sorted(kinds.items())},
+            "incidents_list": rows,
+            "false_alert_list": [{"endpoint": alert.endpoint, "start": alert.start, "end": alert.end}
+                                 for alert in false_alerts[:1000]]}
+
+
+def _row(incident: Incident) -> dict:
+    row = {"endpoint": incident.endpoint, "kind": incident.kind, "start": incident.start, "end": incident.end,
+           "detected": bool(incident.alerts), "detect_s": None, "recover_s": None, "flaps": 0}
+    if incident.alerts:
+        first, last = incident.alerts[0], incident.alerts[-1]
+        row["detect_s"] = round(max(0.0, first.start - incident.start), 6)
+        if incident.end is not None and last.end is not None:
+            row["recover_s"] = round(last.end - incident.end, 6)
+        row["flaps"] = len(incident.alerts) - 1
+    return row
+
+
+def _summary(rows: list[dict]) -> dict:
+    detects = sorted(row["detect_s"] for row in rows if row["detect_s"] is not None)
+    recovers = sorted(row["recover_s"] for row in rows if row["recover_s"] is not None)
+    detected = sum(row["detected"] for row in rows)
+    return {"incidents": len(rows), "detected": detected, "missed": len(rows) - detected,
+            "recall": round(detected / len(rows), 6) if rows else None,
+            "flapping": sum(1 for row in rows if row["flaps"]),
+            **{f"detect_{name}": _pick(detects, fraction) for name, fraction in (("p50", .5), ("p95", .95), ("max", 1))},
+            **{f"recover_{name}": _pick(recovers, fraction) for name, fraction in (("p50", .5), ("p95", .95), ("max", 1))}}
+
+
+def _pick(ordered: list[float], fraction: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
+
+
+def score_text(report: dict) -> str:
+    def seconds(value):
+        return "-" if value is None else f"{value:.2f}s"
+
+    def share(value):
+        return "-" if value is None else f"{value * 100:.1f}%"
+
+    lines = [f"{'kind':<10} {'incidents':>9} {'detected':>8} {'missed':>6} {'recall':>7} "
+             f"{'detect p50':>10} {'p95':>8} {'recover p50':>11} {'p95':>8}"]
+    for kind, row in [*report["by_kind"].items(), ("all", report)]:
+        lines.append(f"{kind:<10} {row['incidents']:>9} {row['detected']:>8} {row['missed']:>6} "
+                     f"{share(row['recall']):>7} {seconds(row['detect_p50']):>10} {seconds(row['detect_p95']):>8} "
+                     f"{seconds(row['recover_p50']):>11} {seconds(row['recover_p95']):>8}")
+    lines.append(f"alerts {report['alerts']}: {report['false_alerts']} false, precision {share(report['precision'])}; "
+                 f"{report['flapping']} incident(s) flapped; {report['unknown']} alert target(s) not in the fleet"
+                 + (f": {', '.join(report['unknown_targets'][:10])}" if report["unknown"] else ""))
+    for row in report["incidents_list"]:
+        if not row["detected"]:
+            lines.append(f"  missed  {row['endpoint']} {row['kind']} at {row['start']:.3f} "
+                         f"for {seconds(None if row['end'] is None else row['end'] - row['start'])}")
+    for check in report.get("thresholds", []):
+        lines.append(f"threshold {check['threshold']}: {'pass' if check['ok'] else 'FAIL'}")
+    return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""fastmock score: the fleet's events as incidents, alerts as spells, and the report card between them."""
+
+import datetime
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from fastmock.score import Spell, alerts_from_text, alerts_from_webhook, incidents_from_events, score
+from helpers import AUTH, TOKEN, free_port, start_fleet, wait_for
+
+
+def event(t, action, ports, **details):
+    return {"seq": int(t * 1000), "time": t, "action": action, "ports": ports, **details}
+
+
+def test_overlapping_bad_spells_of_one_endpoint_are_one_incident():
+    incidents = incidents_from_events([
+        event(100, "kill", [10001]), event(105, "fault", [10001, 10002], spec="503"),
+        event(110, "revive", [10001]),  # still degraded: the incident goes on
+        event(120, "clear", [10001, 10002]), event(130, "fault", [10003], spec="ok;delay=2s"),  # slow: not bad by default
+        event(140, "tls", [10004], state="expiring(5)"), event(150, "tls", [10005], state="wrong-host"),
+    ])
+    assert [(i.endpoint, i.kind, i.start, i.end) for i in incidents] == [
+        ("10001", "killed", 100, 120), ("10002", "degraded", 105, 120), ("10005", "tls:wrong-host", 150, None)]
+    expiring = incidents_from_events([event(140, "tls", [10004], state="expiring(5)")], alert_on_expiring=True)
+    assert [(i.kind, i.end) for i in expiring] == [("tls:expiring(5)", None)]
+    slow = incidents_from_events([event(130, "fault", [10003], spec="ok;delay=2s")], bad=("slow",))
+    assert [i.kind for i in slow] == ["slow"]
+
+
+def test_detection_recovery_misses_false_alerts_and_flapping():
+    incidents = incidents_from_events([
+        event(100, "kill", [10001]), event(130, "revive", [10001]),   # detected at 104, flaps once
+        event(200, "kill", [10002]), event(202, "revive", [10002]),   # too short: missed
+    ])
+    alerts = [Spell("10001", 104, 110), Spell("10001", 112, 133),     # two spells in one incident
+              Spell("10003", 300, 310),                               # nothing was wrong there: false
+              Spell("10001", 136, 140)]                               # 6 s after the end: false without grace
+    report = score(incidents, alerts, until=400)
+    assert (report["incidents"], report["detected"], report["missed"], report["recall"]) == (2, 1, 1, 0.5)
+    assert (report["detect_p50"], report["recover_p50"], report["flapping"]) == (4, 3, 1)
+    assert report["false_alerts"] == 2 and report["precision"] == 0.5
+    assert [row["endpoint"] for row in report["incidents_list"] if not row["detected"]] == ["10002"]
+    fresh = [Spell(a.endpoint, a.start, a.end) for a in alerts]
+    graced = score(incidents_from_events([event(100, "kill", [10001]), event(130, "revive", [10001])]), fresh[3:],
+                   until=400, grace_s=10)
+    assert graced["false_alerts"] == 0 and graced["detected"] == 1  # an alert 6 s late still belongs to it
+
+
+def test_a_monitor_clock_ahead_is_set_back_by_skew():
+    truth = [event(100, "kill", [10001]), event(120, "revive", [10001])]
+    early = score(incidents_from_events(truth), [Spell("10001", 107, 128)], until=200, skew_s=5)
+    assert (early["detect_p50"], early["recover_p50"]) == (2, 3)  # 107 - 5 = 102, 128 - 5 = 123
+    before = score(incidents_from_events(truth), [Spell("10001", 98, 121)], until=200)
+    assert before["detect_p50"] == 0  # firing before the truth: detected at once
+
+
+def test_alerts_name_endpoints_by_url_host_port_or_port():
+    text = ("time,target,state\n10,http://127.0.0.2:10001/health,firing\n20,127.0.0.2:10001,resolved\n"
+            "30,10002,firing\n")
+    assert [(a.endpoint, a.start, a.end) for a in alerts_from_text("a.csv", text, by_port=False)] == \
+        [("127.0.0.2:10001", 10, 20), ("10002", 30, None)]
+    assert [a.endpoint for a in alerts_from_text("a.csv", text, by_port=True)] == ["10001", "10002"]
+    jsonl = '{"time": "2026-12-03T10:00:00.123456789Z", "target": "10001", "state": "firing"}\n'
+    assert alerts_from_text("a.jsonl", jsonl, True)[0].start == pytest.approx(
+        datetime.datetime(2026, 12, 3, 10, 0, 0, 123456, tzinfo=datetime.timezone.utc).timestamp())
+    several = incidents_from_events([event(1, "kill", ["127.0.0.2:10001"]), event(2, "revive", ["127.0.0.2:10001"])])
+    assert several[0].endpoint == "127.0.0.2:10001"
+
+
+def fastmock(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "fastmock", *map(str, args)], capture_output=True, text=True,
+                          timeout=60, **kwargs)
+
+
+def test_the_cli_scores_files_and_gates_on_thresholds(tmp_path):
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in [
+        event(100, "kill", [10001]), event(110, "revive", [10001]), event(200, "kill", [10002]),
+        event(201, "revive", [10002])]))
+    (tmp_path / "alerts.csv").write_text("time,target,state\n103,10001,firing\n112,10001,resolved\n"
+                                         "300,10004,firing\n")
+    result = fastmock("score", "--events", "events.jsonl", "--alerts", "alerts.csv", "--threshold", "recall>=0.5",
+                      "--threshold", "detect_p95<5s", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "killed             2        1      1   50.0%      3.00s" in result.stdout
+    assert "alerts 2: 1 false, precision 50.0%" in result.stdout and "  missed  10002 killed at 200.000" in result.stdout
+    failing = fastmock("score", "--events", "events.jsonl", "--alerts", "alerts.csv", "--threshold", "missed==0",
+                       "--json", cwd=tmp_path)
+    report = json.loads(failing.stdout)
+    assert failing.returncode == 1 and report["thresholds"][0]["ok"] is False and report["missed"] == 1
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("alerts.jsonl", '{"time": 1, "target": 10001, "state": "firing"}\n{"time": 2, "target": }\n',
+     "alerts.jsonl:2:23: Expecting value"),
+    ("alerts.csv", "time,target,state\n1,10001,firing\n2,10001,burning\n", "alerts.csv:3: state 'burning'"),
+    ("alerts.csv", "time,target\n1,10001\n", "alerts.csv:2: missing 'state'"),
+])
+def test_bad_alert_files_name_the_line(tmp_path, name, text, message):
+    (tmp_path / "events.jsonl").write_text(json.dumps(event(1, "kill", [10001])) + "\n")
+    (tmp_path / name).write_text(text)
+    result = fastmock("score", "--events", "events.jsonl", "--alerts", name, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def rfc3339(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def test_alertmanager_webhooks_against_a_live_fleet():
+    with start_fleet(20, "--token", TOKEN) as fleet:
+        api = httpx.Client(base_url=fleet.url, headers=AUTH, timeout=10)
+        port = api.get("/endpoints", params={"limit": 1, "format": "json"}).json()[0]["port"]
+        listen = free_port()
+        scorer = subprocess.Popen([sys.executable, "-m", "fastmock", "score", "--fleet", fleet.url, "--listen",
+                                   f"127.0.0.1:{listen}", "--duration", "4s", "--json"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+
+        def post(alerts):
+            try:
+                return httpx.post(f"http://127.0.0.1:{listen}/", json={"version": "4", "status": "firing",
+                                                                        "alerts": alerts}).status_code == 200
+            except httpx.ConnectError:
+                return False
+
+        wait_for(lambda: post([]))
+        api.post("/kill", params={"port": port})
+        killed_at = time.time()
+        labels = {"alertname": "EndpointDown", "instance": f"http://127.0.0.1:{port}/health"}
+        assert post([{"status": "firing", "labels": labels, "startsAt": rfc3339(killed_at + 0.5),
+                      "endsAt": "0001-01-01T00:00:00Z"}])  # the monitor noticed 0.5 s after the kill
+        time.sleep(1)  # the outage goes on after the alert
+        api.post("/revive", params={"port": port})
+        revived_at = time.time()
+        assert post([{"status": "resolved", "labels": labels, "startsAt": rfc3339(killed_at + 0.5),
+                      "endsAt": rfc3339(revived_at + 0.7)},
+                     {"status": "firing", "labels": {"instance": "127.0.0.1:1"}, "startsAt": rfc3339(revived_at)}])
+        out, err = scorer.communicate(timeout=30)
+        assert scorer.returncode == 0, err
+        report = json.loads(out)
+        assert (report["incidents"], report["detected"], report["missed"]) == (1, 1, 0)
+        assert report["detect_p50"] == pytest.approx(0.5, abs=0.2)
+        assert report["recover_p50"] == pytest.approx(0.7, abs=0.2)
+        assert report["unknown"] == 1 and report["unknown_targets"] == ["1"] and report["false_alerts"] == 0
+        fleet.stop()
