@@ -858,6 +858,12 @@ def _signed_duration(text: str) -> tuple:
         help="Receive Alertmanager's webhook on HOST:PORT (point a webhook_config at http://HOST:PORT/) "
              "until --duration or Ctrl-C, then score.")
 @option("--duration", type=Duration(minimum=0.001), default=None, help="With --listen: how long to listen.")
+@option("--prometheus", default=None,
+        help="Read the alerts from this Prometheus server: --query sampled every --step over the events' time.")
+@option("--query", default="probe_success == 0", show_default=True,
+        help="With --prometheus: a series is firing while it has samples (e.g. ALERTS{alertstate=\"firing\"}).")
+@option("--step", type=Duration(minimum=0.001), default="1s", show_default=True,
+        help="With --prometheus: the sampling step.")
 @option("--target-label", default="instance", show_default=True,
         help="The alert label that names the endpoint (a URL, HOST:PORT or port).")
 @option("--bad", default=",".join(DEFAULT_BAD), show_default=True,
@@ -871,17 +877,18 @@ def _signed_duration(text: str) -> tuple:
 @option("--threshold", "thresholds", type=Parsed("METRIC<VALUE", lambda text: parse_threshold(text, SCORE_METRICS)),
         multiple=True, help=f"Exit 1 unless this holds (repeatable), e.g. 'recall>=0.99', 'detect_p95<60s'; "
                             f"metrics: {', '.join(SCORE_METRICS)}.")
-def score(fleet_url, events_file, alerts_file, listen, duration, target_label, bad, alert_on_expiring, grace,
-          skew, as_json, thresholds):
+def score(fleet_url, events_file, alerts_file, listen, duration, prometheus, query, step, target_label, bad,
+          alert_on_expiring, grace, skew, as_json, thresholds):
     """Grade an uptime monitor against the outages a fleet recorded: per outage how soon it alerted and
     saw the recovery, which it missed, which of its alerts were false. Exit 1 when a --threshold fails."""
-    from fastmock.score import ScoreError, alerts_from_text, alerts_from_webhook, incidents_from_events
+    from fastmock.score import (ScoreError, alerts_from_prometheus, alerts_from_text, alerts_from_webhook,
+                                incidents_from_events)
     from fastmock.score import score as grade
 
     if (fleet_url is None) == (events_file is None):
         raise click.UsageError("give the truth: --fleet URL or --events FILE (one of them)")
-    if (alerts_file is None) == (listen is None):
-        raise click.UsageError("give the alerts: --alerts FILE or --listen HOST:PORT (one of them)")
+    if [alerts_file, listen, prometheus].count(None) != 2:
+        raise click.UsageError("give the alerts: --alerts FILE, --listen HOST:PORT or --prometheus URL (one of them)")
     if duration is not None and listen is None:
         raise click.BadParameter("only with --listen", param_hint="'--duration'")
     kinds = tuple(kind.strip() for kind in bad.split(",") if kind.strip())
@@ -893,17 +900,20 @@ def score(fleet_url, events_file, alerts_file, listen, duration, target_label, b
     events, endpoints = _truth(fleet_url, events_file)
     incidents = incidents_from_events(events, kinds, alert_on_expiring)
     by_port = not any(isinstance(port, str) for event in events for port in event.get("ports", []))
+    until = time.time() if listen or prometheus else max([event["time"] for event in events] or [0.0])
     try:
         if alerts_file is not None:
             alerts = alerts_from_text(alerts_file, read_text(alerts_file), by_port)
-        else:
+            until = max([until, *(alert.end or alert.start for alert in alerts)])
+        elif listen is not None:
             alerts = alerts_from_webhook(payloads, target_label, by_port)
+        else:
+            first = min([event["time"] for event in events] or [until - 3600])
+            alerts = alerts_from_prometheus(prometheus, query, first - 60, until, step, target_label, by_port)
     except ScoreError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--alerts'") from None
+        raise click.BadParameter(str(exc), param_hint="'--prometheus'" if prometheus else "'--alerts'") from None
     if endpoints is not None:
         endpoints = {endpoint_key(url, by_port) for url in endpoints}
-    until = max([time.time()] if listen else [*(event["time"] for event in events),
-                                              *(alert.end or alert.start for alert in alerts), 0.0])
     report = grade(incidents, alerts, until, grace, skew[0], endpoints)
     report["thresholds"] = [{**check, "value": None if math.isnan(check["value"]) else check["value"]}
                             for check in evaluate(thresholds, lambda metric: math.nan if report[metric] is None

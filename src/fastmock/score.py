@@ -7,8 +7,8 @@ only with ``--alert-on-expiring``). Overlapping bad spells of one endpoint are o
 that began it.
 
 Observations: the monitor's alerts as spells per endpoint, from firing to resolved: a file (CSV or JSON
-lines of time, target, firing|resolved) or Alertmanager's webhook (``--listen``), whose alerts carry their
-own startsAt/endsAt. ``--skew`` is how far the monitor's clock is ahead of the fleet's.
+lines of time, target, firing|resolved), Alertmanager's webhook (``--listen``), whose alerts carry their
+own startsAt/endsAt, or a Prometheus query sampled over the run (``--prometheus``). ``--skew`` is how far the monitor's clock is ahead of the fleet's.
 
 Each incident is detected by the first alert spell that overlaps it (up to ``--grace`` after it ended):
 detection latency = that spell's start - the incident's start (0 if it was firing already), recovery
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from fastmock.faults import FaultSpecError, fault_category
 
 __all__ = ["Spell", "Incident", "ScoreError", "incidents_from_events", "alerts_from_text", "alerts_from_webhook",
+           "alerts_from_prometheus",
            "endpoint_key", "score", "score_text", "SCORE_METRICS", "BAD_KINDS"]
 
 BAD_KINDS = ("killed", "degraded", "flaky", "slow", "tls")
@@ -173,6 +174,42 @@ def alerts_from_webhook(payloads: list[tuple[float, dict]], target_label: str, b
                 when = received
             observations.append((when, endpoint_key(target, by_port), status))
     return _spells(observations)
+
+
+def alerts_from_prometheus(url: str, query: str, start: float, end: float, step_s: float, target_label: str,
+                           by_port: bool) -> list[Spell]:
+    """Alert spells from a Prometheus server: ``query`` (e.g. ``probe_success == 0`` or
+    ``ALERTS{alertstate="firing"}``) sampled every ``step_s`` from ``start`` to ``end``; a series that has a
+    sample is firing, and a gap longer than a step ends the spell. ScoreError if the server does not answer,
+    refuses the query, or the query has no series."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/api/v1/query_range", timeout=30,
+                             params={"query": query, "start": start, "end": end, "step": step_s})
+        answer = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ScoreError(f"Prometheus at {url} does not answer: {exc}") from None
+    if answer.get("status") != "success":
+        raise ScoreError(f"Prometheus refused {query!r}: {answer.get('error', response.status_code)}")
+    series = answer["data"]["result"]
+    if not series:
+        raise ScoreError(f"{query!r} has no series in Prometheus at {url} between {start:.0f} and {end:.0f}")
+    spells = []
+    for each in series:
+        target = each["metric"].get(target_label)
+        if target is None:
+            continue
+        endpoint, spell = endpoint_key(target, by_port), None
+        for stamp, _ in each["values"]:
+            if spell is not None and float(stamp) - spell.end <= step_s * 1.5:
+                spell.end = float(stamp)
+                continue
+            spell = Spell(endpoint, float(stamp), float(stamp))
+            spells.append(spell)
+        if spell is not None and float(spell.end) >= end - step_s * 1.5:
+            spell.end = None  # still firing at the end of the range
+    return spells
 
 
 def _time(value) -> float:

@@ -1,0 +1,148 @@
+"""fastmock score against real monitors: Debian's Prometheus probing fleet ports through the blackbox
+exporter, an alert rule, and Alertmanager sending its webhook to ``fastmock score --listen``."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from helpers import AUTH, TOKEN, free_port, start_fleet, wait_for
+
+BINARIES = ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter")
+FOR_S, SCRAPE_S = 2, 1  # the rule's for: and the probe interval (also the rule evaluation interval)
+TOLERANCE_S = 1.5       # the notifier's and the test's own delays on a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def monitors_installed():
+    if not all(map(shutil.which, BINARIES)) and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus",
+                        "prometheus-alertmanager", "prometheus-blackbox-exporter"], capture_output=True, timeout=900,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if not all(map(shutil.which, BINARIES)):
+        pytest.skip("Debian's prometheus, prometheus-alertmanager and prometheus-blackbox-exporter are not "
+                    "installed and could not be (apt-get needs root and the package registry)")
+
+
+class Started:
+    """Processes this test starts, stopped (by PID) at the end."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.processes = []
+
+    def run(self, name, *args, stdout=None):
+        log = open(self.tmp_path / f"{name}.log", "wb")
+        self.processes.append(subprocess.Popen([*args], stdout=stdout or log, stderr=log))
+        return self.processes[-1]
+
+    def stop(self):
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_the_score_matches_what_prometheus_and_alertmanager_could_see(monitors_installed, tmp_path):
+    blackbox_port, prometheus_port, alertmanager_port, listen = (free_port() for _ in range(4))
+    started = Started(tmp_path)
+    with start_fleet(6, "--token", TOKEN, "--seed", "1") as fleet:
+        api = httpx.Client(base_url=fleet.url, headers=AUTH, timeout=10)
+        ports = [entry["port"] for entry in api.get("/endpoints", params={"format": "json"}).json()]
+        (tmp_path / "blackbox.yml").write_text("modules:\n  http_2xx:\n    prober: http\n    timeout: 900ms\n")
+        (tmp_path / "alertmanager.yml").write_text(f"""
+route: {{receiver: fastmock, group_by: [instance], group_wait: 0s, group_interval: 1s, repeat_interval: 1h}}
+receivers:
+  - name: fastmock
+    webhook_configs: [{{url: "http://127.0.0.1:{listen}/", send_resolved: true}}]
+""")
+        (tmp_path / "rules.yml").write_text(f"""
+groups:
+  - name: fleet
+    interval: {SCRAPE_S}s
+    rules:
+      - {{alert: EndpointDown, expr: probe_success == 0, for: {FOR_S}s}}
+""")
+        targets = ", ".join(f'"http://127.0.0.1:{port}/health"' for port in ports)
+        (tmp_path / "prometheus.yml").write_text(f"""
+global: {{scrape_interval: {SCRAPE_S}s, evaluation_interval: {SCRAPE_S}s, scrape_timeout: 900ms}}
+rule_files: ["{tmp_path / 'rules.yml'}"]
+alerting:
+  alertmanagers: [{{static_configs: [{{targets: ["127.0.0.1:{alertmanager_port}"]}}]}}]
+scrape_configs:
+  - job_name: fleet
+    metrics_path: /probe
+    params: {{module: [http_2xx]}}
+    static_configs: [{{targets: [{targets}]}}]
+    relabel_configs:
+      - {{source_labels: [__address__], target_label: __param_target}}
+      - {{source_labels: [__param_target], target_label: instance}}
+      - {{target_label: __address__, replacement: "127.0.0.1:{blackbox_port}"}}
+""")
+        try:
+            started.run("blackbox", "prometheus-blackbox-exporter", f"--config.file={tmp_path / 'blackbox.yml'}",
+                        f"--web.listen-address=127.0.0.1:{blackbox_port}")
+            started.run("alertmanager", "prometheus-alertmanager", f"--config.file={tmp_path / 'alertmanager.yml'}",
+                        f"--web.listen-address=127.0.0.1:{alertmanager_port}", "--cluster.listen-address=",
+                        f"--storage.path={tmp_path / 'am'}")
+            started.run("prometheus", "prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                        f"--web.listen-address=127.0.0.1:{prometheus_port}", f"--storage.tsdb.path={tmp_path / 'tsdb'}")
+            scorer = started.run("score", sys.executable, "-m", "fastmock", "score", "--fleet", fleet.url,
+                                 "--listen", f"127.0.0.1:{listen}", "--json", stdout=subprocess.PIPE)
+            prometheus = f"http://127.0.0.1:{prometheus_port}"
+
+            def probing_every_port():
+                try:
+                    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": "probe_success == 1"}).json()
+                except (httpx.HTTPError, ValueError):  # not up yet, or "Service Unavailable" while it starts
+                    return False
+                return len(answer["data"]["result"]) == len(ports)
+
+            wait_for(probing_every_port, timeout=60)
+            long_kill, short_kill, faulted = ports[0], ports[1], ports[2]
+            api.post("/kill", params={"port": long_kill})
+            time.sleep(FOR_S + 5 * SCRAPE_S)
+            api.post("/revive", params={"port": long_kill})
+            api.post("/kill", params={"port": short_kill})
+            time.sleep(0.3)  # far shorter than the rule's for: no alert can fire
+            api.post("/revive", params={"port": short_kill})
+            api.post("/fault", params={"port": faulted, "spec": "503"})
+            time.sleep(FOR_S + 5 * SCRAPE_S)
+            api.delete("/fault", params={"port": faulted})
+
+            def no_alert_active():
+                answer = httpx.get(f"http://127.0.0.1:{alertmanager_port}/api/v2/alerts").json()
+                return not [alert for alert in answer if alert["status"]["state"] == "active"]
+
+            wait_for(no_alert_active, timeout=30)
+            time.sleep(2 * SCRAPE_S)  # the resolved notices go out after the alerts end
+            scorer.send_signal(signal.SIGINT)
+            report = json.loads(scorer.communicate(timeout=30)[0])
+            rows = {int(row["endpoint"]): row for row in report["incidents_list"]}
+            assert set(rows) == {long_kill, short_kill, faulted}, report
+            for port in (long_kill, faulted):
+                assert rows[port]["detected"], (port, report)
+                assert FOR_S <= rows[port]["detect_s"] <= FOR_S + 2 * SCRAPE_S + TOLERANCE_S, rows[port]
+                assert 0 <= rows[port]["recover_s"] <= 2 * SCRAPE_S + TOLERANCE_S, rows[port]
+            assert not rows[short_kill]["detected"] and report["missed"] == 1
+            assert report["false_alerts"] == 0 and report["unknown"] == 0
+
+            polled = subprocess.run([sys.executable, "-m", "fastmock", "score", "--fleet", fleet.url,
+                                     "--prometheus", prometheus, "--json"], capture_output=True, text=True, timeout=60)
+            assert polled.returncode == 0, polled.stderr
+            sampled = {int(row["endpoint"]): row for row in json.loads(polled.stdout)["incidents_list"]}
+            for port in (long_kill, faulted):  # probe_success == 0 shows within a probe, no for: to wait
+                assert sampled[port]["detected"] and sampled[port]["detect_s"] <= SCRAPE_S + TOLERANCE_S
+        finally:
+            started.stop()
+        fleet.stop()
