@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from fastmock.score import Spell, alerts_from_text, alerts_from_webhook, incidents_from_events, score
+from fastmock.score import Spell, alerts_from_text, incidents_from_events, score
 from helpers import AUTH, TOKEN, free_port, start_fleet, wait_for
 
 
