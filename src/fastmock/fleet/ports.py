@@ -3,7 +3,7 @@ take ports from it)."""
 
 import ipaddress
 
-__all__ = ["parse_port_range", "parse_hosts", "ephemeral_overlap", "fix_command", "PortReservation", "MAX_HOSTS"]
+__all__ = ["parse_port_range", "parse_hosts", "split_host_port", "ephemeral_overlap", "fix_command", "PortReservation", "MAX_HOSTS"]
 
 MAX_HOSTS = 1024  # addresses in one fleet (--hosts)
 
@@ -17,6 +17,14 @@ def parse_port_range(text: str) -> tuple[int, int]:
     if not (first.isdigit() and (not dash or last.isdigit())) or int(last if dash else first) < int(first):
         raise ValueError(f"{text!r} is not a port or a range like 10000-10099")
     return int(first), int(last if dash else first)
+
+
+def split_host_port(text: str) -> tuple[str | None, str]:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` → (HOST, PORT text); anything else (a port, a name) → (None, text)."""
+    if text.startswith("[") or text.count(":") == 1:
+        host, _, port = text.rpartition(":")
+        return host.strip("[]"), port
+    return None, text
 
 
 def parse_hosts(text: str) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from fastmock.fleet.management.chaos import EXAMPLE as CHAOS_EXAMPLE
 from fastmock.fleet.management.chaos import ChaosError, ChaosRun, parse_schedule
 from fastmock.fleet.management.events import EventLog
 from fastmock.fleet.management.peers import Peers, PeersError, split_count
-from fastmock.fleet.ports import parse_hosts, parse_port_range
+from fastmock.fleet.ports import parse_hosts, parse_port_range, split_host_port
 from fastmock.fleet.state import ALIVE, FAILED, HANDSHAKE_FAILURES, KILLED, STATE_NAMES, STATES_BY_NAME
 from fastmock.fleet.supervisor import FaultTableFull, Supervisor, WorkerGone
 from fastmock.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -269,10 +269,8 @@ class ManagementApi:
         """(the endpoint's name, its slot) from port=P (on host=H, else the first address) or port=HOST:P."""
         if not query.get("port"):
             raise ApiError(400, "missing parameter 'port'", example)
-        port, host = query["port"][-1].strip(), query.get("host", [None])[-1]
-        if port.startswith("[") or port.count(":") == 1:  # HOST:PORT, [IPV6]:PORT
-            host, _, port = port.rpartition(":")
-            host = host.strip("[]")
+        named, port = split_host_port(query["port"][-1].strip())
+        host = named or query.get("host", [None])[-1]
         if not port.isdigit():
             raise ApiError(400, f"port must be a port number or HOST:PORT, not {query.get('port', [''])[-1]!r}",
                            example)
@@ -523,10 +521,8 @@ class ManagementApi:
             limit = _int_param(query, "limit", "/endpoints?offset=0&limit=1000", default=1000, minimum=0)
             return [(pod, {**query, "offset": ["0"], "limit": [str(offset + limit)]}) for pod in live]
         if "port" in query:
-            port, host = query["port"][-1].strip(), query.get("host", [None])[-1]
-            if port.startswith("[") or port.count(":") == 1:
-                host, _, port = port.rpartition(":")
-                host = host.strip("[]")
+            named, port = split_host_port(query["port"][-1].strip())
+            host = named or query.get("host", [None])[-1]
             if host is None:
                 raise ApiError(400, "on a fleet of several pods, name the port's pod: port=HOST:PORT",
                                f"{path}?port=10.0.0.5:10000")

@@ -20,6 +20,8 @@ from urllib.parse import urlencode
 
 import orjson
 
+from fastmock.fleet.ports import split_host_port
+
 __all__ = ["Peers", "Pod", "parse_peers", "PeersError", "split_count"]
 
 CALL_TIMEOUT_S = 10.0
@@ -37,12 +39,10 @@ def parse_peers(text: str, default_port: int) -> tuple[str | None, tuple[tuple[s
         raise PeersError("no peer given")
     pairs = []
     for part in parts:
-        host, colon, port = part.rpartition(":") if part.count(":") == 1 or part.startswith("[") else \
-            (part, "", "")
-        host = host.strip("[]")
-        if colon and not (port.isdigit() and 0 < int(port) < 65536):
+        host, port = split_host_port(part)
+        if host is not None and not (port.isdigit() and 0 < int(port) < 65536):
             raise PeersError(f"{part!r}: {port!r} is not a port")
-        pair = (host, int(port) if colon else default_port)
+        pair = (host, int(port)) if host is not None else (part, default_port)
         if pair in pairs:
             raise PeersError(f"{part!r} is given twice")
         pairs.append(pair)
