@@ -550,7 +550,7 @@ def _detach(config, pid_file, log_file) -> None:
     click.echo(f"fleet running in the background\n"
                f"  pid         {info['pid']}\n"
                f"  management  {info['url']}\n"
-               f"  ports       {info['where']} ({info['alive']} alive, {info['failed']} failed to bind)\n"
+               f"  ports       {info['ports']} ({info['alive']} alive, {info['failed']} failed to bind)\n"
                f"  log         {info['log']}\n"
                f"  pid file    {info['pid_file']}\n"
                f"next:\n"

@@ -110,6 +110,7 @@ def start_detached(config: FleetConfig, pid_file: Path, log_file: Path, timeout_
         _stop(pid)  # a fleet that serves nothing is not left behind
         raise DetachError(f"the fleet (pid {pid}) started but does not answer: {exc}; it was stopped; the end of "
                           f"{log_file}:\n{_tail(log_file)}") from None
-    return {"pid": pid, "url": mgmt_url, "where": config.where(),
+    ports = f"{config.base_port}-{config.base_port + min(config.count, config.per_host) - 1}"
+    return {"pid": pid, "url": mgmt_url, "ports": ports if not config.hosts else config.where(),
             "alive": stats["current_alive"], "failed": stats["bind_failures"], "log": str(log_file),
             "pid_file": str(pid_file)}
