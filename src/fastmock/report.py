@@ -120,16 +120,22 @@ class _LoadMerge:
     def add(self, summary: dict) -> None:
         self.histogram.merge(LatencyHistogram.from_dict(summary["histogram"]))
         for key in self.totals:
-            self.totals[key] += summary[key]
-        self.whole_run = (summary["rate"] or 0.0, summary["concurrency"])
-        _add(self.statuses, {int(status): count for status, count in summary["statuses"].items()})
-        _add(self.errors, summary["errors"])
+            self.totals[key] += _count(summary[key], key)
+        rate = summary["rate"]
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0):
+            raise ValueError(f"rate {rate!r} is not a rate")
+        if not isinstance(summary["url"], str):
+            raise ValueError(f"url {summary['url']!r} is not a URL")
+        self.whole_run = (rate or 0.0, _count(summary["concurrency"], "concurrency"))
+        _add(self.statuses, {int(status): _count(count, "a status count")
+                             for status, count in summary["statuses"].items()})
+        _add(self.errors, _counts(summary["errors"]))
         if "tls" in summary:
             self.tls = True
             self.handshake_histogram.merge(LatencyHistogram.from_dict(summary["tls"]["handshake_histogram"]))
-            self.handshakes += summary["tls"]["handshakes"]
-            self.resumed += summary["tls"]["resumed"]
-            _add(self.handshake_failures, summary["tls"]["failures"])
+            self.handshakes += _count(summary["tls"]["handshakes"], "handshakes")
+            self.resumed += _count(summary["tls"]["resumed"], "resumed")
+            _add(self.handshake_failures, _counts(summary["tls"]["failures"]))
         if summary["url"] not in self.urls:
             self.urls.append(summary["url"])
 
@@ -157,14 +163,27 @@ class _RunMerge:
     def add(self, summary: dict) -> None:
         for name, step in summary["steps"].items():
             self.steps.setdefault(name, StepTotals()).add(StepTotals.from_dict(step))
+        if not all(isinstance(task, str) for task in summary["tasks"]):
+            raise ValueError(f"tasks {summary['tasks']!r} are not names")
         self.tasks += [task for task in summary["tasks"] if task not in self.tasks]
         if "tls" in summary:
             self.handshakes.merge(LatencyHistogram.from_dict(summary["tls"]["handshake_histogram"]))
-            _add(self.handshake_failures, summary["tls"]["failures"])
+            _add(self.handshake_failures, _counts(summary["tls"]["failures"]))
 
     def summary(self, elapsed_s: float, thresholds: tuple) -> dict:
         return run_summary(dict(sorted(self.steps.items())), elapsed_s, thresholds,
                            tls_summary(self.handshakes, self.handshake_failures), (0, 1), self.tasks)
+
+
+def _count(value, name: str) -> int:
+    """A summary's count: a whole number, not negative (ValueError naming it otherwise)."""
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{name} {value!r} is not a count")
+    return value
+
+
+def _counts(counts: dict) -> dict[str, int]:
+    return {str(name): _count(count, f"{name!r}'s count") for name, count in counts.items()}
 
 
 def _add(totals: dict, counts: dict) -> None:
