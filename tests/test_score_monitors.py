@@ -22,6 +22,7 @@ TOLERANCE_S = 1.5       # the notifier's and the test's own delays on a loaded 2
 @pytest.fixture(scope="module")
 def monitors_installed():
     if not all(map(shutil.which, BINARIES)) and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus",
                         "prometheus-alertmanager", "prometheus-blackbox-exporter"], capture_output=True, timeout=900,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
