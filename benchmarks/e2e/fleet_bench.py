@@ -69,8 +69,8 @@ def _refused(host: str, port: int) -> bool:
 
 
 async def _sweep(endpoints: list[tuple[str, int]]) -> tuple[int, float, dict]:
-    """GET /health on every endpoint, SWEEP_CONCURRENCY at a time: (answered 200, seconds, other outcomes
-    by kind, e.g. an exception's name or the status line)."""
+    """GET /health on every endpoint, SWEEP_CONCURRENCY at a time: (answered 200, seconds, the endpoints
+    with another outcome by kind, e.g. an exception's name or the status line)."""
     limit = asyncio.Semaphore(SWEEP_CONCURRENCY)
     ok, failures = 0, {}
 
@@ -88,7 +88,7 @@ async def _sweep(endpoints: list[tuple[str, int]]) -> tuple[int, float, dict]:
                 ok += 1
             else:
                 kind = data.split(b"\r\n")[0].decode("latin-1") or "closed without an answer"
-                failures[kind] = failures.get(kind, 0) + 1
+                failures.setdefault(kind, []).append(f"{host}:{port}")
 
     started = time.perf_counter()
     await asyncio.gather(*(fetch(host, port) for host, port in endpoints))
@@ -144,7 +144,8 @@ def bench(count: int, extra: list[str], hosts: tuple[str, ...] = ("127.0.0.1",))
               f"{_percentile(latencies, 0.99):.2f} ms; kill-to-refused p50 {statistics.median(kill_ms):.2f} ms "
               f"p99 {_percentile(kill_ms, 0.99):.2f} ms; /health sweep {ok}/{count} ok, "
               f"{count / sweep_s:,.0f} req/s (client-bound, {SWEEP_CONCURRENCY} in flight)"
-              f"{f'; failed: {failures}' if failures else ''}", flush=True)
+              + "".join(f"; {kind}: {len(where)} ({', '.join(where[:3])}, ...)" for kind, where in failures.items()),
+              flush=True)
     finally:
         os.sched_setaffinity(0, range(os.cpu_count()))
         fleet.terminate()
