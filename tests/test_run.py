@@ -271,7 +271,7 @@ def test_templates_are_checked_before_the_run(tmp_path, template, message):
     text = f"base_url: http://127.0.0.1:1\ntasks:\n  t:\n    requests:\n      - path: /x\n        body: \"{template}\"\n"
     result, records, _ = run(tmp_path, text)
     assert result.returncode == 2 and records == []
-    assert f"scenario.yaml:6: body: " in result.stderr and message in result.stderr, result.stderr
+    assert "scenario.yaml:6: body: " in result.stderr and message in result.stderr, result.stderr
 
 
 def test_templates_take_arguments_and_compute_from_extracted_values(tmp_path):
