@@ -151,10 +151,13 @@ def test_a_fleet_on_several_addresses_names_host_and_port(browser):
         wait_for(lambda: browser.execute_script("return states.length") == 30)
         assert browser.execute_script("return [portName(0), portName(15), portName(29)]") == \
             [f"127.0.0.2:{base}", f"127.0.0.3:{base + 5}", f"127.0.0.4:{base + 9}"]
-        cell, cols, width, height = browser.execute_script("return [cell, cols, canvas.width, canvas.height]")
+        cell, width, height = browser.execute_script("return [cell, canvas.width, canvas.height]")
+        assert browser.execute_script("return [place(9)[1] < place(10)[1], place(10)[0], place(20)[0]]") == \
+            [True, 0, 0]  # each address starts a row of its own
         slot = 15  # a click kills 127.0.0.3:base+5, not the same port on another address
-        x = (slot % cols) * cell + cell // 2 - width // 2
-        y = (slot // cols) * cell + cell // 2 - height // 2
+        col, row = browser.execute_script(f"return place({slot})")
+        x = col * cell + cell // 2 - width // 2
+        y = row * cell + cell // 2 - height // 2
         canvas = browser.find_element(By.ID, "grid")
         ActionChains(browser).move_to_element_with_offset(canvas, x, y).click().perform()
         wait_for(lambda: refused(base + 5, "127.0.0.3"))
