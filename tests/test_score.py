@@ -147,3 +147,25 @@ def test_alertmanager_webhooks_against_a_live_fleet():
         assert report["recover_p50"] == pytest.approx(0.7, abs=0.2)
         assert report["unknown"] == 1 and report["unknown_targets"] == ["1"] and report["false_alerts"] == 0
         fleet.stop()
+
+
+def test_a_fleet_scores_its_monitor_as_it_runs():
+    listen = free_port()
+    with start_fleet(5, "--token", TOKEN, "--score-listen", f"127.0.0.1:{listen}") as fleet:
+        api = httpx.Client(base_url=fleet.url, headers=AUTH, timeout=10)
+        port = api.get("/endpoints", params={"limit": 1, "format": "json"}).json()[0]["port"]
+        assert api.get("/score").json()["incidents"] == 0
+        api.post("/kill", params={"port": port})
+        killed_at = time.time()
+        webhook = f"http://127.0.0.1:{listen}/"
+        firing = {"status": "firing", "labels": {"instance": f"127.0.0.1:{port}"}, "startsAt": rfc3339(killed_at + 0.2)}
+        assert httpx.post(webhook, json={"alerts": [firing]}).status_code == 200
+        assert httpx.post(webhook, content=b"not json").status_code == 400
+        assert httpx.get(webhook).status_code == 405
+        time.sleep(0.3)  # until the alert's own start time has come
+        report = api.get("/score").json()
+        assert (report["incidents"], report["detected"], report["false_alerts"]) == (1, 1, 0)
+        assert report["detect_p50"] == pytest.approx(0.2, abs=0.15)
+        fleet.stop()
+    with start_fleet(3) as plain:
+        assert httpx.get(plain.url + "/score").status_code == 409

@@ -28,7 +28,7 @@ from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.management.chaos import ChaosError, parse_schedule
 from fastmock.fleet.management.detach import DetachError, default_paths, start_detached
 from fastmock.fleet.management.peers import PeersError, parse_peers
-from fastmock.fleet.ports import parse_hosts
+from fastmock.fleet.ports import parse_hosts, split_host_port
 from fastmock.faults import FAULT_EXAMPLE, FaultSpecError, parse_fault_spec
 from fastmock.hp import HpApp, HpConfig
 from fastmock.load import (OUTPUT_FORMATS, LiveMetrics, LoadConfig, Progress, output_format_for, passed, run_load,
@@ -392,6 +392,14 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
     sys.exit(status)
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` → (HOST, PORT); ValueError otherwise."""
+    host, port = split_host_port(text.strip())
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9095)")
+    return host, int(port)
+
+
 @cli.command()
 @click.argument("count", type=click.IntRange(1))
 @option("--base-port", type=click.IntRange(1, 65535), default=10000, show_default=True,
@@ -410,6 +418,9 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
 @option("--peers", default=None,
         help="The fleet's other pods: a DNS name (a headless Service: every address is a pod; NAME:PORT "
              "if their management port differs) or HOST:PORT,...; this API then answers for all of them.")
+@option("--score-listen", type=Parsed("HOST:PORT", _host_port), default=None,
+        help="Receive the monitor's Alertmanager webhook here and score it against this fleet's events as it "
+             "runs (GET /score, the dashboard); see 'fastmock score'.")
 @option("--ordinal", type=click.IntRange(0), default=None,
         help="This pod's place among --peers (chaos draws from seed + ordinal)  [default: the N of a "
              "hostname ending in -N, as a StatefulSet's pods are named, else 0]")
@@ -443,8 +454,8 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
         help="With --detach: where the fleet's output goes  [default: "
              "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
 @READY_FILE_OPTION
-def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, peers, ordinal, workers, token,
-          token_reads, seed, reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, max_hang,
+def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, peers, score_listen, ordinal, workers,
+          token, token_reads, seed, reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, max_hang,
           detach, pid_file, log_file, ready_file, **tls):
     """COUNT mock servers, one per port from --base-port, with a management API.
 
@@ -504,7 +515,7 @@ def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, pe
         mgmt_port=mgmt_port, workers=workers, token=token, token_reads=token_reads,
         seed=secrets.randbits(32) if seed is None else seed, reserve_ports=reserve_ports,
         idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
-        chaos=chaos, tls=contexts, max_hang_s=max_hang, peers=peers, ordinal=ordinal,
+        chaos=chaos, tls=contexts, max_hang_s=max_hang, peers=peers, ordinal=ordinal, score_listen=score_listen,
     )
     if detach:
         if ready_file is not None:

@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import math
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from fastmock.faults import FaultSpecError, fault_category
 
 __all__ = ["Spell", "Incident", "ScoreError", "incidents_from_events", "alerts_from_text", "alerts_from_webhook",
            "alerts_from_prometheus",
-           "endpoint_key", "score", "score_text", "SCORE_METRICS", "BAD_KINDS"]
+           "endpoint_key", "score", "score_text", "RunningScore", "SCORE_METRICS", "BAD_KINDS"]
 
 BAD_KINDS = ("killed", "degraded", "flaky", "slow", "tls")
 DEFAULT_BAD = ("killed", "degraded", "tls")
@@ -324,3 +325,44 @@ def score_text(report: dict) -> str:
     for check in report.get("thresholds", []):
         lines.append(f"threshold {check['threshold']}: {'pass' if check['ok'] else 'FAIL'}")
     return "\n".join(lines)
+
+
+class RunningScore:
+    """A fleet's own scorer (``fleet --score-listen``): Alertmanager's webhook bodies as they come, and the
+    report of the monitor so far against the fleet's live event log (GET /score, the dashboard)."""
+
+    def __init__(self, event_log, state, target_label: str = "instance") -> None:
+        self.event_log = event_log
+        self.state = state  # the fleet's FleetState: which endpoints it has
+        self.target_label = target_label
+        self.payloads: list[tuple[float, dict]] = []
+
+    def receive(self, body: bytes) -> bool:
+        """Keep one webhook body; False if it is not a JSON object."""
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return False
+        if not isinstance(payload, dict) or not isinstance(payload.get("alerts", []), list):
+            return False
+        self.payloads.append((time.time(), payload))
+        return True
+
+    def report(self, count: int) -> dict:
+        """The score now, over the first ``count`` slots of the fleet (the others are unknown targets)."""
+        by_port = len(self.state.hosts) == 1
+        events = self.event_log.after(0)
+        alerts = alerts_from_webhook(self.payloads, self.target_label, by_port)
+        return score(incidents_from_events(events), alerts, time.time(), endpoints=_InFleet(self.state, count))
+
+
+class _InFleet:
+    """``endpoint in fleet``: whether an endpoint key (a port, or HOST:PORT) is one of the first slots."""
+
+    def __init__(self, state, count: int) -> None:
+        self.state, self.count = state, count
+
+    def __contains__(self, key: str) -> bool:
+        host, _, port = key.rpartition(":")
+        slot = self.state.slot_of(int(port), host.strip("[]") or None) if port.isdigit() else None
+        return slot is not None and slot < self.count

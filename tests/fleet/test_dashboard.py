@@ -169,3 +169,19 @@ def test_a_fleet_on_several_addresses_names_host_and_port(browser):
         assert httpx.get(f"http://127.0.0.4:{base + 3}/health").status_code == 503
         assert httpx.get(f"http://127.0.0.2:{base + 3}/health").status_code == 200
         fleet.stop()
+
+
+def test_the_dashboard_shows_the_monitors_running_score(browser):
+    from helpers import free_port
+
+    listen = free_port()
+    with start_fleet(20, "--score-listen", f"127.0.0.1:{listen}") as fleet:
+        browser.get(fleet.url + "/")
+        wait_for(lambda: browser.execute_script("return states.length") == 20)
+        port = httpx.get(fleet.url + "/endpoints", params={"limit": 1, "format": "json"}).json()[0]["port"]
+        httpx.post(f"{fleet.url}/kill", params={"port": port})
+        alert = {"status": "firing", "labels": {"instance": f"http://127.0.0.1:{port}/health"}}
+        assert httpx.post(f"http://127.0.0.1:{listen}/", json={"alerts": [alert]}).status_code == 200
+        wait_for(lambda: text_of(browser, "#score").startswith("monitor: recall 100% (1/1)"), timeout=15)
+        assert "0 false alert(s)" in text_of(browser, "#score")
+        fleet.stop()

@@ -15,7 +15,8 @@ import time
 import uvloop
 
 from fastmock import __version__
-from fastmock._core import Server
+from fastmock._core import Response, Route, Server
+from fastmock.documents import MAX_DOCUMENT_BYTES
 from fastmock.fleet.management.api import ManagementApi
 from fastmock.fleet.management.peers import Peers, parse_peers
 from fastmock.fleet.ports import PortReservation, ephemeral_overlap, fix_command
@@ -59,6 +60,25 @@ def run_fleet(config: FleetConfig, pid_file=None, ready=None) -> int:
         return uvloop.run(_serve(config, supervisor, mgmt_sock, started, ready))
 
 
+async def _listen_for_alerts(loop, api: ManagementApi, host: str, port: int) -> None:
+    """--score-listen: Alertmanager's webhook on HOST:PORT feeds the fleet's running score (GET /score)."""
+    from fastmock.score import RunningScore
+
+    api.scorer = RunningScore(api.event_log, api.state)
+
+    def receive(req):
+        if req.method != "POST":
+            return Response(405, b'{"error": "POST the webhook here"}', headers=[(b"Allow", b"POST")])
+        ok = api.scorer.receive(req.body)
+        return Response(200 if ok else 400, b"{}" if ok else b'{"error": "not an Alertmanager webhook body"}')
+
+    receiver = Server(loop, [], Route("alerts", handler=receive, body_limit=MAX_DOCUMENT_BYTES,
+                                      max_body_size=MAX_DOCUMENT_BYTES))
+    await loop.create_server(receiver.make_protocol, sock=make_listener(host, port, reuse_port=False))
+    receiver.start()
+    log(f"scoring the monitor whose Alertmanager posts to {url(host, port)}/ (GET /score, the dashboard)")
+
+
 @contextlib.contextmanager
 def _pid_file(path):
     if path is None:
@@ -95,6 +115,8 @@ async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started
     server = Server(loop, api.routes, api.default_route, buffer_size=65536)
     listener = await loop.create_server(server.make_protocol, sock=mgmt_sock)
     server.start()
+    if config.score_listen is not None:
+        await _listen_for_alerts(loop, api, *config.score_listen)
     if config.chaos is not None:
         async with supervisor.lock:
             await api.start_schedule(config.chaos)

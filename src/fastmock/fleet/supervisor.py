@@ -49,6 +49,7 @@ class FleetConfig:
     max_hang_s: float = 300.0  # how long a handshake-stall port holds a connection
     peers: str | None = None   # --peers: the other pods (a DNS name or HOST:PORT,…), for fleet-wide answers
     ordinal: int = 0           # this pod's place among them (chaos draws from seed + ordinal)
+    score_listen: tuple | None = None  # (host, port): receive Alertmanager's webhook and score the monitor
 
     @property
     def addresses(self) -> tuple[str, ...]:

@@ -30,9 +30,12 @@ from fastmock.units import MAX_INT63, parse_whole
 __all__ = ["ManagementApi"]
 
 ENDPOINTS = ["/", "/health", "/stats", "/endpoints", "/scale", "/kill", "/revive", "/fault", "/tls", "/chaos",
-             "/events", "/stream", "/metrics", "/logs", "/shutdown"]
+             "/events", "/score", "/stream", "/metrics", "/logs", "/shutdown"]
 DASHBOARD = (importlib.resources.files("fastmock.fleet.management") / "dashboard.html").read_bytes()
 TRUE = ("1", "true", "yes", "on")
+SCORE_INTERVAL_S = 2.0  # the dashboard's running score is computed this often
+SCORE_SHOWN = ("incidents", "detected", "missed", "recall", "alerts", "false_alerts", "precision", "detect_p50",
+               "detect_p95", "recover_p50", "flapping", "unknown")
 # with --peers, these answer for the whole fleet (local=1: for this pod alone); the rest stay this pod's
 FLEET_WIDE = ("/stats", "/endpoints", "/events", "/kill", "/revive", "/fault", "/tls", "/chaos", "/scale")
 SUMMED = ("current_alive", "killed", "ports", "total_started", "total_killed", "total_revived", "bind_failures",
@@ -88,6 +91,7 @@ class ManagementApi:
         self.stream_interval_s = stream_interval_s
         self.event_log = EventLog(self.state.name)
         self.chaos: ChaosRun | None = None
+        self.scorer = None  # a score.RunningScore with --score-listen
         self.stopped = asyncio.get_running_loop().create_future()
         # path -> method -> (changes the fleet: needs the token, handler(query, req))
         self.handlers = {
@@ -98,6 +102,7 @@ class ManagementApi:
             "/metrics": {"GET": (False, self.metrics)},
             "/logs": {"GET": (False, self.logs)},
             "/events": {"GET": (False, self.events)},
+            "/score": {"GET": (False, self.score)},
             "/stream": {"GET": (False, self.stream)},
             "/scale": {"GET": (True, self.scale), "POST": (True, self.scale)},
             "/kill": {"GET": (True, self.kill), "POST": (True, self.kill)},
@@ -257,6 +262,13 @@ class ManagementApi:
         limit = _int_param(query, "limit", example, default=10000, minimum=1)
         chosen = self.event_log.after(since)[:limit]
         return Response(200, b"".join(orjson.dumps(event) + b"\n" for event in chosen), b"application/x-ndjson")
+
+    def score(self, query, req) -> Response:
+        """The monitor's score so far (fleet --score-listen): its alerts against this fleet's event log."""
+        if self.scorer is None:
+            raise ApiError(409, "no monitor is being scored: start the fleet with --score-listen HOST:PORT and "
+                                "point Alertmanager's webhook there", "fastmock fleet N --score-listen 127.0.0.1:9095")
+        return _json(self.scorer.report(self.supervisor.count))
 
     def stream(self, query, req) -> Response:
         """Server-Sent Events for the dashboard: a snapshot, then deltas of changed ports and new events."""
@@ -622,6 +634,7 @@ class DashboardStream(EventStream):
         self.tls_shown = None  # and the TLS indexes (a --tls fleet)
         self.event_seq = api.event_log.seq
         self.quiet_ticks = 0
+        self.score_due = 0.0  # when to send the running score next (--score-listen)
 
     def next_event(self) -> bytes:
         api, supervisor = self.api, self.api.supervisor
@@ -649,6 +662,10 @@ class DashboardStream(EventStream):
         if fresh:
             self.event_seq = fresh[-1]["seq"]
             out.append(_sse("events", fresh))
+        if api.scorer is not None and time.monotonic() >= self.score_due:
+            self.score_due = time.monotonic() + SCORE_INTERVAL_S
+            report = api.scorer.report(supervisor.count)
+            out.append(_sse("score", {key: report[key] for key in SCORE_SHOWN}))
         if out:
             self.quiet_ticks = 0
             return b"".join(out)
