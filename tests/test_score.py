@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from fastmock.score import Spell, alerts_from_text, incidents_from_events, score
+from fastmock.score import Badness, Spell, alerts_from_text, incidents_from_events, score
 from helpers import AUTH, TOKEN, free_port, start_fleet, wait_for
 
 
@@ -26,10 +26,19 @@ def test_overlapping_bad_spells_of_one_endpoint_are_one_incident():
     ])
     assert [(i.endpoint, i.kind, i.start, i.end) for i in incidents] == [
         ("10001", "killed", 100, 120), ("10002", "degraded", 105, 120), ("10005", "tls:wrong-host", 150, None)]
-    expiring = incidents_from_events([event(140, "tls", [10004], state="expiring(5)")], alert_on_expiring=True)
+    expiring = incidents_from_events([event(140, "tls", [10004], state="expiring(5)")],
+                                     Badness(alert_on_expiring=True))
     assert [(i.kind, i.end) for i in expiring] == [("tls:expiring(5)", None)]
-    slow = incidents_from_events([event(130, "fault", [10003], spec="ok;delay=2s")], bad=("slow",))
-    assert [i.kind for i in slow] == ["slow"]
+
+
+def test_flaky_and_slow_ports_count_past_a_share_and_a_delay():
+    faults = [event(1, "fault", [10001], spec="500:1,ok:9"), event(1, "fault", [10002], spec="500:1,ok:1"),
+              event(1, "fault", [10003], spec="ok;delay=300ms"), event(1, "fault", [10004], spec="ok;delay=3s"),
+              event(1, "fault", [10005], spec="drip(1K)")]
+    assert [i.endpoint for i in incidents_from_events(faults, Badness(("flaky",)))] == ["10001", "10002"]
+    assert [i.endpoint for i in incidents_from_events(faults, Badness(("flaky",), flaky_above=0.2))] == ["10002"]
+    assert [i.endpoint for i in incidents_from_events(faults, Badness(("slow",), slow_above_s=1))] == \
+        ["10004", "10005"]  # a dripping port is slow whatever its delay
 
 
 def test_detection_recovery_misses_false_alerts_and_flapping():
@@ -169,3 +178,16 @@ def test_a_fleet_scores_its_monitor_as_it_runs():
         fleet.stop()
     with start_fleet(3) as plain:
         assert httpx.get(plain.url + "/score").status_code == 409
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--alerts", "alerts.csv", "--flaky-above", "150%"], "'--flaky-above': '150%' is not a share"),
+    (["--alerts", "alerts.csv", "--bad", "killed,sad"], "'--bad': 'sad': not one of"),
+    (["--prometheus", "http://127.0.0.1:1"], "Prometheus at http://127.0.0.1:1 does not answer"),
+    ([], "give the alerts: --alerts FILE, --listen HOST:PORT or --prometheus URL"),
+])
+def test_bad_score_options_are_usage_errors(tmp_path, args, message):
+    (tmp_path / "events.jsonl").write_text(json.dumps(event(1, "kill", [10001])) + "\n")
+    (tmp_path / "alerts.csv").write_text("time,target,state\n")
+    result = fastmock("score", "--events", "events.jsonl", *args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr

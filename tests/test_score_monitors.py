@@ -144,6 +144,10 @@ scrape_configs:
             sampled = {int(row["endpoint"]): row for row in json.loads(polled.stdout)["incidents_list"]}
             for port in (long_kill, faulted):  # probe_success == 0 shows within a probe, no for: to wait
                 assert sampled[port]["detected"] and sampled[port]["detect_s"] <= SCRAPE_S + TOLERANCE_S
+            empty = subprocess.run([sys.executable, "-m", "fastmock", "score", "--fleet", fleet.url, "--prometheus",
+                                    prometheus, "--query", 'probe_success{job="none"} == 0'],
+                                   capture_output=True, text=True, timeout=60)
+            assert empty.returncode == 2 and "has no series in Prometheus" in empty.stderr, empty.stderr
         finally:
             started.stop()
         fleet.stop()

@@ -851,6 +851,18 @@ def _check_cacert(cacert, insecure) -> None:
             raise click.BadParameter(f"{cacert}: no CA certificate in it ({exc})", param_hint="'--cacert'") from None
 
 
+def _share(text: str) -> tuple:
+    """``20%`` or ``0.2``: a share from 0 to 1."""
+    text = text.strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        share = math.nan
+    if not 0 <= share <= 1:
+        raise ValueError(f"{text!r} is not a share from 0 to 1 (or 0% to 100%)")
+    return (share,)
+
+
 def _signed_duration(text: str) -> tuple:
     """``-2s`` or ``1.5s``: seconds with a sign (a clock may be behind)."""
     text = text.strip()
@@ -880,6 +892,10 @@ def _signed_duration(text: str) -> tuple:
 @option("--bad", default=",".join(DEFAULT_BAD), show_default=True,
         help=f"What counts as an outage: any of {', '.join(BAD_KINDS)}.")
 @option("--alert-on-expiring", is_flag=True, help="Count expiring(DAYS) certificates as outages too.")
+@option("--flaky-above", type=Parsed("SHARE", _share), default="0", show_default=True,
+        help="A flaky port (some answers fail) is down only when more than this share fails, e.g. 20%.")
+@option("--slow-above", type=Duration(), default="0s", show_default=True,
+        help="A slow port is down only when its typical delay is longer (a dripping one always is).")
 @option("--grace", type=Duration(), default="0s", show_default=True,
         help="An alert this long after an outage ended still belongs to it (and is no false alert).")
 @option("--skew", type=Parsed("DURATION", _signed_duration), default="0s", show_default=True,
@@ -889,10 +905,10 @@ def _signed_duration(text: str) -> tuple:
         multiple=True, help=f"Exit 1 unless this holds (repeatable), e.g. 'recall>=0.99', 'detect_p95<60s'; "
                             f"metrics: {', '.join(SCORE_METRICS)}.")
 def score(fleet_url, events_file, alerts_file, listen, duration, prometheus, query, step, target_label, bad,
-          alert_on_expiring, grace, skew, as_json, thresholds):
+          alert_on_expiring, flaky_above, slow_above, grace, skew, as_json, thresholds):
     """Grade an uptime monitor against the outages a fleet recorded: per outage how soon it alerted and
     saw the recovery, which it missed, which of its alerts were false. Exit 1 when a --threshold fails."""
-    from fastmock.score import (ScoreError, alerts_from_prometheus, alerts_from_text, alerts_from_webhook,
+    from fastmock.score import (Badness, ScoreError, alerts_from_prometheus, alerts_from_text, alerts_from_webhook,
                                 incidents_from_events)
     from fastmock.score import score as grade
 
@@ -909,7 +925,7 @@ def score(fleet_url, events_file, alerts_file, listen, duration, prometheus, que
                                  param_hint="'--bad'")
     payloads = _receive_webhooks(listen, duration) if listen is not None else None
     events, endpoints = _truth(fleet_url, events_file)
-    incidents = incidents_from_events(events, kinds, alert_on_expiring)
+    incidents = incidents_from_events(events, Badness(kinds, flaky_above[0], slow_above, alert_on_expiring))
     by_port = not any(isinstance(port, str) for event in events for port in event.get("ports", []))
     until = time.time() if listen or prometheus else max([event["time"] for event in events] or [0.0])
     try:

@@ -16,7 +16,7 @@ import re
 from fastmock._core import FaultPlan
 from fastmock.units import parse_duration, parse_size
 
-__all__ = ["FaultSpecError", "parse_fault_spec", "fault_category", "FAULT_EXAMPLE", "PlanCache"]
+__all__ = ["FaultSpecError", "parse_fault_spec", "fault_category", "fault_shape", "FAULT_EXAMPLE", "PlanCache"]
 
 FAULT_EXAMPLE = "timeout:20,403:20,500:10,ok:50;delay=lognormal(20ms,300ms)"
 _SIMPLE = ("ok", "reset", "close", "garbage", "truncate")
@@ -154,6 +154,18 @@ def fault_category(spec: str) -> str:
         return "flaky"
     slow = delay[0] != "none" or any(kind == "drip" for kind, *_ in outcomes)
     return "slow" if slow else "alive"
+
+
+def fault_shape(spec: str) -> tuple[float, float, bool]:
+    """(the share of answers that fail, the typical delay in seconds, whether it drips) of a spec: how bad
+    a flaky or a slow port is (``fastmock score --flaky-above/--slow-above``)."""
+    outcomes, (name, first, second) = _parse(spec)
+    total = sum(weight for *_, weight in outcomes)
+    failing = sum(weight for kind, status, _, weight in outcomes
+                  if not (kind in ("ok", "drip") or (kind == "status" and status < 400)))
+    typical = {"none": 0.0, "fixed": first, "uniform": (first + second) / 2, "normal": first,
+               "lognormal": first}[name]
+    return failing / total, typical, any(kind == "drip" for kind, *_ in outcomes)
 
 
 def _parse(spec: str) -> tuple[list, tuple]:

@@ -25,9 +25,9 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
-from fastmock.faults import FaultSpecError, fault_category
+from fastmock.faults import FaultSpecError, fault_category, fault_shape
 
-__all__ = ["Spell", "Incident", "ScoreError", "incidents_from_events", "alerts_from_text", "alerts_from_webhook",
+__all__ = ["Spell", "Incident", "Badness", "ScoreError", "incidents_from_events", "alerts_from_text", "alerts_from_webhook",
            "alerts_from_prometheus",
            "endpoint_key", "score", "score_text", "RunningScore", "SCORE_METRICS", "BAD_KINDS"]
 
@@ -75,14 +75,24 @@ def endpoint_key(target, by_port: bool) -> str:
     return str(port) if by_port or not host else (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
 
-def incidents_from_events(events: list[dict], bad=DEFAULT_BAD, alert_on_expiring: bool = False) -> list[Incident]:
+@dataclass(frozen=True)
+class Badness:
+    """What counts as an outage: the kinds (``--bad``), and how flaky or slow a fault must be to count."""
+
+    kinds: tuple = DEFAULT_BAD
+    flaky_above: float = 0.0       # the share of failed answers above which a flaky port is down
+    slow_above_s: float = 0.0      # the typical delay above which a slow port is down (a drip always is)
+    alert_on_expiring: bool = False
+
+
+def incidents_from_events(events: list[dict], bad: Badness = Badness()) -> list[Incident]:
     """The fleet's events (any order) as incidents, each endpoint's overlapping bad spells merged."""
     by_port = not any(isinstance(port, str) for event in events for port in event.get("ports", []))
     open_spells: dict[tuple[str, str], Spell] = {}  # (endpoint, dimension: alive, fault or tls) -> its spell
     spells: list[Spell] = []
     for event in sorted(events, key=lambda event: (event["time"], event.get("seq", 0))):
         action, when = event["action"], event["time"]
-        kind = _bad_kind(event, bad, alert_on_expiring)
+        kind = _bad_kind(event, bad)
         dimension = {"kill": "alive", "revive": "alive", "fault": "fault", "clear": "fault", "tls": "tls"}.get(action)
         if dimension is None:
             continue  # scale and others: no change of health
@@ -97,7 +107,7 @@ def incidents_from_events(events: list[dict], bad=DEFAULT_BAD, alert_on_expiring
     return _merge(spells)
 
 
-def _bad_kind(event: dict, bad, alert_on_expiring: bool) -> str | None:
+def _bad_kind(event: dict, bad: Badness) -> str | None:
     """The kind of bad spell ``event`` begins, None if it ends one (or begins nothing that counts)."""
     action = event["action"]
     if action == "kill":
@@ -105,15 +115,19 @@ def _bad_kind(event: dict, bad, alert_on_expiring: bool) -> str | None:
     elif action == "fault":
         try:
             kind = fault_category(event["spec"])
+            failing, typical_s, drips = fault_shape(event["spec"])
         except FaultSpecError:
-            kind = "degraded"
+            return "degraded" if "degraded" in bad.kinds else None
+        if kind == "flaky" and failing <= bad.flaky_above or kind == "slow" and typical_s <= bad.slow_above_s \
+                and not drips:
+            return None
     elif action == "tls":
         state = event.get("state", "valid")
-        counts = state != "valid" and (not state.startswith("expiring") or alert_on_expiring)
-        return f"tls:{state}" if counts and "tls" in bad else None
+        counts = state != "valid" and (not state.startswith("expiring") or bad.alert_on_expiring)
+        return f"tls:{state}" if counts and "tls" in bad.kinds else None
     else:
         return None
-    return kind if kind in bad else None
+    return kind if kind in bad.kinds else None
 
 
 def _merge(spells: list[Spell]) -> list[Incident]:
