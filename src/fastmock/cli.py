@@ -393,11 +393,11 @@ def _serve_until_stopped(config: ServeConfig, make_app) -> None:
 
 
 def _host_port(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` → (HOST, PORT); ValueError otherwise."""
+    """``HOST:PORT`` → (HOST, PORT), ``:PORT`` every address (as Prometheus' tools read it); ValueError else."""
     host, port = split_host_port(text.strip())
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9095)")
-    return host, int(port)
+    if host is None or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT or :PORT (e.g. 127.0.0.1:9095)")
+    return host or "0.0.0.0", int(port)
 
 
 @cli.command()
@@ -975,9 +975,10 @@ def _receive_webhooks(listen: str, duration: float | None) -> list[tuple[float, 
     import http.server
     import threading
 
-    host, _, port = listen.rpartition(":")
-    if not port.isdigit():
-        raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="'--listen'")
+    try:
+        host, port = _host_port(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--listen'") from None
     received = []
 
     class Receiver(http.server.BaseHTTPRequestHandler):
@@ -994,7 +995,7 @@ def _receive_webhooks(listen: str, duration: float | None) -> list[tuple[float, 
             pass
 
     try:
-        server = http.server.ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), Receiver)
+        server = http.server.ThreadingHTTPServer((host, port), Receiver)
     except OSError as exc:
         raise click.BadParameter(f"cannot listen on {listen}: {exc.strerror}", param_hint="'--listen'") from None
     click.echo(f"fastmock: receiving Alertmanager webhooks on http://{listen}/"
