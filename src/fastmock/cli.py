@@ -41,7 +41,7 @@ from fastmock.shell import run_shell
 from fastmock.runtime import available_cpus, raise_open_files_limit, ready_announcer, write_whole
 from fastmock.serve import ServeConfig, StartError, serve
 from fastmock.params import Duration, Size
-from fastmock.units import parse_duration
+from fastmock.units import parse_duration, parse_share
 from fastmock.score import BAD_KINDS, DEFAULT_BAD, SCORE_METRICS, endpoint_key, score_text
 from fastmock.thresholds import THRESHOLD_EXAMPLE, evaluate, parse_threshold
 
@@ -851,18 +851,6 @@ def _check_cacert(cacert, insecure) -> None:
             raise click.BadParameter(f"{cacert}: no CA certificate in it ({exc})", param_hint="'--cacert'") from None
 
 
-def _share(text: str) -> tuple:
-    """``20%`` or ``0.2``: a share from 0 to 1."""
-    text = text.strip()
-    try:
-        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        share = math.nan
-    if not 0 <= share <= 1:
-        raise ValueError(f"{text!r} is not a share from 0 to 1 (or 0% to 100%)")
-    return (share,)
-
-
 def _signed_duration(text: str) -> tuple:
     """``-2s`` or ``1.5s``: seconds with a sign (a clock may be behind)."""
     text = text.strip()
@@ -892,7 +880,7 @@ def _signed_duration(text: str) -> tuple:
 @option("--bad", default=",".join(DEFAULT_BAD), show_default=True,
         help=f"What counts as an outage: any of {', '.join(BAD_KINDS)}.")
 @option("--alert-on-expiring", is_flag=True, help="Count expiring(DAYS) certificates as outages too.")
-@option("--flaky-above", type=Parsed("SHARE", _share), default="0", show_default=True,
+@option("--flaky-above", type=Parsed("SHARE", lambda text: (parse_share(text),)), default="0", show_default=True,
         help="A flaky port (some answers fail) is down only when more than this share fails, e.g. 20%.")
 @option("--slow-above", type=Duration(), default="0s", show_default=True,
         help="A slow port is down only when its typical delay is longer (a dripping one always is).")

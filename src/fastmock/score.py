@@ -24,6 +24,7 @@ import math
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from fastmock.faults import FaultSpecError, fault_category, fault_shape
 
@@ -230,8 +231,6 @@ def alerts_from_prometheus(url: str, query: str, start: float, end: float, step_
 def _time(value) -> float:
     if isinstance(value, (int, float)) or str(value).replace(".", "", 1).isdigit():
         return float(value)
-    from datetime import datetime
-
     text = str(value).strip().replace("Z", "+00:00")
     head, dot, rest = text.partition(".")  # Go writes nanoseconds: Python reads at most microseconds
     if dot:

@@ -13,7 +13,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from fastmock.units import parse_duration
+from fastmock.units import parse_duration, parse_share
 
 __all__ = ["Threshold", "parse_threshold", "evaluate", "measure_counts", "THRESHOLD_EXAMPLE"]
 
@@ -57,9 +57,10 @@ def parse_threshold(text: str, metrics: dict[str, str] | None = None) -> Thresho
         except ValueError:
             raise ValueError(f"{text!r}: {value!r} is not a duration (e.g. 250ms, 1.5s)") from None
     elif kind == "share":
-        limit = _number(text, value[:-1]) / 100 if value.endswith("%") else _number(text, value)
-        if not 0 <= limit <= 1:
-            raise ValueError(f"{text!r}: {value!r} is not a share from 0 to 1 (or 0% to 100%)")
+        try:
+            limit = parse_share(value)
+        except ValueError as exc:
+            raise ValueError(f"{text!r}: {exc}") from None
     else:
         limit = _number(text, value)
     return Threshold(text.strip(), metric, op, limit)

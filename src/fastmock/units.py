@@ -3,7 +3,7 @@ take them. No click here: workers import this, and the CLI's parameter types are
 
 import re
 
-__all__ = ["parse_size", "parse_duration", "parse_whole", "MAX_INT63", "MIN_DURATION_S", "MAX_DURATION_S"]
+__all__ = ["parse_size", "parse_duration", "parse_whole", "parse_share", "MAX_INT63", "MIN_DURATION_S", "MAX_DURATION_S"]
 
 _SIZE = re.compile(r"([0-9]+)([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
@@ -46,3 +46,15 @@ def parse_duration(text: str, bare_unit: str = "s") -> float:
         raise ValueError(f"invalid duration {text!r} (examples: 250ms, 5s, 2m)")
     unit = (match.group(2) or bare_unit).lower()
     return float(match.group(1)) * _DURATION_SCALE[unit]
+
+
+def parse_share(text: str) -> float:
+    """A share from 0 to 1: ``0.2`` or ``20%``; ValueError saying so for anything else."""
+    value = text.strip()
+    try:
+        share = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        share = float("nan")
+    if not 0 <= share <= 1:
+        raise ValueError(f"{text!r} is not a share from 0 to 1 (or 0% to 100%)")
+    return share
