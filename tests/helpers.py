@@ -213,6 +213,8 @@ def refused(port, host="127.0.0.1"):
         socket.create_connection((host.strip("[]"), port), timeout=2).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        pass  # the listener closed with our SYN in its backlog: going away, not yet gone (the caller asks again)
     return False
 
 
