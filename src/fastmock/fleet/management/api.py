@@ -498,9 +498,8 @@ class ManagementApi:
         except PeersError as exc:
             return _json({"error": str(exc)}, 503)
         live = [pod for pod in pods if pod.error is None]
-        report = [{"pod": pod.name, **({"ordinal": pod.ordinal, "ports": pod.stats["ports"],
-                                        "alive": pod.stats["current_alive"]} if pod.stats else {}),
-                   **({"error": pod.error} if pod.error else {})} for pod in pods]
+        report = [{"pod": pod.name, **({"error": pod.error} if pod.error else {"ordinal": pod.ordinal,
+                   "ports": pod.stats["ports"], "alive": pod.stats["current_alive"]})} for pod in pods]
         missing = "; ".join(f"{pod.name}: {pod.error}" for pod in pods if pod.error)
         if req.path == "/stats":
             return _json({**_merge_stats([pod.stats for pod in live]), "pods": report, "partial": bool(missing)})

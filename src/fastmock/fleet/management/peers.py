@@ -61,7 +61,7 @@ def _is_address(host: str) -> bool:
 
 @dataclass
 class Pod:
-    """One peer as this call found it: ``stats`` its own /stats (None: it did not answer, see ``error``)."""
+    """One peer as this call found it: ``stats`` its own /stats (None: it cannot be asked, see ``error``)."""
 
     name: str                  # HOST:PORT of its management API
     url: str
@@ -109,13 +109,20 @@ class Peers:
         pods = [Pod(name=_name(host, port), url=f"http://{_name(host, port)}") for host, port in await self.addresses()]
         answers = await asyncio.gather(*(self.request(pod, "GET", "/stats", {}, b"", authorization) for pod in pods))
         for pod, (status, _, body) in zip(pods, answers):
-            if status == 200:
-                pod.stats = orjson.loads(body)
-                if pod.stats.get("version") != self.version:
-                    pod.error = f"fastmock {pod.stats.get('version')}, not {self.version}"
-            else:
+            if status != 200:
                 pod.error = _why(status, body)
-        return sorted(pods, key=lambda pod: (pod.stats is None, pod.stats and pod.stats.get("ordinal", 0), pod.name))
+                continue
+            try:
+                stats = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                stats = None
+            if not isinstance(stats, dict):
+                pod.error = "answers /stats with no JSON object: not a fastmock fleet"
+            elif stats.get("version") != self.version:
+                pod.error = f"fastmock {stats.get('version')}, not {self.version}"
+            else:
+                pod.stats = stats
+        return sorted(pods, key=lambda pod: (pod.error is not None, pod.stats and pod.stats["ordinal"], pod.name))
 
     async def request(self, pod: Pod, method: str, path: str, query: dict, body: bytes,
                       authorization: str | None) -> tuple[int, dict, bytes]:
