@@ -288,6 +288,19 @@ def start_fleet(count, *args, base=None, **kwargs):
     return start_server("fleet", str(count), "--base-port", str(base), "--mgmt-port", "0", *args, **kwargs)
 
 
+@contextlib.contextmanager
+def start_pods(addresses, peers, base, mgmt_port, *extra, tokens=None, prefix=()):
+    """A fleet of several "pods" (--peers): 5 ports on each loopback address, ordinals in order, seed 7."""
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(start_fleet(
+            5, "--host", address, "--mgmt-port", str(mgmt_port), "--peers", peers, "--ordinal", str(ordinal),
+            "--token", (tokens or {}).get(address, TOKEN), "--seed", "7", *extra, base=base, prefix=prefix))
+            for ordinal, address in enumerate(addresses)]
+        yield servers
+        for server in servers:
+            server.stop()
+
+
 class Fleet:
     def __init__(self, server, base, count):
         self.server = server

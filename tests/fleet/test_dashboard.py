@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import TOKEN, free_base, refused, start_fleet, wait_for
+from helpers import TOKEN, free_base, free_port, refused, start_fleet, start_pods, wait_for
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
@@ -171,9 +171,40 @@ def test_a_fleet_on_several_addresses_names_host_and_port(browser):
         fleet.stop()
 
 
-def test_the_dashboard_shows_the_monitors_running_score(browser):
-    from helpers import free_port
+def click_cell(browser, slot):
+    cell, width, height = browser.execute_script("return [cell, canvas.width, canvas.height]")
+    col, row = browser.execute_script(f"return place({slot})")
+    canvas = browser.find_element(By.ID, "grid")
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, col * cell + cell // 2 - width // 2, row * cell + cell // 2 - height // 2).click().perform()
 
+
+def test_any_pod_shows_the_whole_fleet_of_several_pods(browser):
+    base, mgmt_port = free_base(5), free_port()
+    addresses = ("127.0.0.71", "127.0.0.72")
+    with start_pods(addresses, ",".join(f"{address}:{mgmt_port}" for address in addresses), base, mgmt_port) as pods:
+        browser.get(pods[0].url + "/")
+        wait_for(lambda: browser.execute_script("return states.length") == 10)
+        assert browser.execute_script("return [portName(0), portName(9), place(4)[1] < place(5)[1]]") == \
+            [f"127.0.0.71:{base}", f"127.0.0.72:{base + 4}", True]  # each pod's ports start a row of their own
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+        click_cell(browser, 7)  # the other pod's port: the click goes there through this pod
+        wait_for(lambda: refused(base + 2, "127.0.0.72"))
+        assert not refused(base + 2, "127.0.0.71")
+        wait_for(lambda: count_shown(browser, "killed") == 1)
+        wait_for(lambda: f"127.0.0.72:{base + 2}" in text_of(browser, "#events"))
+        browser.find_element(By.ID, "range").send_keys(f"127.0.0.72:{base + 3}-127.0.0.72:{base + 4}")
+        browser.find_element(By.ID, "spec").send_keys("503")
+        browser.find_element(By.ID, "apply-fault").click()
+        wait_for(lambda: count_shown(browser, "degraded") == 2)
+        assert httpx.get(f"http://127.0.0.72:{base + 4}/health").status_code == 503
+        assert httpx.get(f"http://127.0.0.71:{base + 4}/health").status_code == 200
+        pods[1].stop()  # a pod that does not answer drops out of the picture
+        wait_for(lambda: browser.execute_script("return states.length") == 5)
+
+
+def test_the_dashboard_shows_the_monitors_running_score(browser):
     listen = free_port()
     with start_fleet(20, "--score-listen", f"127.0.0.1:{listen}") as fleet:
         browser.get(fleet.url + "/")

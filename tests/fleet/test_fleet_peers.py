@@ -1,7 +1,6 @@
 """A fleet of several pods (--peers): any one management API answers for all of them. Here the "pods" are
 fleet processes on different loopback addresses, named by a list or by a name with several addresses."""
 
-import contextlib
 import json
 import os
 import shutil
@@ -11,21 +10,9 @@ import sys
 import httpx
 import pytest
 
-from helpers import AUTH, TOKEN, RecordingServer, free_base, free_port, refused, start_fleet, wait_for
+from helpers import AUTH, RecordingServer, free_base, free_port, refused, start_pods as pods, wait_for
 
 PODS = ("127.0.0.31", "127.0.0.32", "127.0.0.33")
-
-
-@contextlib.contextmanager
-def pods(addresses, peers, base, mgmt_port, *extra, tokens=None, prefix=()):
-    with contextlib.ExitStack() as stack:
-        servers = [stack.enter_context(start_fleet(
-            5, "--host", address, "--mgmt-port", str(mgmt_port), "--peers", peers, "--ordinal", str(ordinal),
-            "--token", (tokens or {}).get(address, TOKEN), "--seed", "7", *extra, base=base, prefix=prefix))
-            for ordinal, address in enumerate(addresses)]
-        yield servers
-        for server in servers:
-            server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from fastmock.units import MAX_INT63, parse_whole
 __all__ = ["ManagementApi"]
 
 ENDPOINTS = ["/", "/health", "/stats", "/endpoints", "/scale", "/kill", "/revive", "/fault", "/tls", "/chaos",
-             "/events", "/score", "/stream", "/metrics", "/logs", "/shutdown"]
+             "/events", "/score", "/stream", "/view", "/metrics", "/logs", "/shutdown"]
 DASHBOARD = (importlib.resources.files("fastmock.fleet.management") / "dashboard.html").read_bytes()
 TRUE = ("1", "true", "yes", "on")
 SCORE_INTERVAL_S = 2.0  # the dashboard's running score is computed this often
@@ -104,6 +104,7 @@ class ManagementApi:
             "/events": {"GET": (False, self.events)},
             "/score": {"GET": (False, self.score)},
             "/stream": {"GET": (False, self.stream)},
+            "/view": {"GET": (False, self.view)},
             "/scale": {"GET": (True, self.scale), "POST": (True, self.scale)},
             "/kill": {"GET": (True, self.kill), "POST": (True, self.kill)},
             "/revive": {"GET": (True, self.revive), "POST": (True, self.revive)},
@@ -207,9 +208,22 @@ class ManagementApi:
 
     def _tls_counts(self) -> dict[str, int]:
         """Ports in the fleet per certificate state (those with any)."""
-        indexes = self.state.tls[:self.supervisor.count].tobytes()
-        return {name: count for index, name in self.supervisor.tls_states.items()
-                if (count := indexes.count(index))}
+        return _tls_counts(self.state.tls[:self.supervisor.count].tobytes(), list(self.supervisor.tls_states.values()))
+
+    def picture(self) -> tuple[list, bytes, bytes | None, list[str]]:
+        """What a dashboard draws of this pod: its groups of ports ([host or None, first port, count]: each
+        address's ports start a row of their own; None names ports by number), a display state per port,
+        and for a --tls fleet a TLS state index per port with the states' names (index 0, 1, ...)."""
+        supervisor, state = self.supervisor, self.state
+        display = supervisor.display_states()
+        if len(state.hosts) == 1:
+            groups = [[None, supervisor.config.base_port, len(display)]]
+        else:
+            groups = [[host, supervisor.config.base_port, min(state.per_host, len(display) - start)]
+                      for host, start in zip(state.hosts, range(0, len(display), state.per_host))]
+        if self.config.tls is None:
+            return groups, display, None, []
+        return groups, display, state.tls[:len(display)].tobytes(), list(supervisor.tls_states.values())
 
     def endpoints(self, query, req) -> Response:
         example = "/endpoints?limit=1000&offset=0&state=alive&format=text"
@@ -271,9 +285,22 @@ class ManagementApi:
         return _json(self.scorer.report(self.supervisor.count))
 
     def stream(self, query, req) -> Response:
-        """Server-Sent Events for the dashboard: a snapshot, then deltas of changed ports and new events."""
+        """Server-Sent Events for the dashboard: a snapshot, then deltas of changed ports and new events;
+        with --peers, of the whole fleet (local=1: of this pod)."""
+        fleet_wide = self.peers is not None and "local" not in query
         return Response(200, b"", b"text/event-stream", headers=[(b"Cache-Control", b"no-cache")],
-                        events=DashboardStream(count=0, interval_s=self.stream_interval_s, api=self))
+                        events=(FleetDashboardStream if fleet_wide else DashboardStream)(
+                            count=0, interval_s=self.stream_interval_s, api=self))
+
+    def view(self, query, req) -> Response:
+        """This pod's picture (``picture``) and its events after ``since`` (the newest 50): what a pod's
+        fleet-wide dashboard stream asks every pod for at each tick."""
+        groups, display, tls, tls_states = self.picture()
+        since = _int_param(query, "since", "/view?since=0", default=self.event_log.seq, minimum=0)
+        return _json({"groups": groups, "states": display.decode("latin-1").translate(_DIGITS),
+                      **({"tls": tls.decode("latin-1").translate(_DIGITS), "tls_states": tls_states}
+                         if tls is not None else {}),
+                      "events": self.event_log.after(since)[-50:], "seq": self.event_log.seq})
 
     # --- changing -------------------------------------------------------------------------------------
 
@@ -531,8 +558,8 @@ class ManagementApi:
             offset = _int_param(query, "offset", "/endpoints?offset=0&limit=1000", default=0, minimum=0)
             limit = _int_param(query, "limit", "/endpoints?offset=0&limit=1000", default=1000, minimum=0)
             return [(pod, {**query, "offset": ["0"], "limit": [str(offset + limit)]}) for pod in live]
-        if "port" in query:
-            named, port = split_host_port(query["port"][-1].strip())
+        if "port" in query or "host" in query:  # one pod's port, or ports=A-B of one address (host=H)
+            named, port = split_host_port(query["port"][-1].strip()) if "port" in query else (None, None)
             host = named or query.get("host", [None])[-1]
             if host is None:
                 raise ApiError(400, "on a fleet of several pods, name the port's pod: port=HOST:PORT",
@@ -542,8 +569,8 @@ class ManagementApi:
             if owner is None:
                 raise ApiError(404, f"no pod of the fleet serves {host}", f"{path}?port=10.0.0.5:10000")
             hosted = {"host": [host]} if host in owner.stats.get("addresses", {}) else {}
-            return [(owner, {**{key: value for key, value in query.items() if key != "host"}, "port": [port],
-                             **hosted})]
+            return [(owner, {**{key: value for key, value in query.items() if key != "host"},
+                             **({"port": [port]} if port is not None else {}), **hosted})]
         if "count" in query and path in ("/kill", "/fault", "/tls"):
             example = f"{path}?count=10"
             wanted = _int_param(query, "count", example, minimum=1)
@@ -569,8 +596,7 @@ class ManagementApi:
 
     def _merged_events(self, pods: list, query: dict, partial: list) -> Response:
         limit = int(query.get("limit", ["10000"])[-1])
-        events = sorted(({**event, "pod": pod.name, "ports": [pod.endpoint(port) for port in event["ports"]]}
-                         for pod in pods if pod.answer[0] == 200
+        events = sorted((pod.named_event(event) for pod in pods if pod.answer[0] == 200
                          for event in map(orjson.loads, pod.answer[2].splitlines())), key=lambda event: event["time"])
         return Response(200, b"".join(orjson.dumps(event) + b"\n" for event in events[:limit]),
                         b"application/x-ndjson", headers=partial)
@@ -625,45 +651,47 @@ def _merge_stats(each: list[dict]) -> dict:
 
 class DashboardStream(EventStream):
     """One dashboard's live view: a ``snapshot`` event, then at each tick a ``delta`` of the ports whose
-    display state changed since (flat [port, code, ...]) with the counts, and the new ``events``."""
+    display state changed since (flat [slot, code, ...]) with the counts, and the new ``events``."""
 
     def __init__(self, *, api: ManagementApi, **stream_options) -> None:  # the options went to __cinit__
         self.api = api
-        self.shown = None  # the display states this client has
+        self.groups = None  # the groups of ports this client has, with their display states
+        self.shown = None
         self.tls_shown = None  # and the TLS indexes (a --tls fleet)
         self.event_seq = api.event_log.seq
         self.quiet_ticks = 0
         self.score_due = 0.0  # when to send the running score next (--score-listen)
 
-    def next_event(self) -> bytes:
-        api, supervisor = self.api, self.api.supervisor
-        base = supervisor.config.base_port
-        display = supervisor.display_states()
-        tls = supervisor.state.tls[:len(display)].tobytes() if api.config.tls is not None else None
-        counts = _state_counts(display)
-        tls_view = {"tls_states": list(supervisor.tls_states.values()),  # indexes 0, 1, ... in order
-                    "tls_counts": api._tls_counts()} if tls is not None else {}
-        out = []
-        if self.shown is None or len(display) != len(self.shown):
-            several = len(supervisor.state.hosts) > 1
-            out.append(_sse("snapshot", {"base_port": base, "ports": len(display),
-                                         **({"hosts": supervisor.state.hosts,
-                                             "per_host": supervisor.state.per_host} if several else {}),
-                                         "states": display.decode("latin-1").translate(_DIGITS), "counts": counts,
-                                         "token_required": api.token is not None, **tls_view,
-                                         **({"tls": tls.decode("latin-1").translate(_DIGITS)} if tls else {})}))
-        elif display != self.shown or tls != self.tls_shown:
-            out.append(_sse("delta", {"changes": _changes(display, self.shown, base), "counts": counts,
-                                      **tls_view,
-                                      **({"tls_changes": _changes(tls, self.tls_shown, base)} if tls else {})}))
-        self.shown, self.tls_shown = display, tls
-        fresh = api.event_log.after(self.event_seq)[-50:]
+    def picture(self) -> tuple[list, bytes, bytes | None, list[str], list[dict]]:
+        """``ManagementApi.picture()`` and the events since the last call."""
+        fresh = self.api.event_log.after(self.event_seq)[-50:]
         if fresh:
             self.event_seq = fresh[-1]["seq"]
+        return *self.api.picture(), fresh
+
+    def next_event(self) -> bytes:
+        api = self.api
+        groups, display, tls, tls_states, fresh = self.picture()
+        if groups is None:
+            return b""  # nothing to show yet: a fleet-wide stream's first answers are on their way
+        counts = _state_counts(display)
+        tls_view = {"tls_states": tls_states, "tls_counts": _tls_counts(tls, tls_states)} if tls is not None else {}
+        out = []
+        if groups != self.groups:
+            out.append(_sse("snapshot", {"groups": groups, "ports": len(display),
+                                         "states": display.decode("latin-1").translate(_DIGITS), "counts": counts,
+                                         "token_required": api.token is not None, **tls_view,
+                                         **({"tls": tls.decode("latin-1").translate(_DIGITS)}
+                                            if tls is not None else {})}))
+        elif display != self.shown or tls != self.tls_shown:
+            out.append(_sse("delta", {"changes": _changes(display, self.shown), "counts": counts, **tls_view,
+                                      **({"tls_changes": _changes(tls, self.tls_shown)} if tls is not None else {})}))
+        self.groups, self.shown, self.tls_shown = groups, display, tls
+        if fresh:
             out.append(_sse("events", fresh))
         if api.scorer is not None and time.monotonic() >= self.score_due:
             self.score_due = time.monotonic() + SCORE_INTERVAL_S
-            report = api.scorer.report(supervisor.count)
+            report = api.scorer.report(api.supervisor.count)
             out.append(_sse("score", {key: report[key] for key in SCORE_SHOWN}))
         if out:
             self.quiet_ticks = 0
@@ -675,23 +703,75 @@ class DashboardStream(EventStream):
         return b""
 
 
-def _changes(new: bytes, old: bytes, base: int) -> list[int]:
-    """Flat [port, new value, ...] where ``new`` differs from ``old`` (same length)."""
+class FleetDashboardStream(DashboardStream):
+    """The dashboard of a fleet of several pods (--peers): every pod's picture (``/view``) side by side in
+    ordinal order, with its ports named HOST:PORT and its events named by pod. The pods are asked again at
+    each tick while the answers last received are shown: the stream itself never waits for a pod, and a pod
+    that does not answer drops out of the picture (a new snapshot) until it answers again."""
+
+    def __init__(self, *, api: ManagementApi, **stream_options) -> None:
+        super().__init__(api=api)
+        self.latest = (None, b"", None, [], [])
+        self.asking = None  # the round of questions in flight
+        self.since = {}  # per pod: the last event it sent
+
+    def picture(self) -> tuple[list, bytes, bytes | None, list[str], list[dict]]:
+        if self.asking is None or self.asking.done():
+            self.asking = asyncio.get_running_loop().create_task(self._ask_every_pod())
+        picture, self.latest = self.latest, (*self.latest[:4], [])  # events are sent once
+        return picture
+
+    async def _ask_every_pod(self) -> None:
+        api = self.api
+        authorization = f"Bearer {api.token}" if api.token else None  # the fleet's token: every pod has it
+        try:
+            pods = [pod for pod in await api.peers.survey(authorization) if pod.error is None]
+        except PeersError:
+            return
+        answers = await asyncio.gather(*(
+            api.peers.request(pod, "GET", "/view", {"since": [str(self.since[pod.name])]} if pod.name in self.since
+                              else {}, b"", authorization) for pod in pods))  # (a first answer: no events yet)
+        views = [(pod, orjson.loads(body)) for pod, (status, _, body) in zip(pods, answers) if status == 200]
+        groups, display, tls, tls_states, fresh = [], [], [], [], []
+        for pod, view in views:
+            groups += [[host or pod.stats["advertise"], first, count] for host, first, count in view["groups"]]
+            display.append(view["states"].encode("latin-1").translate(_UNDIGITS))
+            names = view.get("tls_states", ["valid"])  # this pod's numbering, renumbered to the fleet's
+            tls_states += [name for name in names if name not in tls_states]
+            renumber = bytes(tls_states.index(names[index]) if index < len(names) else 0 for index in range(256))
+            indexes = view.get("tls", "0" * len(display[-1])).encode("latin-1").translate(_UNDIGITS)
+            tls.append(indexes.translate(renumber))
+            fresh += [pod.named_event(event) for event in view["events"]]
+            self.since[pod.name] = view["seq"]
+        any_tls = any("tls" in view for _, view in views)
+        fresh.sort(key=lambda event: event["time"])
+        self.latest = (groups, b"".join(display), b"".join(tls) if any_tls else None, tls_states if any_tls else [],
+                       self.latest[4] + fresh)
+
+
+def _changes(new: bytes, old: bytes) -> list[int]:
+    """Flat [slot, new value, ...] where ``new`` differs from ``old`` (same length)."""
     changes = []
     for block in range(0, len(new), 64):  # whole blocks compare at C speed; most are unchanged
         fresh = new[block:block + 64]
         if fresh != old[block:block + 64]:
             stale = old[block:block + 64]
-            changes += [value for i, code in enumerate(fresh) if code != stale[i] for value in (base + block + i, code)]
+            changes += [value for i, code in enumerate(fresh) if code != stale[i] for value in (block + i, code)]
     return changes
 
 
 _DIGITS = {code: chr(48 + code) for code in range(256)}  # a byte per port as one character: "0" is 0
+_UNDIGITS = bytes((code - 48) % 256 for code in range(256))  # and back (after encoding as latin-1)
 
 
 def _state_counts(display: bytes) -> dict[str, int]:
     """Ports per display state name, from ``Supervisor.display_states()``."""
     return {name: display.count(code) for code, name in STATE_NAMES.items()}
+
+
+def _tls_counts(indexes: bytes, names: list[str]) -> dict[str, int]:
+    """Ports per certificate state (those with any), from a TLS state index per port."""
+    return {name: count for index, name in enumerate(names) if (count := indexes.count(index))}
 
 
 def _sse(name: str, data) -> bytes:

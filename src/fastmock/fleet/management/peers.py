@@ -80,6 +80,10 @@ class Pod:
         host = self.stats["advertise"]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
+    def named_event(self, event: dict) -> dict:
+        """One of this pod's events as the fleet names it: the pod, and each port as HOST:PORT."""
+        return {**event, "pod": self.name, "ports": [self.endpoint(port) for port in event["ports"]]}
+
 
 class Peers:
     def __init__(self, name: str | None, pairs, own: set, version: str) -> None:
