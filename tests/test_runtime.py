@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import time
 
 import pytest
 import uvloop
@@ -36,6 +37,36 @@ def test_a_failing_handler_answers_500_and_its_traceback_reaches_the_process_log
     logged = [line for line in runtime.recent_log_lines if "route broken failed" in line]
     assert logged and "Traceback" in logged[-1] and "RuntimeError: the handler broke" in logged[-1]
     assert "RuntimeError: the handler broke" in capsys.readouterr().err
+
+
+def test_a_server_started_after_a_long_quiet_spell_keeps_its_busy_connections():
+    """The core's coarse clock only moves with a server's tick: a server started long after the last tick
+    (the fleet's management API, after a million ports took 20 s to start) must not judge its first
+    connections idle by the stale time (they were cut at its first tick: a reset mid-request)."""
+    time.sleep(0.6)  # no server ticks here meanwhile: the coarse clock is at least this stale
+    loop = uvloop.new_event_loop()
+    server = Server(loop, [], Route("default", static=StaticResponse(200, b"ok", b"text/plain")), idle_timeout_s=0.3)
+
+    async def busy_connection():
+        listener = await loop.create_server(server.make_protocol, "127.0.0.1", 0)
+        server.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+        answered = 0
+        for _ in range(12):  # 0.6 s of requests 50 ms apart: never idle for the 0.3 s timeout
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+            answered += 1
+            await asyncio.sleep(0.05)
+        writer.close()
+        listener.close()
+        server.stop()
+        return answered
+
+    try:
+        assert loop.run_until_complete(busy_connection()) == 12
+    finally:
+        loop.close()
 
 
 def test_a_restarting_worker_backs_off_while_it_keeps_dying_quickly():

@@ -199,7 +199,11 @@ cdef class Server:
 
     def start(self):
         """Start the loop-wide tick (Date header and timeouts)."""
+        global g_now
         if self.tick_handle is None:
+            # the coarse clock moves only with ticks, and none may have run for long (a fleet's management
+            # API starts after its ports): stamped with a stale time, the first connections would look idle
+            g_now = _now()
             self.tick_handle = self.loop.call_later(self.tick_s, self._tick)
 
     def bound_tick(self, double timeout_s):
