@@ -1,11 +1,11 @@
 # fastmock in a container: `docker build -t fastmock .` then `docker run --rm -p 8080:8080 fastmock`.
 # tests/test_distribution.py runs this file's pip and build commands in a temporary venv and lints it.
 
-# Build stage: the sdist and, from it, the wheel (Cython and a C compiler live only here).
+# Build stage: the sdist and, from it, the wheel (Cython, a C compiler and OpenSSL's headers live only here).
 FROM python:3.12-slim AS build
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py MANIFEST.in README.md ./

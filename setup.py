@@ -8,6 +8,7 @@ extensions = [
         "fastmock._core",
         ["src/fastmock/_core.pyx"],
         extra_compile_args=["-O2"],
+        libraries=["ssl", "crypto"],  # TLS in the core (core/tls.pyx): OpenSSL's headers are a build dependency
     )
 ]
 

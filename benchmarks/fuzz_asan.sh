@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The core built with AddressSanitizer, then fuzzed: the in-process fuzz tests, and CASES network cases
-# against an hp running on that build (docs/fuzzing.md). Needs gcc and the project's .venv (with Cython).
+# The core built with AddressSanitizer, then fuzzed: the in-process fuzz tests, CASES network cases against
+# an hp running on that build, and CASES/4 over TLS against an hp --tls (its TLS layer is the core's too)
+# (docs/fuzzing.md). Needs gcc and the project's .venv (with Cython).
 #   benchmarks/fuzz_asan.sh [CASES] [FUZZ_SECONDS]      (defaults: 1000000 and 600)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,16 +21,25 @@ export LD_PRELOAD=$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc PYTHONP
 
 FASTMOCK_FUZZ_SECONDS=$seconds "$python" -m pytest -q -p no:cacheprovider tests/fuzz
 
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$python" -m fastmock hp --port "$port" --mem-interval 0 --grpc-port 0 --ready-file "$build/hp.ready" 2>"$build/hp.log" &
-server=$!
-for _ in $(seq 100); do [ -e "$build/hp.ready" ] && break; sleep 0.1; done
+fuzz_hp() {  # NAME CASES [hp and fuzzer options...]: an hp on the ASan build, fuzzed until CASES
+    local name=$1 count=$2 port
+    shift 2
+    port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    rm -f "$build/hp.ready"
+    "$python" -m fastmock hp --port "$port" --mem-interval 0 --grpc-port 0 --ready-file "$build/hp.ready" \
+        ${name:+--tls --tls-ca-dir "$build/ca"} 2>"$build/hp$name.log" &
+    server=$!
+    for _ in $(seq 100); do [ -e "$build/hp.ready" ] && break; sleep 0.1; done
+    env -u LD_PRELOAD -u PYTHONMALLOC "$python" benchmarks/fuzz_network.py --port "$port" --pid "$server" \
+        --cases "$count" ${name:+--tls} || status=$?
+    kill -TERM "$server"; wait "$server" || status=$?
+    if grep -q "ERROR: AddressSanitizer" "$build/hp$name.log"; then
+        sed -n '/ERROR: AddressSanitizer/,/SUMMARY/p' "$build/hp$name.log"
+        status=1
+    fi
+    echo "AddressSanitizer reports from hp${name:+ --tls}: $(grep -c 'ERROR: AddressSanitizer' "$build/hp$name.log" || true)"
+}
 status=0
-env -u LD_PRELOAD -u PYTHONMALLOC "$python" benchmarks/fuzz_network.py --port "$port" --pid "$server" --cases "$cases" || status=$?
-kill -TERM "$server"; wait "$server" || status=$?
-if grep -q "ERROR: AddressSanitizer" "$build/hp.log"; then
-    sed -n '/ERROR: AddressSanitizer/,/SUMMARY/p' "$build/hp.log"
-    status=1
-fi
-echo "AddressSanitizer reports from hp: $(grep -c 'ERROR: AddressSanitizer' "$build/hp.log" || true)"
+fuzz_hp "" "$cases"
+fuzz_hp -tls $((cases / 4))
 exit $status

@@ -1,11 +1,16 @@
 """Network fuzzer: hostile clients against a running ``fastmock hp`` (or proxy), on loopback.
 
     python benchmarks/fuzz_network.py --port 8080 --cases 1000000 [--pid PID] [--concurrency 200] [--seed 0]
+    python benchmarks/fuzz_network.py --port 8443 --tls --cases 200000       (hp --tls)
 
 Each case is one connection: mutated request streams (tests/fuzz/cases.py), requests carrying generated
 fault specs, endpoint parameters out of range, WebSocket handshakes split across writes followed by hostile
 frames, SSE and streams read slowly or dropped, bodies sent slowly. Bytes are written in random pieces with
 sub-millisecond pauses, so the server meets every segmentation. Bounded in cases and in time (--max-seconds).
+
+With --tls the same cases go over TLS (a client of Python's ssl on memory BIOs, naming a random certificate
+state by SNI and verifying nothing), the ciphertext cut at random too, and TLS cases of their own: mutated
+ClientHellos, and records that do not decrypt (or are cut short) after a good handshake.
 
 A case fails when the server answers 5xx where no fault asked for it, or sends something that is not HTTP
 (before an upgrade); the run fails when the server process (--pid) is gone. The summary gives cases/s, the
@@ -18,13 +23,18 @@ import asyncio
 import collections
 import os
 import random
+import ssl
 import sys
 import time
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path[:0] = [str(TESTS / "fuzz"), str(TESTS)]
-from cases import fault_spec, request_stream, ws_frame  # noqa: E402
+from cases import _mutate, fault_spec, request_stream, ws_frame  # noqa: E402
+
+SNI_NAMES = ["localhost", None, "valid.fastmock.test", "expired.fastmock.test", "weak.fastmock.test",
+             "expiring-3.fastmock.test", "tls1.0-only.fastmock.test", "handshake-reset.fastmock.test",
+             "nonsense.fastmock.test"]
 
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nX-Pad: %b\r\nUpgrade: websocket\r\n",
              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -71,7 +81,51 @@ def make_case(seed: int) -> tuple[str, list[bytes], bool]:
     return kind, [head] + [payload[i:i + 97] for i in range(0, len(payload), 97)], False
 
 
-async def run_case(host: str, port: int, seed: int, stats) -> None:
+class TlsClient:
+    """TLS over a plain stream (ssl.SSLObject on memory BIOs): a case can cut the ciphertext anywhere, or send
+    bytes under the TLS layer."""
+
+    def __init__(self, reader, name: str | None) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # every state's certificate will do
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        self.reader, self.incoming, self.outgoing = reader, ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=name)
+
+    def client_hello(self) -> bytes:
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        return self.outgoing.read()
+
+    async def handshake(self, send) -> None:
+        while True:
+            try:
+                self.tls.do_handshake()
+                await send(self.outgoing.read())
+                return
+            except ssl.SSLWantReadError:
+                await send(self.outgoing.read())
+                if not (data := await self.reader.read(65536)):
+                    raise ConnectionResetError("closed during the handshake")
+                self.incoming.write(data)
+
+    def seal(self, plaintext: bytes) -> bytes:
+        self.tls.write(plaintext)
+        return self.outgoing.read()
+
+    def open(self, ciphertext: bytes) -> bytes:
+        self.incoming.write(ciphertext)
+        plaintext = b""
+        while True:
+            try:
+                plaintext += self.tls.read(1 << 20)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                return plaintext
+
+
+async def run_case(host: str, port: int, seed: int, stats, tls: bool = False) -> None:
     kind, pieces, may_5xx = make_case(seed)
     rng = random.Random(seed ^ 0x5EED)
     try:
@@ -80,18 +134,33 @@ async def run_case(host: str, port: int, seed: int, stats) -> None:
         stats["connect errors"] += 1
         stats["last connect error"] = repr(exc)
         return
+
+    async def send(piece: bytes) -> None:
+        while piece:  # random cuts, sub-millisecond pauses: every segmentation
+            cut = rng.randrange(1, len(piece) + 1) if rng.random() < 0.5 else len(piece)
+            writer.write(piece[:cut])
+            piece = piece[cut:]
+            await writer.drain()
+            if rng.random() < 0.3:
+                await asyncio.sleep(rng.random() / 1000)
+
+    client = TlsClient(reader, rng.choice(SNI_NAMES)) if tls else None
     data = b""
     try:
+        if client is not None:
+            kind = rng.choice([kind] * 8 + ["tls-hello", "tls-garbage"])
+            if kind == "tls-hello":  # a mangled ClientHello, then whatever the server says (an alert)
+                await send(_mutate(rng, client.client_hello()))
+                pieces = []
+            else:
+                await client.handshake(send)
         for piece in pieces:
-            while piece:  # random cuts, sub-millisecond pauses: every segmentation
-                cut = rng.randrange(1, len(piece) + 1) if rng.random() < 0.5 else len(piece)
-                writer.write(piece[:cut])
-                piece = piece[cut:]
-                await writer.drain()
-                if rng.random() < 0.3:
-                    await asyncio.sleep(rng.random() / 1000)
+            await send(client.seal(piece) if client is not None else piece)
             if kind == "ws" and len(pieces) == 2:
                 await asyncio.sleep(0.002)
+        if kind == "tls-garbage":  # a record that does not decrypt, or a real one cut short, or noise
+            record = client.seal(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            await send(rng.choice([_mutate(rng, record), record[:rng.randrange(len(record))], os.urandom(64)]))
         read_for = 0.05 if kind == "stream" and rng.random() < 0.5 else 0.5  # sometimes a reader that leaves
         deadline = time.monotonic() + read_for
         while len(data) < 1 << 20 and (left := deadline - time.monotonic()) > 0:
@@ -99,13 +168,15 @@ async def run_case(host: str, port: int, seed: int, stats) -> None:
             chunk = await asyncio.wait_for(reader.read(65536), min(left, 0.05) if data else left)
             if not chunk:
                 break
-            data += chunk
-    except (OSError, RuntimeError, asyncio.TimeoutError):  # RuntimeError: uvloop, writing after the server closed
-        pass
+            data += client.open(chunk) if client is not None and kind != "tls-hello" else chunk
+    except (OSError, RuntimeError, asyncio.TimeoutError, ssl.SSLError):
+        pass  # RuntimeError: uvloop, writing after the server closed; SSLError: a state whose handshake fails
     finally:
         writer.transport.abort()
     stats["cases"] += 1
     stats[f"kind {kind}"] += 1
+    if kind in ("tls-hello", "tls-garbage"):  # an alert, or the answer before the garbage: the server must only live
+        return
     if not data:
         stats["closed without an answer"] += 1
         return
@@ -145,7 +216,7 @@ async def main(args) -> int:
             if time.monotonic() - started > args.max_seconds or not alive:
                 return
             try:
-                await asyncio.wait_for(run_case(args.host, args.port, seed, stats), 5)
+                await asyncio.wait_for(run_case(args.host, args.port, seed, stats, args.tls), 5)
             except asyncio.TimeoutError:  # the server stopped reading (a paused body, a full pipe): a client gives up
                 stats["cases"] += 1
                 stats["cases given up after 5 s"] += 1
@@ -174,6 +245,7 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0, help="the first case's seed")
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=3600)
+    parser.add_argument("--tls", action="store_true", help="the server speaks TLS (hp --tls)")
     arguments = parser.parse_args()
     try:
         import uvloop

@@ -4,7 +4,7 @@
 # A request's path: parser -> server (route) -> connection (handler) -> writer -> transport.
 
 cimport cython
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Realloc
@@ -42,3 +42,4 @@ include "core/proxy.pyx"
 include "core/histogram.pyx"
 include "core/client.pyx"
 include "core/websocket.pyx"
+include "core/tls.pyx"

@@ -138,11 +138,10 @@ def _echo(req) -> dict:
     }
 
 
-def _tls_info(ssl_object) -> dict:
-    """The echo's view of a TLS connection (``sni``: the name the client asked for, from the SNI callback)."""
-    return {"version": ssl_object.version(), "cipher": ssl_object.cipher()[0],
-            "sni": getattr(ssl_object, "fastmock_sni", None), "alpn": ssl_object.selected_alpn_protocol(),
-            "resumed": ssl_object.session_reused}
+def _tls_info(tls) -> dict:
+    """The echo's view of a TLS connection (the core's TlsConnection)."""
+    return {"version": tls.version(), "cipher": tls.cipher()[0], "sni": tls.server_name,
+            "alpn": tls.selected_alpn_protocol(), "resumed": tls.session_reused}
 
 
 def _parse_status_choices(spec: str) -> list[tuple[int, float]]:

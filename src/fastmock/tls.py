@@ -10,9 +10,6 @@ import datetime
 import ipaddress
 import os
 import re
-import ssl
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from fastmock._core import TlsContext
 
 __all__ = ["KEY_TYPES", "STATE_EXAMPLES", "HANDSHAKE_STATES", "TlsError", "CertificateAuthority", "Issued",
            "parse_state", "default_ca_dir", "TRUST_HELP", "SNI_DOMAIN", "ContextSet",
@@ -121,70 +120,50 @@ class Issued:
     not_after: datetime.datetime
     missing_pem: bytes = b""
 
-    def server_context(self, resume: bool = True) -> ssl.SSLContext:
-        """A server SSLContext serving this chain (TLS 1.2 and 1.3, ALPN http/1.1; ``weak``: its RSA 1024 key
-        allowed; ``tls1.0-only``: TLS 1.0 and nothing else)."""
-        context = _server_context(resume)
-        if self.state in ("weak", "tls1.0-only"):
-            context.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 refuses RSA 1024 and TLS 1.0 at its level 1
-        if self.state == "tls1.0-only":
-            with warnings.catch_warnings():  # Python deprecates TLS 1.0: serving it is the point here
-                warnings.simplefilter("ignore", DeprecationWarning)
-                context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1
-        with tempfile.TemporaryDirectory() as directory:  # load_cert_chain reads files only
-            chain, key = Path(directory, "chain.pem"), Path(directory, "key.pem")
-            chain.write_bytes(self.chain_pem)
-            key.write_bytes(self.key_pem)
-            context.load_cert_chain(chain, key)
+    def server_context(self, resume: bool = True) -> TlsContext:
+        """The core's server context serving this chain (TLS 1.2 and 1.3, ALPN http/1.1; ``weak``: its RSA
+        1024 key allowed; ``tls1.0-only``: TLS 1.0 and nothing else)."""
+        context = TlsContext(resume=resume, weak=self.state == "weak", tls10_only=self.state == "tls1.0-only")
+        context.load_pem(self.chain_pem, self.key_pem)
         return context
 
 
-def _server_context(resume: bool = True) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(["http/1.1"])
-    if not resume:  # no tickets, 1.3 or 1.2 (OpenSSL's session-ID cache, which Python cannot switch off, stays)
-        context.options |= ssl.OP_NO_TICKET
-        context.num_tickets = 0
-    return context
-
-
-def file_server_context(certfile: str, keyfile: str | None, resume: bool = True) -> ssl.SSLContext:
-    """A server context from the user's own files; TlsError naming the file that does not load."""
-    context = _server_context(resume)
+def file_server_context(certfile: str, keyfile: str | None, resume: bool = True) -> TlsContext:
+    """A server context from the user's own files (the key in ``certfile`` when ``keyfile`` is None);
+    TlsError naming the file that does not load."""
+    named = f"{certfile}{' / ' + keyfile if keyfile else ''}"
     try:
-        context.load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-        raise TlsError(f"{certfile}{' / ' + keyfile if keyfile else ''}: {reason}") from None
+        chain_pem = Path(certfile).read_bytes()
+        key_pem = Path(keyfile).read_bytes() if keyfile else chain_pem
+    except OSError as exc:
+        raise TlsError(f"{exc.filename}: {exc.strerror}") from None
+    context = TlsContext(resume=resume)
+    try:
+        context.load_pem(chain_pem, key_pem)
+    except ValueError as exc:
+        raise TlsError(f"{named}: {exc}") from None
     return context
-
-
-def _keep_sni(ssl_object, server_name, _context) -> None:
-    ssl_object.fastmock_sni = server_name  # for the echo's tls.sni
 
 
 class ContextSet:
-    """One server SSLContext per certificate state, made on first use and shared by every port in that state
+    """One server context per certificate state, made on first use and shared by every port in that state
     (a handshake state has none: ``get`` returns None). ``valid``: the user's own context for that state."""
 
     def __init__(self, authority: "CertificateAuthority", resume: bool = True,
-                 valid: ssl.SSLContext | None = None) -> None:
+                 valid: TlsContext | None = None) -> None:
         self.authority = authority
         self.resume = resume
         self.trust: str | None = None  # the CA file clients should trust, when the certificates are all ours
-        self.contexts: dict[str, ssl.SSLContext | None] = {state: None for state in HANDSHAKE_STATES}
+        self.contexts: dict[str, TlsContext | None] = {state: None for state in HANDSHAKE_STATES}
         if valid is not None:
-            valid.sni_callback = _keep_sni
             self.contexts["valid"] = valid
 
-    def get(self, state: str) -> ssl.SSLContext | None:
+    def get(self, state: str) -> TlsContext | None:
         if state not in self.contexts:
-            context = self.contexts[state] = self.authority.issue(state).server_context(self.resume)
-            context.sni_callback = _keep_sni
+            self.contexts[state] = self.authority.issue(state).server_context(self.resume)
         return self.contexts[state]
 
-    def choose(self, sni: str | None) -> tuple[str, ssl.SSLContext | None]:
+    def choose(self, sni: str | None) -> tuple[str, TlsContext | None]:
         """The state an SNI name asks for, like badssl.com (STATE.fastmock.test; ``expiring-3.fastmock.test``
         for expiring(3)), and its context; any other name (or none) gets the valid one. Names make at most
         MAX_SNI_STATES states: a client cannot have a certificate made for every number of days."""

@@ -1,55 +1,36 @@
 """TLS whose behaviour is chosen per connection, from its ClientHello, before the handshake starts.
 
 Each accepted connection first reads its first TLS record (the ClientHello, bounded in size and by the
-handshake timeout) and asks ``choose(sni)`` for a certificate state and its SSLContext: a fleet port
+handshake timeout) and asks ``choose(sni)`` for a certificate state and its context: a fleet port
 answers with the state it is in *now* (the fleet's shared memory: a change reaches the next handshake at
 once, with no re-bind, and running connections keep their session); hp and the proxy answer with the state
 the SNI name asks for (``expired.fastmock.test``). Because the context is chosen before OpenSSL sees the
 ClientHello, every state works both ways, protocol versions (tls1.0-only) included. Then, by state:
 
-- ``tls1.0-only`` with a client that does not offer TLS 1.0: a protocol_version alert, as OpenSSL would
-  send it (uvloop's TLS layer hangs up without it, and the client would see only an EOF);
-- a certificate state: uvloop's SSLProtocol over that state's shared context, around the HTTP protocol
-  (what ``create_server(ssl=...)`` does for every connection, with the context chosen here instead), fed
-  the bytes read so far;
+- a certificate state: the core's TLS connection (OpenSSL over memory BIOs) in that state's shared
+  context, around the HTTP protocol, fed the bytes read so far;
 - ``handshake-stall``: answer nothing; the connection is cut after ``stall_s``;
 - ``handshake-reset``: a TCP RST.
 
 What is not TLS is answered and closed: a plain HTTP request with a 400, as nginx does, other bytes with a
-fatal TLS alert (uvloop's TLS layer would drop both without a word: OpenSSL sends no alert for a record
-that is not TLS).
+fatal TLS alert (OpenSSL sends no alert for a record that is not TLS).
 """
 
 import asyncio
-import ssl
 import struct
 from socket import SO_LINGER, SOL_SOCKET
 
-from uvloop.loop import SSLProtocol
+from fastmock._core import TlsConnection, TlsContext
 
-__all__ = ["tls_protocol", "client_hello_sni", "failure_reason", "HandshakeCounts", "handshakes"]
+__all__ = ["tls_protocol", "client_hello_sni", "HandshakeCounts", "handshakes"]
 
 LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST, not FIN
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte of a ClientHello's record
 MAX_RECORD = 5 + 16384 + 2048  # a record's header and the most a TLSPlaintext (or TLSCiphertext) holds
-SERVER_NAME, SUPPORTED_VERSIONS = 0, 43  # ClientHello extension types
-TLS1_0 = 0x0301
+SERVER_NAME = 0  # the ClientHello extension type of SNI
 UNEXPECTED_MESSAGE_ALERT = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0a])  # fatal alert records, TLS 1.2 framing
-PROTOCOL_VERSION_ALERT = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 64\r\n"
                      b"Connection: close\r\n\r\nA plain HTTP request was sent to a TLS port: use https:// here.\n")
-
-
-def failure_reason(exc: BaseException) -> str:
-    """Why a server-side handshake failed: timeout, reset, protocol (the client's alert or garbage) or other
-    (before the handshake, the ClientHello reader counts timeout, plain_http and protocol itself)."""
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "taking longer" in str(exc):
-        return "timeout"  # uvloop reports its handshake timeout as ConnectionAbortedError
-    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
-        return "reset"
-    if isinstance(exc, ssl.SSLError):
-        return "protocol"
-    return "other"
 
 
 class HandshakeCounts:
@@ -78,14 +59,12 @@ def reset(transport) -> None:
 
 
 def _client_hello_extensions(record: bytes):
-    """The (type, data) of each extension of the ClientHello in ``record`` (one whole TLS record), and its
-    legacy client_version first as (None, 2 bytes); nothing if it is not a ClientHello. Every length is
-    checked against what is there: slicing past the end of a hostile record gives short bytes, and a short
-    field ends the walk."""
+    """The (type, data) of each extension of the ClientHello in ``record`` (one whole TLS record); nothing if
+    it is not a ClientHello. Every length is checked against what is there: slicing past the end of a
+    hostile record gives short bytes, and a short field ends the walk."""
     body = record[5:]
     if len(body) < 38 or body[0] != 1:  # handshake type 1: ClientHello
         return
-    yield None, body[4:6]
     at = 4 + 2 + 32  # handshake header, client_version, random
     for width in (1, 2, 1):  # session_id, cipher_suites, compression_methods
         if at + width > len(body):
@@ -108,19 +87,6 @@ def client_hello_sni(record: bytes) -> str | None:
                 return names[5:5 + length].decode("ascii", "replace").lower() or None
             return None
     return None
-
-
-def client_hello_versions(record: bytes) -> set[int]:
-    """The protocol versions the ClientHello in ``record`` offers (0x0301 is TLS 1.0): its supported_versions
-    extension (TLS 1.3 clients) or else every version up to its client_version."""
-    newest = None
-    for kind, data in _client_hello_extensions(record):
-        if kind is None:
-            newest = int.from_bytes(data, "big")
-        elif kind == SUPPORTED_VERSIONS:  # a one-byte length, then two bytes per version
-            end = min(len(data), 1 + int.from_bytes(data[:1], "big"))
-            return {int.from_bytes(data[at:at + 2], "big") for at in range(1, end - 1, 2)}
-    return set(range(0x0300, newest + 1)) if newest is not None else set()
 
 
 def tls_protocol(choose, make_protocol, *, handshake_timeout_s: float, counted, stall_s: float = 0.0,
@@ -176,9 +142,7 @@ class _ClientHello(asyncio.Protocol):
         self.timer = None
         hello = received[:whole]
         state, context = self.choose(client_hello_sni(hello))
-        if state == "tls1.0-only" and TLS1_0 not in client_hello_versions(hello):
-            self._refuse("protocol", PROTOCOL_VERSION_ALERT)  # what OpenSSL would send, and uvloop drops
-        elif state == "handshake-reset":
+        if state == "handshake-reset":
             self.state = state
             self.counted("reset")
             reset(self.transport)
@@ -190,25 +154,15 @@ class _ClientHello(asyncio.Protocol):
         else:
             self._hand_over(context)
 
-    def _hand_over(self, context: ssl.SSLContext) -> None:
-        """The connection is uvloop's SSLProtocol's from here, with the bytes read so far."""
-        loop = asyncio.get_running_loop()
-        handshake = loop.create_future()
-        handshake.add_done_callback(lambda done: self.counted(
-            None if done.cancelled() or done.exception() is None else failure_reason(done.exception())))
-        tls = SSLProtocol(loop, self.port(), context, handshake, server_side=True,
-                          ssl_handshake_timeout=self.timeout_s)
+    def _hand_over(self, context: TlsContext) -> None:
+        """The connection is the core's TlsConnection's from here, with the bytes read so far."""
+        tls = TlsConnection(self.port(), context, self.counted, self.timeout_s)
         transport, data = self.transport, self.received
         self.received = b""
-        transport.pause_reading()  # reading resumes with the buffered read callbacks SSLProtocol needs
+        transport.pause_reading()  # reading resumes with the buffered read callbacks a BufferedProtocol needs
         transport.set_protocol(tls)
         tls.connection_made(transport)
-        while data:
-            buffer = tls.get_buffer(len(data))
-            n = min(len(buffer), len(data))
-            buffer[:n] = data[:n]
-            tls.buffer_updated(n)
-            data = data[n:]
+        tls.feed(data)
         transport.resume_reading()
 
     def _not_tls(self, first: int) -> None:
