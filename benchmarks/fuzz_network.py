@@ -120,9 +120,12 @@ class TlsClient:
         plaintext = b""
         while True:
             try:
-                plaintext += self.tls.read(1 << 20)
+                chunk = self.tls.read(1 << 20)
             except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
                 return plaintext
+            if not chunk:
+                return plaintext
+            plaintext += chunk
 
 
 async def run_case(host: str, port: int, seed: int, stats, tls: bool = False) -> None:

@@ -6,6 +6,7 @@
                                                              client sockets in the ephemeral range)
     python benchmarks/e2e/fleet_bench.py --netns --hosts 127.0.0.1-127.0.0.20 1000000
                                                             (N spread over the addresses: 50,000 each)
+    python benchmarks/e2e/fleet_bench.py [--netns] --tls 50000   (fleet --tls: the sweep is https)
 
 Memory: RSS and PSS of the fleet's processes (PSS counts a page shared by forked workers once), and the
 kernel's side beside it: the Slab and SUnreclaim growth (/proc/meminfo) and TCP sockets (/proc/net/sockstat).
@@ -16,6 +17,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -68,7 +70,7 @@ def _refused(host: str, port: int) -> bool:
     return False
 
 
-async def _sweep(endpoints: list[tuple[str, int]]) -> tuple[int, float, dict]:
+async def _sweep(endpoints: list[tuple[str, int]], tls: ssl.SSLContext | None) -> tuple[int, float, dict]:
     """GET /health on every endpoint, SWEEP_CONCURRENCY at a time: (answered 200, seconds, the endpoints
     with another outcome by kind, e.g. an exception's name or the status line). SWEEP_CONCURRENCY workers
     share one iterator: a task per endpoint (a million of them) kept the loop so busy that the first
@@ -80,11 +82,12 @@ async def _sweep(endpoints: list[tuple[str, int]]) -> tuple[int, float, dict]:
         nonlocal ok
         for host, port in pending:
             try:
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(host, port, ssl=tls,
+                                                               server_hostname="localhost" if tls else None)
                 writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 data = await reader.read()
                 writer.close()
-            except OSError as exc:
+            except (OSError, ssl.SSLError) as exc:
                 data = type(exc).__name__.encode()
             if data.startswith(b"HTTP/1.1 200 "):
                 ok += 1
@@ -97,11 +100,14 @@ async def _sweep(endpoints: list[tuple[str, int]]) -> tuple[int, float, dict]:
     return ok, time.perf_counter() - started, failures
 
 
-def bench(count: int, extra: list[str], hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
+def bench(count: int, extra: list[str], hosts: tuple[str, ...] = ("127.0.0.1",), tls: bool = False) -> None:
     per_host = -(-count // len(hosts))
     endpoints = [(hosts[slot // per_host], BASE_PORT + slot % per_host) for slot in range(count)]
     if len(hosts) > 1:
         extra = [*extra, "--hosts", ",".join(hosts), "--max-port", str(BASE_PORT + per_host - 1)]
+    ca_dir = tempfile.TemporaryDirectory()
+    if tls:
+        extra = [*extra, "--tls", "--tls-ca-dir", ca_dir.name]
     log = tempfile.TemporaryFile()
     kernel_before = _kernel_memory()
     started = time.monotonic()
@@ -135,9 +141,10 @@ def bench(count: int, extra: list[str], hosts: tuple[str, ...] = ("127.0.0.1",))
                 pass
             kill_ms.append((time.perf_counter() - t0) * 1000)
         api.post("/revive?all=1").raise_for_status()
-        ok, sweep_s, failures = uvloop.run(_sweep(endpoints))
+        client = ssl.create_default_context(cafile=os.path.join(ca_dir.name, "ca.pem")) if tls else None
+        ok, sweep_s, failures = uvloop.run(_sweep(endpoints, client))
         workers = api.get("/stats").json()["workers"]
-        print(f"N={count} on {len(hosts)} address(es), {workers} workers: ready {own_s:.2f}s in-process, "
+        print(f"N={count}{' TLS' if tls else ''} on {len(hosts)} address(es), {workers} workers: ready {own_s:.2f}s in-process, "
               f"{wall_s:.2f}s from exec; memory RSS {rss:.0f} MiB (PSS {pss:.0f}); kernel slab "
               f"+{kernel['slab'] - kernel_before['slab']:.0f} MiB (unreclaimable "
               f"+{kernel['sunreclaim'] - kernel_before['sunreclaim']:.0f}), TCP sockets "
@@ -169,8 +176,9 @@ def main(args: list[str]) -> None:
         from fastmock.fleet.ports import parse_hosts
 
         hosts, args = parse_hosts(args[1]), args[2:]
-    for count in map(int, args or ["1000", "10000", "50000"]):
-        bench(count, extra, hosts)
+    tls = bool(args) and args[0] == "--tls"
+    for count in map(int, args[tls:] or ["1000", "10000", "50000"]):
+        bench(count, extra, hosts, tls)
 
 
 if __name__ == "__main__":

@@ -90,11 +90,14 @@ cdef class TlsContext:
     """A server's OpenSSL context (certificate chain, key, protocol versions, tickets): shared by every
     connection in one certificate state."""
     cdef SSL_CTX *ctx
+    cdef bytearray ciphertext   # what a socket read, until OpenSSL copies it (get_buffer)
+    cdef object ciphertext_view
 
 
 cdef class TlsConnection:
     """One TLS connection (see tls.pyx)."""
     cdef SSL *ssl
+    cdef TlsContext context
     cdef BIO *incoming          # ciphertext from the socket, for OpenSSL to read
     cdef BIO *outgoing          # ciphertext OpenSSL wrote, for the socket
     cdef object transport       # the socket's

@@ -5,9 +5,8 @@
 # call, and an exception, per step), which costs more than the cryptography on short connections.
 
 cdef const unsigned char *HTTP11_ALPN = b"\x08http/1.1"
-cdef Py_ssize_t SSL_CHUNK = 1 << 30  # SSL_write takes an int: a larger buffer goes in pieces
-cdef bytearray g_ciphertext = bytearray(256 * 1024)  # what the socket read, until BIO_write copies it
-cdef object g_ciphertext_view = memoryview(g_ciphertext)
+cdef Py_ssize_t SSL_CHUNK = 1 << 28  # SSL_read and SSL_write take an int: a larger buffer goes in pieces
+cdef Py_ssize_t CIPHERTEXT_BUFFER = 256 * 1024
 
 
 cdef int _select_http11(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *client,
@@ -38,9 +37,14 @@ cdef class TlsContext:
 
     TLS 1.2 and 1.3 (``tls10_only``: TLS 1.0 and nothing else), ALPN http/1.1, no renegotiation; resumption
     by ticket and session id unless ``resume`` is false. ``weak`` allows what OpenSSL's security level
-    refuses by default (an RSA 1024 key, TLS 1.0's ciphers)."""
+    refuses by default (an RSA 1024 key, TLS 1.0's ciphers).
+
+    The context's connections share its read buffer (the socket's bytes stay there only until OpenSSL has
+    copied them): a context serves one event loop, as everything of the core does."""
 
     def __cinit__(self, bint resume=True, bint weak=False, bint tls10_only=False):
+        self.ciphertext = bytearray(CIPHERTEXT_BUFFER)
+        self.ciphertext_view = memoryview(self.ciphertext)
         self.ctx = SSL_CTX_new(TLS_server_method())
         if self.ctx == NULL:
             raise MemoryError(_openssl_error())
@@ -124,6 +128,7 @@ cdef class TlsConnection:
         BIO_set_mem_eof_return(self.incoming, -1)  # no ciphertext yet means "wait", not end of stream
         SSL_set_bio(self.ssl, self.incoming, self.outgoing)  # the SSL owns them from here
         SSL_set_accept_state(self.ssl)
+        self.context = context
         self.app = app
         self.app_buffered = hasattr(app, "get_buffer")
         self.counted = counted
@@ -139,11 +144,11 @@ cdef class TlsConnection:
         self.transport = transport
 
     def get_buffer(self, Py_ssize_t sizehint):
-        return g_ciphertext_view
+        return self.context.ciphertext_view
 
     def buffer_updated(self, Py_ssize_t nbytes):
         if self.ssl != NULL:
-            BIO_write(self.incoming, PyByteArray_AS_STRING(g_ciphertext), <int>nbytes)
+            BIO_write(self.incoming, PyByteArray_AS_STRING(self.context.ciphertext), <int>nbytes)
             self._process()
 
     def feed(self, bytes data):
@@ -286,9 +291,9 @@ cdef class TlsConnection:
                     self.transport.abort()
                     return
                 at += n
+                self._flush()  # each piece's ciphertext: an int's worth at most
         finally:
             PyBuffer_Release(&view)
-        self._flush()
 
     def close(self):
         if self.closing or self.transport is None:
