@@ -266,8 +266,20 @@ def test_two_workers_and_the_users_own_certificate(tmp_path):
         assert httpx.get(f"{url}/health", verify=ssl.create_default_context(cafile=tmp_path / "ca" / "ca.pem")).status_code == 200
 
 
+def test_the_users_chain_is_sent_from_ca_file(tmp_path):
+    assert fastmock("issue", "incomplete-chain", "--out-dir", str(tmp_path), "--ca-dir", str(tmp_path / "ca")).returncode == 0
+    common = ("--tls", "--certfile", str(tmp_path / "cert.pem"), "--keyfile", str(tmp_path / "key.pem"),
+              "--port", "0", "--mem-interval", "0", "--grpc-port", "0")
+    ca_file = str(tmp_path / "ca" / "ca.pem")
+    with start_server("hp", *common) as server:  # the leaf alone: its issuer is unknown
+        assert https_status_line(server.port, ca_file) == "unable to get local issuer certificate"
+    with start_server("hp", *common, "--ca-file", str(tmp_path / "intermediate.pem")) as server:
+        assert https_status_line(server.port, ca_file) == "HTTP/1.1 200 OK"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--tls", "--certfile", "{tmp}/key.pem"], "Invalid value for '--certfile'"),
+    (["--tls", "--ca-file", "{tmp}/key.pem"], "'--ca-file': needs --certfile"),
     (["--certfile", "{tmp}/key.pem"], "'--certfile': only with --tls"),
     (["--tls", "--keyfile", "{tmp}/key.pem"], "'--keyfile': needs --certfile"),
 ])

@@ -169,6 +169,8 @@ def tls_options(what: str):
                    help="With --tls: your own certificate chain (PEM) for the valid state."),
             option("--keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
                    help="With --certfile: its key, if not in the same file."),
+            option("--ca-file", type=click.Path(exists=True, dir_okay=False), default=None,
+                   help="With --certfile: the intermediate certificates (PEM) to send after it, if not in it."),
             option("--tls-key", type=click.Choice(["p256", "p384", "rsa2048", "rsa4096"]), default="p256",
                    show_default=True, help="Key type of the certificates fastmock makes."),
             option("--tls-ca-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -311,7 +313,7 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
     if grpc_tls:
         if contexts is None:
             raise click.BadParameter("needs --tls (or --tls-port)", param_hint="'--grpc-tls'")
-        grpc_credentials = _pem_pair(contexts, tls["certfile"], tls["keyfile"])
+        grpc_credentials = _pem_pair(contexts, tls["certfile"], tls["keyfile"], tls["ca_file"])
     seed = secrets.randbits(32) if seed is None else seed
     grpc_required = click.get_current_context().get_parameter_source("grpc_port") != ParameterSource.DEFAULT
     if grpc_port and grpc_required and importlib.util.find_spec("grpc") is None:  # find_spec: no import before fork
@@ -335,32 +337,34 @@ def hp(host, port, addr, workers, buffer_size, idle_timeout, header_timeout, bod
         grpc_reuse_port=workers > 1, grpc_tls=grpc_credentials)))
 
 
-def _pem_pair(contexts, certfile, keyfile) -> tuple[bytes, bytes]:
+def _pem_pair(contexts, certfile, keyfile, ca_file) -> tuple[bytes, bytes]:
     """(key, certificate chain) of the valid state, as PEM: the user's files, or the local CA's leaf."""
     if certfile is None:
         issued = contexts.authority.issue("valid")
         return issued.key_pem, issued.chain_pem
     with open(keyfile or certfile, "rb") as key, open(certfile, "rb") as chain:
-        return key.read(), chain.read()
+        return key.read(), chain.read() + (Path(ca_file).read_bytes() if ca_file else b"")
 
 
-def _tls_contexts(tls, certfile, keyfile, tls_key, tls_ca_dir, tls_ca_out, tls_resume, hosts=()):
+def _tls_contexts(tls, certfile, keyfile, ca_file, tls_key, tls_ca_dir, tls_ca_out, tls_resume, hosts=()):
     """The ContextSet of --tls (None without it); bad files are usage errors naming them. The certificates
     fastmock makes name localhost, 127.0.0.1, ::1, ``hosts`` and *.fastmock.test."""
     from fastmock.tls import DEFAULT_HOSTS, SNI_DOMAIN, CertificateAuthority, ContextSet, TlsError, \
         file_server_context
 
     if not tls:
-        for name, value in (("--certfile", certfile), ("--keyfile", keyfile), ("--tls-ca-out", tls_ca_out)):
+        for name, value in (("--certfile", certfile), ("--keyfile", keyfile), ("--ca-file", ca_file),
+                            ("--tls-ca-out", tls_ca_out)):
             if value is not None:
                 raise click.BadParameter("only with --tls", param_hint=f"'{name}'")
         return None
-    if keyfile is not None and certfile is None:
-        raise click.BadParameter("needs --certfile", param_hint="'--keyfile'")
+    for name, value in (("--keyfile", keyfile), ("--ca-file", ca_file)):
+        if value is not None and certfile is None:
+            raise click.BadParameter("needs --certfile", param_hint=f"'{name}'")
     wildcard = ("0.0.0.0", "::", "", None)
     names = (*DEFAULT_HOSTS, *(host for host in hosts if host not in wildcard), f"*.{SNI_DOMAIN}")
     try:
-        valid = file_server_context(certfile, keyfile, tls_resume) if certfile is not None else None
+        valid = file_server_context(certfile, keyfile, tls_resume, ca_file) if certfile is not None else None
     except TlsError as exc:
         raise click.BadParameter(str(exc), param_hint="'--certfile'") from None
     try:

@@ -128,13 +128,15 @@ class Issued:
         return context
 
 
-def file_server_context(certfile: str, keyfile: str | None, resume: bool = True) -> TlsContext:
-    """A server context from the user's own files (the key in ``certfile`` when ``keyfile`` is None);
-    TlsError naming the file that does not load."""
-    named = f"{certfile}{' / ' + keyfile if keyfile else ''}"
+def file_server_context(certfile: str, keyfile: str | None, resume: bool = True,
+                        ca_file: str | None = None) -> TlsContext:
+    """A server context from the user's own files (the key in ``certfile`` when ``keyfile`` is None; the
+    intermediates in ``ca_file``, sent after the certificate); TlsError naming the file that does not load."""
+    named = " / ".join(name for name in (certfile, keyfile, ca_file) if name)
     try:
         chain_pem = Path(certfile).read_bytes()
         key_pem = Path(keyfile).read_bytes() if keyfile else chain_pem
+        chain_pem += Path(ca_file).read_bytes() if ca_file else b""
     except OSError as exc:
         raise TlsError(f"{exc.filename}: {exc.strerror}") from None
     context = TlsContext(resume=resume)
