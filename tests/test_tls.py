@@ -267,7 +267,8 @@ def test_two_workers_and_the_users_own_certificate(tmp_path):
 
 
 def test_the_users_chain_is_sent_from_ca_file(tmp_path):
-    assert fastmock("issue", "incomplete-chain", "--out-dir", str(tmp_path), "--ca-dir", str(tmp_path / "ca")).returncode == 0
+    issued = fastmock("issue", "incomplete-chain", "--out-dir", str(tmp_path), "--ca-dir", str(tmp_path / "ca"))
+    assert issued.returncode == 0, issued.stderr
     common = ("--tls", "--certfile", str(tmp_path / "cert.pem"), "--keyfile", str(tmp_path / "key.pem"),
               "--port", "0", "--mem-interval", "0", "--grpc-port", "0")
     ca_file = str(tmp_path / "ca" / "ca.pem")

@@ -144,7 +144,8 @@ def bench(count: int, extra: list[str], hosts: tuple[str, ...] = ("127.0.0.1",),
         client = ssl.create_default_context(cafile=os.path.join(ca_dir.name, "ca.pem")) if tls else None
         ok, sweep_s, failures = uvloop.run(_sweep(endpoints, client))
         workers = api.get("/stats").json()["workers"]
-        print(f"N={count}{' TLS' if tls else ''} on {len(hosts)} address(es), {workers} workers: ready {own_s:.2f}s in-process, "
+        print(f"N={count}{' TLS' if tls else ''} on {len(hosts)} address(es), {workers} workers: "
+              f"ready {own_s:.2f}s in-process, "
               f"{wall_s:.2f}s from exec; memory RSS {rss:.0f} MiB (PSS {pss:.0f}); kernel slab "
               f"+{kernel['slab'] - kernel_before['slab']:.0f} MiB (unreclaimable "
               f"+{kernel['sunreclaim'] - kernel_before['sunreclaim']:.0f}), TCP sockets "

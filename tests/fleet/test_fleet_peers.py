@@ -94,8 +94,8 @@ def test_a_silent_pod_or_a_refused_token_is_named(tmp_path):
 
 def test_a_pod_of_another_version_is_named_and_left_out():
     body = json.dumps({"version": "0.0.1", "ordinal": 1, "ports": 7}).encode()
-    other = RecordingServer(lambda n: b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                            % (len(body), body))
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    other = RecordingServer(lambda n: answer)
     other_name = other.url.removeprefix("http://")
     base, mgmt_port = free_base(5), free_port()
     with pods(("127.0.0.61",), f"127.0.0.61:{mgmt_port},{other_name}", base, mgmt_port) as servers:
@@ -105,7 +105,7 @@ def test_a_pod_of_another_version_is_named_and_left_out():
         assert odd["error"] == f"fastmock 0.0.1, not {stats['version']}"
         listing = httpx.get(servers[0].url + "/endpoints", timeout=10)
         assert len(listing.text.split()) == 5 and other_name in listing.headers["x-fastmock-partial"]
-    assert all(" /stats?local=1 " in head.splitlines()[0] for head, _ in other.requests)  # asked who it is, nothing more
+    assert all(" /stats?local=1 " in head.splitlines()[0] for head, _ in other.requests)  # who it is; nothing more
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare")
