@@ -505,7 +505,7 @@ def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, pe
             raise click.BadParameter(f"{chaos_file}: a tls action needs --tls", param_hint="'--chaos'")
     if peers is not None:
         try:
-            parse_peers(peers, mgmt_port)
+            parse_peers(peers, mgmt_port, {(host, mgmt_port), (advertise_host or host, mgmt_port)})
         except PeersError as exc:
             raise click.BadParameter(str(exc), param_hint="'--peers'") from None
         seed = 0 if seed is None else seed  # every pod the same: chaos draws from seed + ordinal

@@ -122,8 +122,11 @@ def test_a_name_with_several_addresses_is_every_pod(tmp_path):
 @pytest.mark.parametrize(("peers", "message"), [
     ("127.0.0.1:9000,127.0.0.1:9000", "'127.0.0.1:9000' is given twice"),
     ("127.0.0.1:99999", "'99999' is not a port"),
+    ("127.0.0.1:9000,127.0.0.2:9000,fleet.local:9000", "'127.0.0.1:9000' and 'fleet.local:9000' both name this "
+                                                       "fleet's own API"),
 ])
 def test_bad_peers_are_usage_errors(peers, message):
-    result = subprocess.run([sys.executable, "-m", "fastmock", "fleet", "3", "--peers", peers],
+    result = subprocess.run([sys.executable, "-m", "fastmock", "fleet", "3", "--mgmt-port", "9000",
+                             "--advertise-host", "fleet.local", "--peers", peers],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and message in result.stderr and "'--peers'" in result.stderr, result.stderr

@@ -31,9 +31,10 @@ class PeersError(ValueError):
     """A --peers value that cannot be used; the message names the part."""
 
 
-def parse_peers(text: str, default_port: int) -> tuple[str | None, tuple[tuple[str, int], ...]]:
+def parse_peers(text: str, default_port: int, own=frozenset()) -> tuple[str | None, tuple[tuple[str, int], ...]]:
     """``NAME`` or ``NAME:PORT`` (resolved at each call) → (name, ()) with the port as the only pair's;
-    ``HOST:PORT,HOST:PORT…`` → (None, the pairs). PeersError for a duplicate or a bad port."""
+    ``HOST:PORT,HOST:PORT…`` → (None, the pairs). PeersError for a duplicate, a bad port, or two pairs of
+    ``own`` (the (host, port) pairs that name this process's API: it would be asked twice)."""
     parts = [part for part in text.replace(" ", ",").split(",") if part]
     if not parts:
         raise PeersError("no peer given")
@@ -45,6 +46,8 @@ def parse_peers(text: str, default_port: int) -> tuple[str | None, tuple[tuple[s
         pair = (host, int(port)) if host is not None else (part, default_port)
         if pair in pairs:
             raise PeersError(f"{part!r} is given twice")
+        if pair in own and (ours := next((earlier for earlier in pairs if earlier in own), None)):
+            raise PeersError(f"{_name(*ours)!r} and {part!r} both name this fleet's own API")
         pairs.append(pair)
     if len(pairs) == 1 and not _is_address(pairs[0][0]):
         return pairs[0][0], pairs  # a name: its addresses are the peers
