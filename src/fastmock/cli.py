@@ -342,8 +342,10 @@ def _pem_pair(contexts, certfile, keyfile, ca_file) -> tuple[bytes, bytes]:
     if certfile is None:
         issued = contexts.authority.issue("valid")
         return issued.key_pem, issued.chain_pem
-    with open(keyfile or certfile, "rb") as key, open(certfile, "rb") as chain:
-        return key.read(), chain.read() + (Path(ca_file).read_bytes() if ca_file else b"")
+    from fastmock.tls import read_pem_files
+
+    chain_pem, key_pem = read_pem_files(certfile, keyfile, ca_file)
+    return key_pem, chain_pem
 
 
 def _tls_contexts(tls, certfile, keyfile, ca_file, tls_key, tls_ca_dir, tls_ca_out, tls_resume, hosts=()):

@@ -22,7 +22,7 @@ from fastmock._core import TlsContext
 
 __all__ = ["KEY_TYPES", "STATE_EXAMPLES", "HANDSHAKE_STATES", "TlsError", "CertificateAuthority", "Issued",
            "parse_state", "default_ca_dir", "TRUST_HELP", "SNI_DOMAIN", "ContextSet",
-           "file_server_context"]
+           "file_server_context", "read_pem_files"]
 
 KEY_TYPES = ("p256", "p384", "rsa2048", "rsa4096")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -128,22 +128,26 @@ class Issued:
         return context
 
 
-def file_server_context(certfile: str, keyfile: str | None, resume: bool = True,
-                        ca_file: str | None = None) -> TlsContext:
-    """A server context from the user's own files (the key in ``certfile`` when ``keyfile`` is None; the
-    intermediates in ``ca_file``, sent after the certificate); TlsError naming the file that does not load."""
-    named = " / ".join(name for name in (certfile, keyfile, ca_file) if name)
+def read_pem_files(certfile: str, keyfile: str | None, ca_file: str | None = None) -> tuple[bytes, bytes]:
+    """(chain, key) as PEM from the user's files: the key in ``certfile`` when ``keyfile`` is None, the
+    intermediates in ``ca_file`` sent after the certificate. TlsError naming a file that cannot be read."""
     try:
         chain_pem = Path(certfile).read_bytes()
         key_pem = Path(keyfile).read_bytes() if keyfile else chain_pem
-        chain_pem += Path(ca_file).read_bytes() if ca_file else b""
+        return chain_pem + (Path(ca_file).read_bytes() if ca_file else b""), key_pem
     except OSError as exc:
         raise TlsError(f"{exc.filename}: {exc.strerror}") from None
+
+
+def file_server_context(certfile: str, keyfile: str | None, resume: bool = True,
+                        ca_file: str | None = None) -> TlsContext:
+    """A server context from the user's own files (``read_pem_files``); TlsError naming what does not load."""
+    chain_pem, key_pem = read_pem_files(certfile, keyfile, ca_file)
     context = TlsContext(resume=resume)
     try:
         context.load_pem(chain_pem, key_pem)
     except ValueError as exc:
-        raise TlsError(f"{named}: {exc}") from None
+        raise TlsError(f"{' / '.join(name for name in (certfile, keyfile, ca_file) if name)}: {exc}") from None
     return context
 
 
