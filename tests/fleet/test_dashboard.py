@@ -170,8 +170,9 @@ def test_a_fleet_on_several_addresses_names_host_and_port(browser):
         assert httpx.get(f"http://127.0.0.2:{base + 3}/health").status_code == 200
         assert browser.execute_script(f"return slotsOf('127.0.0.3:{base + 1}-127.0.0.3:{base + 4}')") == [11, 14]
         # a pod's host name may hold a "-" (a fleet of pods named by --advertise-host)
+        typed = "fleet-1.pods:10001-fleet-1.pods:10003"
         assert browser.execute_script("groups = [['fleet-0.pods', 10000, 5], ['fleet-1.pods', 10000, 5]]; "
-                                      "starts = [0, 5]; return slotsOf('fleet-1.pods:10001-fleet-1.pods:10003')") == [6, 8]
+                                      f"starts = [0, 5]; return slotsOf('{typed}')") == [6, 8]
         fleet.stop()
 
 
