@@ -55,6 +55,21 @@ def count_shown(browser, state):
     return int(text) if text else None
 
 
+def click_cell(browser, slot):
+    cell, width, height = browser.execute_script("return [cell, canvas.width, canvas.height]")
+    col, row = browser.execute_script(f"return place({slot})")
+    canvas = browser.find_element(By.ID, "grid")
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, col * cell + cell // 2 - width // 2, row * cell + cell // 2 - height // 2).click().perform()
+
+
+def apply_fault(browser, typed_range, spec):
+    """Type a range of ports and apply a fault spec to it, as a user does."""
+    browser.find_element(By.ID, "range").send_keys(typed_range)
+    browser.find_element(By.ID, "spec").send_keys(spec)
+    browser.find_element(By.ID, "apply-fault").click()
+
+
 def test_the_dashboard_shows_the_fleet_and_drives_it(browser):
     base = free_base(COUNT)
     with start_fleet(COUNT, "--workers", "2", "--token", TOKEN, "--max-port", str(base + COUNT + 99),
@@ -83,19 +98,14 @@ def test_the_dashboard_shows_the_fleet_and_drives_it(browser):
 
         # a click on a cell kills that port
         slot = 123
-        canvas = browser.find_element(By.ID, "grid")
-        x = (slot % cols) * cell + cell // 2 - width // 2
-        y = (slot // cols) * cell + cell // 2 - height // 2
-        ActionChains(browser).move_to_element_with_offset(canvas, x, y).click().perform()
+        click_cell(browser, slot)
         wait_for(lambda: refused(base + slot))
         wait_for(lambda: count_shown(browser, "killed") == 1)
         assert count_shown(browser, "alive") == alive - 1
         assert "kill 1 port(s) " + str(base + slot) in text_of(browser, "#events")
 
         # a selection typed as a range gets a fault spec
-        browser.find_element(By.ID, "range").send_keys(f"{base + 200}-{base + 209}")
-        browser.find_element(By.ID, "spec").send_keys("503")
-        browser.find_element(By.ID, "apply-fault").click()
+        apply_fault(browser, f"{base + 200}-{base + 209}", "503")
         wait_for(lambda: count_shown(browser, "degraded") == 10)
         assert httpx.get(f"http://127.0.0.1:{base + 205}/health").status_code == 503
 
@@ -151,20 +161,12 @@ def test_a_fleet_on_several_addresses_names_host_and_port(browser):
         wait_for(lambda: browser.execute_script("return states.length") == 30)
         assert browser.execute_script("return [portName(0), portName(15), portName(29)]") == \
             [f"127.0.0.2:{base}", f"127.0.0.3:{base + 5}", f"127.0.0.4:{base + 9}"]
-        cell, width, height = browser.execute_script("return [cell, canvas.width, canvas.height]")
         assert browser.execute_script("return [place(9)[1] < place(10)[1], place(10)[0], place(20)[0]]") == \
             [True, 0, 0]  # each address starts a row of its own
-        slot = 15  # a click kills 127.0.0.3:base+5, not the same port on another address
-        col, row = browser.execute_script(f"return place({slot})")
-        x = col * cell + cell // 2 - width // 2
-        y = row * cell + cell // 2 - height // 2
-        canvas = browser.find_element(By.ID, "grid")
-        ActionChains(browser).move_to_element_with_offset(canvas, x, y).click().perform()
+        click_cell(browser, 15)  # kills 127.0.0.3:base+5, not the same port on another address
         wait_for(lambda: refused(base + 5, "127.0.0.3"))
         assert not refused(base + 5, "127.0.0.2")
-        browser.find_element(By.ID, "range").send_keys(f"127.0.0.4:{base + 2}-127.0.0.4:{base + 4}")
-        browser.find_element(By.ID, "spec").send_keys("503")
-        browser.find_element(By.ID, "apply-fault").click()
+        apply_fault(browser, f"127.0.0.4:{base + 2}-127.0.0.4:{base + 4}", "503")
         wait_for(lambda: count_shown(browser, "degraded") == 3)
         assert httpx.get(f"http://127.0.0.4:{base + 3}/health").status_code == 503
         assert httpx.get(f"http://127.0.0.2:{base + 3}/health").status_code == 200
@@ -174,14 +176,6 @@ def test_a_fleet_on_several_addresses_names_host_and_port(browser):
         assert browser.execute_script("groups = [['fleet-0.pods', 10000, 5], ['fleet-1.pods', 10000, 5]]; "
                                       f"starts = [0, 5]; return slotsOf('{typed}')") == [6, 8]
         fleet.stop()
-
-
-def click_cell(browser, slot):
-    cell, width, height = browser.execute_script("return [cell, canvas.width, canvas.height]")
-    col, row = browser.execute_script(f"return place({slot})")
-    canvas = browser.find_element(By.ID, "grid")
-    ActionChains(browser).move_to_element_with_offset(
-        canvas, col * cell + cell // 2 - width // 2, row * cell + cell // 2 - height // 2).click().perform()
 
 
 def test_any_pod_shows_the_whole_fleet_of_several_pods(browser):
@@ -199,9 +193,7 @@ def test_any_pod_shows_the_whole_fleet_of_several_pods(browser):
         assert not refused(base + 2, "127.0.0.71")
         wait_for(lambda: count_shown(browser, "killed") == 1)
         wait_for(lambda: f"127.0.0.72:{base + 2}" in text_of(browser, "#events"))
-        browser.find_element(By.ID, "range").send_keys(f"127.0.0.72:{base + 3}-127.0.0.72:{base + 4}")
-        browser.find_element(By.ID, "spec").send_keys("503")
-        browser.find_element(By.ID, "apply-fault").click()
+        apply_fault(browser, f"127.0.0.72:{base + 3}-127.0.0.72:{base + 4}", "503")
         wait_for(lambda: count_shown(browser, "degraded") == 2)
         assert httpx.get(f"http://127.0.0.72:{base + 4}/health").status_code == 503
         assert httpx.get(f"http://127.0.0.71:{base + 4}/health").status_code == 200
