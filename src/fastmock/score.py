@@ -28,9 +28,9 @@ from datetime import datetime
 
 from fastmock.faults import FaultSpecError, fault_category, fault_shape
 
-__all__ = ["Spell", "Incident", "Badness", "ScoreError", "incidents_from_events", "alerts_from_text", "alerts_from_webhook",
-           "alerts_from_prometheus",
-           "endpoint_key", "score", "score_text", "RunningScore", "SCORE_METRICS", "BAD_KINDS"]
+__all__ = ["Spell", "Incident", "Badness", "ScoreError", "incidents_from_events", "alerts_from_text",
+           "alerts_from_webhook", "alerts_from_prometheus", "endpoint_key", "score", "score_text", "RunningScore",
+           "SCORE_METRICS", "BAD_KINDS"]
 
 BAD_KINDS = ("killed", "degraded", "flaky", "slow", "tls")
 DEFAULT_BAD = ("killed", "degraded", "tls")

@@ -3,7 +3,8 @@ take them. No click here: workers import this, and the CLI's parameter types are
 
 import re
 
-__all__ = ["parse_size", "parse_duration", "parse_whole", "parse_share", "MAX_INT63", "MIN_DURATION_S", "MAX_DURATION_S"]
+__all__ = ["parse_size", "parse_duration", "parse_whole", "parse_share", "MAX_INT63", "MIN_DURATION_S",
+           "MAX_DURATION_S"]
 
 _SIZE = re.compile(r"([0-9]+)([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}

@@ -3,7 +3,8 @@ take ports from it)."""
 
 import ipaddress
 
-__all__ = ["parse_port_range", "parse_hosts", "split_host_port", "ephemeral_overlap", "fix_command", "PortReservation", "MAX_HOSTS"]
+__all__ = ["parse_port_range", "parse_hosts", "split_host_port", "ephemeral_overlap", "fix_command", "PortReservation",
+           "MAX_HOSTS"]
 
 MAX_HOSTS = 1024  # addresses in one fleet (--hosts)
 
