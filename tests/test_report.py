@@ -141,6 +141,9 @@ def test_report_refuses_what_it_cannot_merge_exactly(tmp_path):
         ([written("f.jsonl", {**recorded_summary([0.001], {200: 1}, (0, 1)), "histogram": {
             "layout": HISTOGRAM_LAYOUT, "count": 1,
             "min_us": 1, "max_us": 1, "sum_us": 1, "buckets": [[10 ** 9, 1]]}})], "bucket 1000000000"),
+        ([written("h.jsonl", {**recorded_summary([0.001], {200: 1}, (0, 1)), "histogram": {  # counts that wrap in C
+            "layout": HISTOGRAM_LAYOUT, "count": 1, "min_us": 1, "max_us": 1, "sum_us": 1,
+            "buckets": [[1, 1 << 63], [2, 1 << 63], [3, 1]]}})], "the bucket counts add up past 2**64"),
     ]
     for paths, message in cases:
         result = fastmock("report", *paths, cwd=tmp_path)

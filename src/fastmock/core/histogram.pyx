@@ -130,6 +130,8 @@ cdef class LatencyHistogram:
             for bucket, count in data["buckets"]:
                 if not (type(bucket) is int and 0 <= bucket < HIST_BUCKETS and type(count) is int and count > 0):
                     raise ValueError(f"bucket {bucket!r} with count {count!r} is not in the layout")
+                if histogram.total + count >= 1 << 64:  # a Python sum: the C one would wrap and look right
+                    raise ValueError("the bucket counts add up past 2**64")
                 histogram.counts[<int>bucket] += <unsigned long long>count
                 histogram.total += <unsigned long long>count
             histogram.min_us, histogram.max_us, histogram.sum_us = data["min_us"], data["max_us"], data["sum_us"]
