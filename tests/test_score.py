@@ -9,8 +9,9 @@ import time
 import httpx
 import pytest
 
-from fastmock.score import Badness, Spell, alerts_from_text, incidents_from_events, score
-from helpers import AUTH, TOKEN, free_port, start_fleet, wait_for
+from fastmock.score import (Badness, Spell, WebhookAlerts, alerts_from_text, incidents_from_events, score,
+                            score_text)
+from helpers import AUTH, TOKEN, free_port, recv_responses, start_fleet, wait_for
 
 
 def event(t, action, ports, **details):
@@ -81,6 +82,47 @@ def test_alerts_name_endpoints_by_url_host_port_or_port():
     assert several[0].endpoint == "127.0.0.2:10001"
 
 
+def notice(*alerts):
+    return json.dumps({"version": "4", "status": "firing", "alerts": list(alerts)}).encode()
+
+
+def alert(status, starts, ends=None, **labels):
+    return {"status": status, "labels": {"alertname": "EndpointDown", **labels}, "startsAt": starts,
+            "endsAt": ends or "0001-01-01T00:00:00Z"}
+
+
+def test_webhook_notices_become_one_spell_per_alert():
+    received = WebhookAlerts("instance")
+    start, end = "2026-12-03T10:00:04Z", "2026-12-03T10:00:30Z"
+    assert received.receive(notice(alert("firing", start, instance="127.0.0.1:10001")), received=1)
+    assert received.receive(notice(alert("firing", start, instance="127.0.0.1:10001")), received=2)  # a repeat
+    assert received.receive(notice(alert("resolved", start, end, instance="127.0.0.1:10001"),
+                                   # fired and resolved within one group_interval: only the resolved notice comes
+                                   alert("resolved", "2026-12-03T10:01:00Z", "2026-12-03T10:01:05Z", instance="10002"),
+                                   alert("firing", start, alertname="Other")), received=3)  # no instance label
+    spells = sorted((a.endpoint, a.start, a.end) for a in received.spells(by_port=True))
+    at = datetime.datetime(2026, 12, 3, 10, 0, tzinfo=datetime.timezone.utc).timestamp()
+    assert spells == [("10001", at + 4, at + 30), ("10002", at + 60, at + 65)]
+    assert received.unlabeled == 1
+    for body in (b"not json", b"[1]", b'{"alerts": {}}', b'{"alerts": [1]}', b'{"alerts": [{"labels": "x"}]}'):
+        assert not received.receive(body), body
+    assert len(received.spells(by_port=True)) == 2
+
+
+def test_two_rules_alerting_on_one_endpoint_at_once_are_one_alert():
+    incidents = incidents_from_events([event(100, "kill", [10001]), event(130, "revive", [10001])])
+    report = score(incidents, [Spell("10001", 104, 131), Spell("10001", 106, 133), Spell("10001", 140, 150)],
+                   until=200, unlabeled=2)
+    assert (report["alerts"], report["flapping"], report["false_alerts"], report["recover_p50"]) == (2, 0, 1, 3)
+    assert report["unlabeled"] == 2 and "2 alert(s) without the target label" in score_text(report)
+
+
+def test_an_alert_just_before_an_outage_belongs_to_it_within_the_grace():
+    incidents = incidents_from_events([event(100, "kill", [10001]), event(130, "revive", [10001])])
+    assert score(incidents, [Spell("10001", 90, 98)], until=200)["false_alerts"] == 1
+    assert score(incidents, [Spell("10001", 90, 98)], until=200, grace_s=5)["false_alerts"] == 0
+
+
 def fastmock(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "fastmock", *map(str, args)], capture_output=True, text=True,
                           timeout=60, **kwargs)
@@ -106,8 +148,14 @@ def test_the_cli_scores_files_and_gates_on_thresholds(tmp_path):
 @pytest.mark.parametrize(("name", "text", "message"), [
     ("alerts.jsonl", '{"time": 1, "target": 10001, "state": "firing"}\n{"time": 2, "target": }\n',
      "alerts.jsonl:2:23: Expecting value"),
-    ("alerts.csv", "time,target,state\n1,10001,firing\n2,10001,burning\n", "alerts.csv:3: state 'burning'"),
-    ("alerts.csv", "time,target\n1,10001\n", "alerts.csv:2: missing 'state'"),
+    ("alerts.jsonl", '{"time": "soon", "target": 10001, "state": "firing"}\n', "alerts.jsonl:1:10: 'soon' is not a time"),
+    ("alerts.jsonl", '{"time": 1e999, "target": 10001, "state": "firing"}\n', "alerts.jsonl:1:10: inf is not a time"),
+    ("alerts.jsonl", '{"time": 1, "target": 10001}\n', "alerts.jsonl:1:29: no state"),
+    ("alerts.jsonl", '{"time": 1, "target": 10001, "state": "firing"}\n[1]\n', "alerts.jsonl:2:1: not a JSON object"),
+    ("alerts.csv", "time,target,state\n1,10001,firing\n2,10001,burning\n", "alerts.csv:3:9: state 'burning'"),
+    ("alerts.csv", "time,target,state\n1,10001\n", "alerts.csv:2:9: no state"),
+    ("alerts.csv", "time,target,state\nmonday,10001,firing\n", "alerts.csv:2:1: 'monday' is not a time"),
+    ("alerts.csv", "time,target\n1,10001\n", "alerts.csv:1:1: no 'state' column"),
 ])
 def test_bad_alert_files_name_the_line(tmp_path, name, text, message):
     (tmp_path / "events.jsonl").write_text(json.dumps(event(1, "kill", [10001])) + "\n")
@@ -191,3 +239,62 @@ def test_bad_score_options_are_usage_errors(tmp_path, args, message):
     (tmp_path / "alerts.csv").write_text("time,target,state\n")
     result = fastmock("score", "--events", "events.jsonl", *args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"time": 1, "action": "kill", "ports": [10001]}\n{"time": 2, "action": "kill", ports: []}\n',
+     "events.jsonl:2:31: Expecting property name"),
+    ('[1]\n', "events.jsonl:1:1: not an event"),
+    ('{"time": "noon", "action": "kill", "ports": [10001]}\n', "events.jsonl:1:1: an event's time is epoch seconds"),
+    ('{"time": 1, "action": "kill", "ports": 10001}\n', "events.jsonl:1:1: an event has an action and a list of ports"),
+    ('{"time": 1, "action": "fault", "ports": [10001], "spec": 503}\n', "events.jsonl:1:1: an event's spec is a text"),
+])
+def test_bad_event_files_name_the_line(tmp_path, text, message):
+    (tmp_path / "events.jsonl").write_text(text)
+    (tmp_path / "alerts.csv").write_text("time,target,state\n")
+    result = fastmock("score", "--events", "events.jsonl", "--alerts", "alerts.csv", cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_files_past_max_size_and_endpoints_the_fleet_never_had(tmp_path):
+    (tmp_path / "events.jsonl").write_text(json.dumps(event(100, "kill", [10001])) + "\n")
+    (tmp_path / "alerts.csv").write_text("time,target,state\n101,10001,firing\n102,10009,firing\n"
+                                         "103,10002,firing\n104,10002,resolved\n")
+    (tmp_path / "urls.txt").write_text("http://127.0.0.1:10001/\nhttp://127.0.0.1:10002/\n")
+    result = fastmock("score", "--events", "events.jsonl", "--alerts", "alerts.csv", "--endpoints-file", "urls.txt",
+                      "--json", cwd=tmp_path)
+    report = json.loads(result.stdout)
+    assert (report["unknown_targets"], report["false_alerts"], report["detected"]) == (["10009"], 1, 1)
+    big = fastmock("score", "--events", "events.jsonl", "--alerts", "alerts.csv", "--max-size", "80", cwd=tmp_path)
+    assert big.returncode == 2 and "alerts.csv" in big.stderr and "over 80 bytes" in big.stderr, big.stderr
+    both = fastmock("score", "--fleet", "http://127.0.0.1:1", "--endpoints-file", "urls.txt", "--alerts", "alerts.csv",
+                    cwd=tmp_path)
+    assert both.returncode == 2 and "'--endpoints-file': only with --events" in both.stderr, both.stderr
+
+
+def test_a_log_that_lost_its_first_events_is_scored_from_the_first_it_kept(tmp_path):
+    kept = [{**event(100, "kill", [10001]), "seq": 50001}, {**event(110, "revive", [10001]), "seq": 50002}]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
+    (tmp_path / "alerts.csv").write_text("time,target,state\n50,10002,firing\n60,10002,resolved\n"
+                                         "103,10001,firing\n112,10001,resolved\n")
+    result = fastmock("score", "--events", "events.jsonl", "--alerts", "alerts.csv", "--json", cwd=tmp_path)
+    assert "scoring from 100.000, without 1 alert(s) that ended before" in result.stderr
+    report = json.loads(result.stdout)
+    assert (report["alerts"], report["false_alerts"], report["detected"]) == (1, 0, 1)
+
+
+def test_every_event_of_a_long_run_is_truth():
+    """More events than one page of GET /events (10,000) are all read."""
+    with start_fleet(2, "--token", TOKEN) as fleet:
+        api = httpx.Client(base_url=fleet.url, headers=AUTH, timeout=10)
+        port = api.get("/endpoints", params={"limit": 1, "format": "json"}).json()[0]["port"]
+        outages = 5001
+        with fleet.connect() as sock:  # pipelined: a few seconds
+            ask = "".join(f"POST /{action}?port={port} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                          f"Content-Length: 0\r\n\r\n" for _ in range(outages) for action in ("kill", "revive"))
+            sock.sendall(ask.encode())
+            assert {response.status_code for response, _ in recv_responses(sock, 2 * outages, timeout=60)} == {200}
+        result = fastmock("score", "--fleet", fleet.url, "--alerts", "/dev/null", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["incidents"] == outages
+        fleet.stop()

@@ -22,7 +22,7 @@ import dotenv
 
 from fastmock import __version__
 from fastmock.client import DEFAULT_URL, FleetClient, FleetError
-from fastmock.documents import DocumentError, decode_text, read_text
+from fastmock.documents import MAX_DOCUMENT_BYTES, DocumentError, decode_text, read_text
 from fastmock.ctl import ctl
 from fastmock.fleet import FleetConfig, ports_per_worker, run_fleet
 from fastmock.fleet.management.chaos import ChaosError, parse_schedule
@@ -866,9 +866,12 @@ def _signed_duration(text: str) -> tuple:
 @cli.command()
 @option("--fleet", "fleet_url", default=None,
         help="The fleet's management API: the truth from its /events, its endpoints from /endpoints.")
-@option("--events", "events_file", type=click.Path(exists=True, dir_okay=False), default=None,
+@option("--events", "events_file", type=click.File("rb"), default=None,
         help="The truth from a saved event log (GET /events: JSON lines) instead.")
-@option("--alerts", "alerts_file", type=click.Path(exists=True, dir_okay=False), default=None,
+@option("--endpoints-file", type=click.File("rb"), default=None,
+        help="With --events: the fleet's endpoints (a saved GET /endpoints: a URL a line, or JSON), so that "
+             "alerts naming others are listed as unknown.")
+@option("--alerts", "alerts_file", type=click.File("rb"), default=None,
         help="The monitor's alerts: CSV (time,target,state) or JSON lines ({time, target, state}); "
              "state firing or resolved, time epoch seconds or RFC 3339.")
 @option("--listen", default=None,
@@ -894,16 +897,19 @@ def _signed_duration(text: str) -> tuple:
         help="An alert this long after an outage ended still belongs to it (and is no false alert).")
 @option("--skew", type=Parsed("DURATION", _signed_duration), default="0s", show_default=True,
         help="How far the monitor's clock is ahead of the fleet's (negative: behind).")
+@option("--max-size", type=Size(minimum=1), default="256M", show_default=True,
+        help="The largest events, endpoints or alerts file read.")
 @option("--json", "as_json", is_flag=True, help="Print the report as JSON (every incident, every false alert).")
 @option("--threshold", "thresholds", type=Parsed("METRIC<VALUE", lambda text: parse_threshold(text, SCORE_METRICS)),
         multiple=True, help=f"Exit 1 unless this holds (repeatable), e.g. 'recall>=0.99', 'detect_p95<60s'; "
                             f"metrics: {', '.join(SCORE_METRICS)}.")
-def score(fleet_url, events_file, alerts_file, listen, duration, prometheus, query, step, target_label, bad,
-          alert_on_expiring, flaky_above, slow_above, grace, skew, as_json, thresholds):
+def score(fleet_url, events_file, endpoints_file, alerts_file, listen, duration, prometheus, query, step, target_label, bad,
+          alert_on_expiring, flaky_above, slow_above, grace, skew, max_size, as_json, thresholds):
     """Grade an uptime monitor against the outages a fleet recorded: per outage how soon it alerted and
     saw the recovery, which it missed, which of its alerts were false. Exit 1 when a --threshold fails."""
-    from fastmock.score import (Badness, ScoreError, alerts_from_prometheus, alerts_from_text, alerts_from_webhook,
-                                incidents_from_events)
+    from fastmock.fleet.management.events import EVENT_LOG_SIZE
+    from fastmock.score import (Badness, ScoreError, WebhookAlerts, alerts_from_prometheus, alerts_from_text,
+                                incidents_from_events, log_starts_late)
     from fastmock.score import score as grade
 
     if (fleet_url is None) == (events_file is None):
@@ -912,30 +918,46 @@ def score(fleet_url, events_file, alerts_file, listen, duration, prometheus, que
         raise click.UsageError("give the alerts: --alerts FILE, --listen HOST:PORT or --prometheus URL (one of them)")
     if duration is not None and listen is None:
         raise click.BadParameter("only with --listen", param_hint="'--duration'")
+    if endpoints_file is not None and events_file is None:
+        raise click.BadParameter("only with --events (--fleet names its own endpoints)", param_hint="'--endpoints-file'")
     kinds = tuple(kind.strip() for kind in bad.split(",") if kind.strip())
     unknown = [kind for kind in kinds if kind not in BAD_KINDS]
     if unknown or not kinds:
         raise click.BadParameter(f"{unknown[0] if unknown else bad!r}: not one of {', '.join(BAD_KINDS)}",
                                  param_hint="'--bad'")
-    payloads = _receive_webhooks(listen, duration) if listen is not None else None
-    events, endpoints = _truth(fleet_url, events_file)
+    received = WebhookAlerts(target_label)
+    if listen is not None:
+        _receive_webhooks(listen, duration, received)
+    events, endpoints = _truth(fleet_url, events_file, max_size)
+    horizon = log_starts_late(events)
+    if endpoints_file is not None:
+        try:
+            endpoints = parse_endpoints(_read_text(endpoints_file, max_size, "'--endpoints-file'"))
+        except EndpointsError as exc:
+            raise click.BadParameter(f"{endpoints_file.name}: {exc}", param_hint="'--endpoints-file'") from None
     incidents = incidents_from_events(events, Badness(kinds, flaky_above[0], slow_above, alert_on_expiring))
     by_port = not any(isinstance(port, str) for event in events for port in event.get("ports", []))
     until = time.time() if listen or prometheus else max([event["time"] for event in events] or [0.0])
     try:
         if alerts_file is not None:
-            alerts = alerts_from_text(alerts_file, read_text(alerts_file), by_port)
+            alerts = alerts_from_text(alerts_file.name, _read_text(alerts_file, max_size, "'--alerts'"), by_port)
             until = max([until, *(alert.end or alert.start for alert in alerts)])
         elif listen is not None:
-            alerts = alerts_from_webhook(payloads, target_label, by_port)
+            alerts = received.spells(by_port)
         else:
             first = min([event["time"] for event in events] or [until - 3600])
             alerts = alerts_from_prometheus(prometheus, query, first - 60, until, step, target_label, by_port)
     except ScoreError as exc:
         raise click.BadParameter(str(exc), param_hint="'--prometheus'" if prometheus else "'--alerts'") from None
+    if horizon is not None:  # alerts about outages the log no longer holds would all look false
+        kept = [alert for alert in alerts if alert.end is None or alert.end - skew[0] >= horizon]
+        click.echo(f"fastmock: warning: the event log no longer holds its first events (a fleet keeps the last "
+                   f"{EVENT_LOG_SIZE:,} a pod); scoring from {horizon:.3f}, without {len(alerts) - len(kept)} "
+                   f"alert(s) that ended before", err=True)
+        alerts = kept
     if endpoints is not None:
         endpoints = {endpoint_key(url, by_port) for url in endpoints}
-    report = grade(incidents, alerts, until, grace, skew[0], endpoints)
+    report = grade(incidents, alerts, until, grace, skew[0], endpoints, received.unlabeled)
     report["thresholds"] = [{**check, "value": None if math.isnan(check["value"]) else check["value"]}
                             for check in evaluate(thresholds, lambda metric: math.nan if report[metric] is None
                                                   else report[metric])]
@@ -944,28 +966,31 @@ def score(fleet_url, events_file, alerts_file, listen, duration, prometheus, que
         sys.exit(1)
 
 
-def _truth(fleet_url, events_file) -> tuple[list[dict], list[str] | None]:
+def _truth(fleet_url, events_file, max_size: int) -> tuple[list[dict], list[str] | None]:
     """The fleet's events, and its endpoints' URLs when the fleet was asked (None from a file)."""
+    from fastmock.fleet.management.events import EVENT_LOG_SIZE
+    from fastmock.score import ScoreError, event_problem, events_from_text
+
     if events_file is not None:
-        events = []
-        for number, line in enumerate(read_text(events_file).splitlines(), 1):
-            if line.strip():
-                try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise click.BadParameter(f"{events_file}:{number}:{exc.colno}: {exc.msg}",
-                                             param_hint="'--events'") from None
-        return events, None
-    client = FleetClient(fleet_url, timeout_s=30)
+        try:
+            return events_from_text(events_file.name, _read_text(events_file, max_size, "'--events'")), None
+        except ScoreError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--events'") from None
+    client = FleetClient(fleet_url, timeout_s=60)
     try:
-        return client.events(), client.endpoint_urls(limit=10_000_000, state="all")
-    except FleetError as exc:
+        events = client.events(since=0, limit=EVENT_LOG_SIZE * 1000)  # all a pod keeps, of 1,000 pods at once
+        endpoints = client.endpoint_urls(limit=10_000_000, state="all")
+    except (FleetError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="'--fleet'") from None
+    problems = [problem for problem in map(event_problem, events) if problem]
+    if problems:
+        raise click.BadParameter(f"{fleet_url}/events: {problems[0]}", param_hint="'--fleet'")
+    return events, endpoints
 
 
-def _receive_webhooks(listen: str, duration: float | None) -> list[tuple[float, dict]]:
-    """Alertmanager's webhook bodies (with the time each came) received on ``listen`` until ``duration``
-    has passed or Ctrl-C."""
+def _receive_webhooks(listen: str, duration: float | None, received) -> None:
+    """Alertmanager's webhook notifications on ``listen``, into ``received`` (a score.WebhookAlerts), until
+    ``duration`` has passed or Ctrl-C."""
     import http.server
     import threading
 
@@ -973,16 +998,18 @@ def _receive_webhooks(listen: str, duration: float | None) -> list[tuple[float, 
         host, port = _host_port(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--listen'") from None
-    received = []
+
+    lock = threading.Lock()  # the server answers each notification in its own thread
 
     class Receiver(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                received.append((time.time(), json.loads(body)))
-                self.send_response(200)
-            except ValueError:
-                self.send_response(400)
+            length = self.headers.get("Content-Length", "0")
+            if not length.isdigit() or int(length) > MAX_DOCUMENT_BYTES:
+                self.send_error(413 if length.isdigit() else 400)
+                return
+            body = self.rfile.read(int(length))
+            with lock:
+                self.send_response(200 if received.receive(body) else 400)
             self.end_headers()
 
         def log_message(self, *args) -> None:  # quiet: a line per notification is noise
@@ -1000,7 +1027,6 @@ def _receive_webhooks(listen: str, duration: float | None) -> list[tuple[float, 
     except KeyboardInterrupt:
         pass
     server.shutdown()
-    return received
 
 
 IMAGE_SCENARIO = "/etc/fastmock/scenario.yaml"  # what the Docker image runs when no file is given

@@ -98,8 +98,8 @@ class FleetClient:
     def stop_chaos(self) -> dict:
         return self._json("DELETE", "/chaos")
 
-    def events(self, since: int = 0) -> list[dict]:
-        return [json.loads(line) for line in self._call("GET", "/events", since=since).splitlines()]
+    def events(self, since: int = 0, limit: int = 10000) -> list[dict]:
+        return [json.loads(line) for line in self._call("GET", "/events", since=since, limit=limit).splitlines()]
 
     def logs(self, tail: int = 100) -> str:
         return self._call("GET", "/logs", tail=tail).decode("utf-8", "replace")

@@ -18,24 +18,25 @@ is a false alert; an alert naming an endpoint the fleet never had is listed as u
 """
 
 import csv
-import io
 import json
 import math
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from fastmock.faults import FaultSpecError, fault_category, fault_shape
 
-__all__ = ["Spell", "Incident", "Badness", "ScoreError", "incidents_from_events", "alerts_from_text",
-           "alerts_from_webhook", "alerts_from_prometheus", "endpoint_key", "score", "score_text", "RunningScore",
+__all__ = ["Spell", "Incident", "Badness", "ScoreError", "events_from_text", "event_problem", "log_starts_late",
+           "incidents_from_events", "alerts_from_text",
+           "WebhookAlerts", "alerts_from_prometheus", "endpoint_key", "score", "score_text", "RunningScore",
            "SCORE_METRICS", "BAD_KINDS"]
 
 BAD_KINDS = ("killed", "degraded", "flaky", "slow", "tls")
 DEFAULT_BAD = ("killed", "degraded", "tls")
 SCORE_METRICS = {"recall": "share", "precision": "share", "incidents": "number", "detected": "number",
                  "missed": "number", "false_alerts": "number", "flapping": "number", "unknown": "number",
+                 "unlabeled": "number",
                  "detect_p50": "duration", "detect_p95": "duration", "detect_max": "duration",
                  "recover_p50": "duration", "recover_p95": "duration", "recover_max": "duration"}
 
@@ -86,8 +87,54 @@ class Badness:
     alert_on_expiring: bool = False
 
 
+def events_from_text(name: str, text: str) -> list[dict]:
+    """A saved event log (JSON lines, as GET /events gives it); ScoreError names the line and column of a
+    line that is not an event."""
+    events = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ScoreError(f"{name}:{number}:{exc.colno}: {exc.msg}") from None
+        problem = event_problem(event)
+        if problem:
+            raise ScoreError(f"{name}:{number}:1: {problem}")
+        events.append(event)
+    return events
+
+
+def event_problem(event) -> str | None:
+    """Why ``event`` is not one of the fleet's events (None: it is)."""
+    if not isinstance(event, dict):
+        return "not an event (a JSON object with time, action and ports)"
+    if isinstance(event.get("time"), bool) or not isinstance(event.get("time"), (int, float)) \
+            or not math.isfinite(event["time"]):
+        return "an event's time is epoch seconds"
+    if not isinstance(event.get("action"), str) or not isinstance(event.get("ports"), list) \
+            or not all(isinstance(port, (int, str)) for port in event["ports"]):
+        return "an event has an action and a list of ports"
+    wrong = [key for key, kind in (("seq", int), ("pod", str), ("spec", str), ("state", str))
+             if key in event and not isinstance(event[key], kind)]
+    return f"an event's {wrong[0]} is a {dict(seq='number', pod='name').get(wrong[0], 'text')}" if wrong else None
+
+
+def log_starts_late(events: list[dict]) -> float | None:
+    """The time the truth begins if a log no longer holds its first events (a fleet keeps the last 100,000
+    a pod): the latest first-kept event of the logs (one a pod) that do not start at seq 1; else None."""
+    first: dict = {}
+    for event in events:
+        pod, seq = event.get("pod"), event.get("seq", 1)
+        if pod not in first or seq < first[pod][0]:
+            first[pod] = (seq, event["time"])
+    late = [when for seq, when in first.values() if seq > 1]
+    return max(late) if late else None
+
+
 def incidents_from_events(events: list[dict], bad: Badness = Badness()) -> list[Incident]:
-    """The fleet's events (any order) as incidents, each endpoint's overlapping bad spells merged."""
+    """The fleet's events (any order; each as event_problem accepts) as incidents, each endpoint's
+    overlapping bad spells merged."""
     by_port = not any(isinstance(port, str) for event in events for port in event.get("ports", []))
     open_spells: dict[tuple[str, str], Spell] = {}  # (endpoint, dimension: alive, fault or tls) -> its spell
     spells: list[Spell] = []
@@ -115,8 +162,8 @@ def _bad_kind(event: dict, bad: Badness) -> str | None:
         kind = "killed"
     elif action == "fault":
         try:
-            kind = fault_category(event["spec"])
-            failing, typical_s, drips = fault_shape(event["spec"])
+            kind = fault_category(event.get("spec", ""))
+            failing, typical_s, drips = fault_shape(event.get("spec", ""))
         except FaultSpecError:
             return "degraded" if "degraded" in bad.kinds else None
         if kind == "flaky" and failing <= bad.flaky_above or kind == "slow" and typical_s <= bad.slow_above_s \
@@ -144,102 +191,198 @@ def _merge(spells: list[Spell]) -> list[Incident]:
     return sorted(incidents, key=lambda incident: (incident.start, incident.endpoint))
 
 
+ALERT_FIELDS = ("time", "target", "state")
+
+
 def alerts_from_text(name: str, text: str, by_port: bool) -> list[Spell]:
     """Alert spells from CSV (time,target,state with a header) or JSON lines ({"time", "target", "state"});
-    a time is epoch seconds or RFC 3339. ScoreError names the line (and column) of one that does not read."""
-    rows = []
+    a time is epoch seconds or RFC 3339. ScoreError names the line and column of a row that does not read."""
+    observations = []
+    for number, row, column_of in _alert_rows(name, text):
+        at = next((key for key in ALERT_FIELDS if row.get(key) is None), None)
+        try:
+            if at is not None:
+                raise ValueError(f"no {at}")
+            at = "state"
+            state = str(row["state"]).strip().lower()
+            if state not in ("firing", "resolved"):
+                raise ValueError(f"state {row['state']!r} is not firing or resolved")
+            at = "time"
+            observations.append((_time(row["time"]), endpoint_key(row["target"], by_port), state))
+        except ValueError as exc:
+            raise ScoreError(f"{name}:{number}:{column_of(at)}: {exc} (a row is time, target, firing|resolved)") \
+                from None
+    return _spells(observations)
+
+
+def _alert_rows(name: str, text: str):
+    """(line number, {field: value}, column of a field) for each row of an alerts file, JSON lines or CSV."""
+    lines = text.splitlines()
     if text.lstrip().startswith("{"):
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ScoreError(f"{name}:{number}:{exc.colno}: {exc.msg}") from None
-            rows.append((number, row))
-    else:
-        for number, row in enumerate(csv.DictReader(io.StringIO(text)), 2):
-            rows.append((number, row))
-    observations = []
-    for number, row in rows:
+            if not isinstance(row, dict):
+                raise ScoreError(f"{name}:{number}:1: not a JSON object")
+            yield number, row, lambda key, line=line: _json_value_column(line, key)
+        return
+    reader = csv.reader(lines)
+    header = [column.strip().lower() for column in next(reader, [])]
+    for column in ALERT_FIELDS:
+        if header and column not in header:
+            raise ScoreError(f"{name}:1:1: no {column!r} column (the header is time,target,state)")
+    for values in reader:
+        if not any(value.strip() for value in values):
+            continue
+        starts = [1]
+        for value in values:  # where each field begins (quotes, which CSV alerts rarely have, aside)
+            starts.append(starts[-1] + len(value) + 1)
+        row = dict(zip(header, values))
+        yield reader.line_num, row, lambda column, starts=starts: starts[min(header.index(column), len(starts) - 1)]
+
+
+def _json_value_column(line: str, key: str) -> int:
+    """Where the value of ``key`` begins on a JSON line (the line's end if it has no such key)."""
+    at = line.find(f'"{key}"')
+    if at < 0:
+        return len(line) + 1
+    colon = line.find(":", at) + 1
+    return colon + len(line[colon:]) - len(line[colon:].lstrip()) + 1
+
+
+class WebhookAlerts:
+    """The alerts of Alertmanager's webhook notifications, gathered as they come (``score --listen``,
+    ``fleet --score-listen``): one spell per alert (its labels and ``startsAt``), from ``startsAt`` to its
+    ``endsAt`` once a notice says resolved. An alert that fired and resolved within one group_interval comes
+    only as resolved, and still counts. Bounded by the number of distinct alerts, not of notices."""
+
+    def __init__(self, target_label: str = "instance") -> None:
+        self.target_label = target_label
+        self.spans: dict[tuple, list] = {}  # (target, labels, startsAt as sent) -> [start, end or None]
+        self.unlabeled = 0                  # alerts without the target label: no endpoint to score
+
+    def receive(self, body: bytes, received: float | None = None) -> bool:
+        """Take one notification (``received``: when it came); False, taking nothing, if it is not one."""
         try:
-            state = str(row["state"]).strip().lower()
-            if state not in ("firing", "resolved"):
-                raise ValueError(f"state {row['state']!r} is not firing or resolved")
-            observations.append((_time(row["time"]), endpoint_key(row["target"], by_port), state))
-        except (KeyError, TypeError, ValueError) as exc:
-            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise ScoreError(f"{name}:{number}: {reason} (a row is time, target, firing|resolved)") from None
-    return _spells(observations)
-
-
-def alerts_from_webhook(payloads: list[tuple[float, dict]], target_label: str, by_port: bool) -> list[Spell]:
-    """Alert spells from Alertmanager webhook bodies (with the time each came): a firing alert from its
-    startsAt, resolved at its endsAt (else when the notice came); the endpoint from ``target_label``."""
-    observations = []
-    for received, payload in payloads:
-        for alert in payload.get("alerts", []):
-            target = alert.get("labels", {}).get(target_label)
-            if target is None:
+            payload = json.loads(body)
+        except ValueError:
+            return False
+        alerts = payload.get("alerts") if isinstance(payload, dict) else None
+        if not isinstance(alerts, list) or not all(
+                isinstance(alert, dict) and isinstance(alert.get("labels", {}), dict) for alert in alerts):
+            return False
+        received = time.time() if received is None else received
+        for alert in alerts:
+            labels, status = alert.get("labels", {}), alert.get("status")
+            if status not in ("firing", "resolved"):
                 continue
-            status = alert.get("status")
-            stamp = alert.get("startsAt") if status == "firing" else alert.get("endsAt")
-            try:
-                when = _time(stamp) if stamp and not stamp.startswith("0001") else received
-            except ValueError:
-                when = received
-            observations.append((when, endpoint_key(target, by_port), status))
-    return _spells(observations)
+            if self.target_label not in labels:
+                self.unlabeled += 1
+                continue
+            sent_start = alert.get("startsAt")
+            key = (str(labels[self.target_label]), json.dumps(labels, sort_keys=True, default=str), str(sent_start))
+            span = self.spans.setdefault(key, [_stamp(sent_start, received), None])
+            if status == "resolved":
+                span[1] = _stamp(alert.get("endsAt"), received)
+        return True
+
+    def spells(self, by_port: bool) -> list[Spell]:
+        return [Spell(endpoint_key(target, by_port), start, end) for (target, *_), (start, end) in self.spans.items()]
+
+
+def _stamp(value, received: float) -> float:
+    """An alert's RFC 3339 time; ``received`` when it has none (Go's zero time, 0001-01-01) or a bad one."""
+    if not isinstance(value, str) or value.startswith("0001"):
+        return received
+    try:
+        return _time(value)
+    except ValueError:
+        return received
+
+
+PROMETHEUS_POINTS = 10000  # a range query's steps at most (Prometheus refuses past 11,000 a series)
 
 
 def alerts_from_prometheus(url: str, query: str, start: float, end: float, step_s: float, target_label: str,
                            by_port: bool) -> list[Spell]:
     """Alert spells from a Prometheus server: ``query`` (e.g. ``probe_success == 0`` or
-    ``ALERTS{alertstate="firing"}``) sampled every ``step_s`` from ``start`` to ``end``; a series that has a
-    sample is firing, and a gap longer than a step ends the spell. ScoreError if the server does not answer,
-    refuses the query, or the query has no series."""
+    ``ALERTS{alertstate="firing"}``) sampled every ``step_s`` from ``start`` to ``end`` (in ranges of
+    PROMETHEUS_POINTS steps); a series that has a sample is firing, and a gap longer than a step ends the
+    spell. ScoreError if the server does not answer, refuses the query, or the query has no series."""
     import httpx
 
-    try:
-        response = httpx.get(f"{url.rstrip('/')}/api/v1/query_range", timeout=30,
-                             params={"query": query, "start": start, "end": end, "step": step_s})
-        answer = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise ScoreError(f"Prometheus at {url} does not answer: {exc}") from None
-    if answer.get("status") != "success":
-        raise ScoreError(f"Prometheus refused {query!r}: {answer.get('error', response.status_code)}")
-    series = answer["data"]["result"]
-    if not series:
-        raise ScoreError(f"{query!r} has no series in Prometheus at {url} between {start:.0f} and {end:.0f}")
+    samples: dict[str, list[float]] = {}  # the target of each series -> its sample times
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for first in _ranges(start, end, step_s * PROMETHEUS_POINTS):
+            last = min(end, first + step_s * (PROMETHEUS_POINTS - 1))
+            for metric, stamps in _query_range(client, url, query, first, last, step_s):
+                if target_label in metric and stamps:
+                    samples.setdefault(str(metric[target_label]), []).extend(stamps)
+    if not samples:
+        raise ScoreError(f"{query!r} has no series with a {target_label!r} label in Prometheus at {url} "
+                         f"between {start:.0f} and {end:.0f}")
     spells = []
-    for each in series:
-        target = each["metric"].get(target_label)
-        if target is None:
-            continue
-        endpoint, spell = endpoint_key(target, by_port), None
-        for stamp, _ in each["values"]:
-            if spell is not None and float(stamp) - spell.end <= step_s * 1.5:
-                spell.end = float(stamp)
+    for target, stamps in samples.items():  # several series of one target (alert rules): their union
+        spell = None
+        for stamp in sorted(set(stamps)):
+            if spell is not None and stamp - spell.end <= step_s * 1.5:
+                spell.end = stamp
                 continue
-            spell = Spell(endpoint, float(stamp), float(stamp))
+            spell = Spell(endpoint_key(target, by_port), stamp, stamp)
             spells.append(spell)
-        if spell is not None and float(spell.end) >= end - step_s * 1.5:
+        if spell.end >= end - step_s * 1.5:
             spell.end = None  # still firing at the end of the range
     return spells
 
 
+def _ranges(start: float, end: float, width: float):
+    while start <= end:
+        yield start
+        start += width
+
+
+def _query_range(client, url: str, query: str, start: float, end: float, step_s: float) -> list[tuple[dict, list]]:
+    """(labels, sample times) of each series of one range query; ScoreError if it fails."""
+    import httpx
+
+    try:
+        response = client.get("/api/v1/query_range", params={"query": query, "start": start, "end": end,
+                                                              "step": step_s})
+        answer = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ScoreError(f"Prometheus at {url} does not answer: {exc}") from None
+    if not isinstance(answer, dict) or answer.get("status") != "success":
+        error = answer.get("error") if isinstance(answer, dict) else None
+        raise ScoreError(f"Prometheus at {url} refused {query!r}: {error or f'HTTP {response.status_code}'}")
+    try:
+        return [(dict(each["metric"]), [float(stamp) for stamp, _ in each["values"]])
+                for each in answer["data"]["result"]]
+    except (KeyError, TypeError, ValueError):
+        raise ScoreError(f"{url} answered {query!r} with something other than a Prometheus range") from None
+
+
 def _time(value) -> float:
-    if isinstance(value, (int, float)) or str(value).replace(".", "", 1).isdigit():
-        return float(value)
+    """Epoch seconds from a number or RFC 3339 text (without an offset: UTC); ValueError if neither."""
     text = str(value).strip().replace("Z", "+00:00")
     head, dot, rest = text.partition(".")  # Go writes nanoseconds: Python reads at most microseconds
     if dot:
         digits = len(rest) - len(rest.lstrip("0123456789"))
         text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
     try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise ValueError(f"{value!r} is not a time (epoch seconds or RFC 3339)") from None
+        if isinstance(value, (int, float)) or text.replace(".", "", 1).isdigit():
+            seconds = float(value)
+        else:
+            stamp = datetime.fromisoformat(text)
+            seconds = (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+    except (ValueError, OverflowError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or isinstance(value, bool):
+        raise ValueError(f"{repr(value)[:40]} is not a time (epoch seconds or RFC 3339)")
+    return seconds
 
 
 def _spells(observations) -> list[Spell]:
@@ -255,22 +398,26 @@ def _spells(observations) -> list[Spell]:
 
 
 def score(incidents: list[Incident], alerts: list[Spell], until: float, grace_s: float = 0.0, skew_s: float = 0.0,
-          endpoints: set | None = None) -> dict:
-    """The monitor's report card (see the module comment); ``endpoints``: every endpoint the fleet had."""
-    for alert in alerts:  # onto the fleet's clock
-        alert.start -= skew_s
-        alert.end = None if alert.end is None else alert.end - skew_s
+          endpoints: set | None = None, unlabeled: int = 0) -> dict:
+    """The monitor's report card (see the module comment); ``endpoints``: every endpoint the fleet had;
+    ``unlabeled``: how many alerts named no endpoint at all."""
     by_endpoint: dict[str, list[Spell]] = {}
     for alert in sorted(alerts, key=lambda alert: alert.start):
-        by_endpoint.setdefault(alert.endpoint, []).append(alert)
+        spells = by_endpoint.setdefault(alert.endpoint, [])
+        start, end = alert.start - skew_s, None if alert.end is None else alert.end - skew_s  # the fleet's clock
+        if spells and (spells[-1].end is None or start <= spells[-1].end):  # two rules alerting at once: one spell
+            spells[-1].end = None if spells[-1].end is None or end is None else max(spells[-1].end, end)
+        else:
+            spells.append(Spell(alert.endpoint, start, end))
+    alerts = [alert for spells in by_endpoint.values() for alert in spells]
     matched = set()
     for incident in incidents:
         end = until if incident.end is None else incident.end
         incident.alerts = [alert for alert in by_endpoint.get(incident.endpoint, [])
-                           if alert.start <= end + grace_s and (alert.end is None or alert.end >= incident.start)]
+                           if alert.start <= end + grace_s and (alert.end is None or alert.end >= incident.start - grace_s)]
         matched.update(map(id, incident.alerts))
     known = endpoints if endpoints is not None else {incident.endpoint for incident in incidents}
-    unknown = sorted({alert.endpoint for alert in alerts if endpoints is not None and alert.endpoint not in known})
+    unknown = {alert.endpoint for alert in alerts if endpoints is not None and alert.endpoint not in known}
     false_alerts = [alert for alert in alerts if id(alert) not in matched and alert.endpoint not in unknown]
     rows = [_row(incident) for incident in incidents]
     kinds = {}
@@ -279,7 +426,7 @@ def score(incidents: list[Incident], alerts: list[Spell], until: float, grace_s:
     judged = len(alerts) - sum(1 for alert in alerts if alert.endpoint in unknown)
     return {**_summary(rows), "alerts": len(alerts), "false_alerts": len(false_alerts),
             "precision": round(len(matched) / judged, 6) if judged else None,
-            "unknown": len(unknown), "unknown_targets": unknown[:100],
+            "unknown": len(unknown), "unknown_targets": sorted(unknown)[:100], "unlabeled": unlabeled,
             "by_kind": {kind: _summary(kind_rows) for kind, kind_rows in sorted(kinds.items())},
             "incidents_list": rows,
             "false_alert_list": [{"endpoint": alert.endpoint, "start": alert.start, "end": alert.end}
@@ -330,7 +477,8 @@ def score_text(report: dict) -> str:
                      f"{seconds(row['recover_p50']):>11} {seconds(row['recover_p95']):>8}")
     lines.append(f"alerts {report['alerts']}: {report['false_alerts']} false, precision {share(report['precision'])}; "
                  f"{report['flapping']} incident(s) flapped; {report['unknown']} alert target(s) not in the fleet"
-                 + (f": {', '.join(report['unknown_targets'][:10])}" if report["unknown"] else ""))
+                 + (f": {', '.join(report['unknown_targets'][:10])}" if report["unknown"] else "")
+                 + (f"; {report['unlabeled']} alert(s) without the target label" if report["unlabeled"] else ""))
     for row in report["incidents_list"]:
         if not row["detected"]:
             lines.append(f"  missed  {row['endpoint']} {row['kind']} at {row['start']:.3f} "
@@ -347,26 +495,17 @@ class RunningScore:
     def __init__(self, event_log, state, target_label: str = "instance") -> None:
         self.event_log = event_log
         self.state = state  # the fleet's FleetState: which endpoints it has
-        self.target_label = target_label
-        self.payloads: list[tuple[float, dict]] = []
+        self.alerts = WebhookAlerts(target_label)
 
     def receive(self, body: bytes) -> bool:
-        """Keep one webhook body; False if it is not a JSON object."""
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return False
-        if not isinstance(payload, dict) or not isinstance(payload.get("alerts", []), list):
-            return False
-        self.payloads.append((time.time(), payload))
-        return True
+        """Take one webhook notification; False if it is not one."""
+        return self.alerts.receive(body)
 
     def report(self, count: int) -> dict:
         """The score now, over the first ``count`` slots of the fleet (the others are unknown targets)."""
-        by_port = len(self.state.hosts) == 1
-        events = self.event_log.after(0)
-        alerts = alerts_from_webhook(self.payloads, self.target_label, by_port)
-        return score(incidents_from_events(events), alerts, time.time(), endpoints=_InFleet(self.state, count))
+        alerts = self.alerts.spells(by_port=len(self.state.hosts) == 1)
+        return score(incidents_from_events(self.event_log.after(0)), alerts, time.time(),
+                     endpoints=_InFleet(self.state, count), unlabeled=self.alerts.unlabeled)
 
 
 class _InFleet:
