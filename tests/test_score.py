@@ -32,6 +32,16 @@ def test_overlapping_bad_spells_of_one_endpoint_are_one_incident():
     assert [(i.kind, i.end) for i in expiring] == [("tls:expiring(5)", None)]
 
 
+def test_a_chaos_revert_ends_or_goes_on_with_the_spec_it_restores():
+    incidents = incidents_from_events([
+        event(1, "fault", [10001, 10002], spec="503"), event(2, "restore", [10001], spec=None),
+        event(2, "restore", [10002], spec="500"),  # back to the fault it had before: still down
+        event(3, "tls", [10003], state="expired"), event(4, "restore-tls", [10003], state="valid"),
+        event(5, "tls", [10004], state="expired"), event(6, "restore-tls", [10004], state="wrong-host")])
+    assert [(i.endpoint, i.start, i.end) for i in incidents] == [
+        ("10001", 1, 2), ("10002", 1, None), ("10003", 3, 4), ("10004", 5, None)]
+
+
 def test_flaky_and_slow_ports_count_past_a_share_and_a_delay():
     faults = [event(1, "fault", [10001], spec="500:1,ok:9"), event(1, "fault", [10002], spec="500:1,ok:1"),
               event(1, "fault", [10003], spec="ok;delay=300ms"), event(1, "fault", [10004], spec="ok;delay=3s"),
@@ -281,6 +291,17 @@ def test_a_log_that_lost_its_first_events_is_scored_from_the_first_it_kept(tmp_p
     assert "scoring from 100.000, without 1 alert(s) that ended before" in result.stderr
     report = json.loads(result.stdout)
     assert (report["alerts"], report["false_alerts"], report["detected"]) == (1, 0, 1)
+
+
+def test_a_chaos_schedule_is_truth_from_start_to_revert():
+    with start_fleet(4, "--token", TOKEN) as fleet:
+        api = httpx.Client(base_url=fleet.url, headers=AUTH, timeout=10)
+        api.post("/chaos", content="rules: [{target: {count: 2}, action: {fault: '503'}, for: 300ms}]")
+        wait_for(lambda: not api.get("/chaos").json()["active"])
+        result = fastmock("score", "--fleet", fleet.url, "--alerts", "/dev/null", "--json")
+        rows = json.loads(result.stdout)["incidents_list"]
+        assert [(row["kind"], round(row["end"] - row["start"], 1)) for row in rows] == [("degraded", 0.3)] * 2
+        fleet.stop()
 
 
 def test_every_event_of_a_long_run_is_truth():

@@ -16,6 +16,7 @@ from helpers import AUTH, TOKEN, free_port, start_fleet, wait_for
 
 BINARIES = ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter")
 FOR_S, SCRAPE_S = 2, 1  # the rule's for: and the probe interval (also the rule evaluation interval)
+OUTAGE_S = 7            # the planted outages the rule can see
 TOLERANCE_S = 1.5       # the notifier's and the test's own delays on a loaded 2-core machine
 
 
@@ -57,7 +58,7 @@ class Started:
 def test_the_score_matches_what_prometheus_and_alertmanager_could_see(monitors_installed, tmp_path):
     blackbox_port, prometheus_port, alertmanager_port, listen = (free_port() for _ in range(4))
     started = Started(tmp_path)
-    with start_fleet(6, "--token", TOKEN, "--seed", "1") as fleet:
+    with start_fleet(6, "--token", TOKEN) as fleet:
         api = httpx.Client(base_url=fleet.url, headers=AUTH, timeout=10)
         ports = [entry["port"] for entry in api.get("/endpoints", params={"format": "json"}).json()]
         (tmp_path / "blackbox.yml").write_text("modules:\n  http_2xx:\n    prober: http\n    timeout: 900ms\n")
@@ -110,16 +111,17 @@ scrape_configs:
                 return len(answer["data"]["result"]) == len(ports)
 
             wait_for(probing_every_port, timeout=60)
-            long_kill, short_kill, faulted = ports[0], ports[1], ports[2]
-            api.post("/kill", params={"port": long_kill})
-            time.sleep(FOR_S + 5 * SCRAPE_S)
-            api.post("/revive", params={"port": long_kill})
-            api.post("/kill", params={"port": short_kill})
-            time.sleep(0.3)  # far shorter than the rule's for: no alert can fire
-            api.post("/revive", params={"port": short_kill})
-            api.post("/fault", params={"port": faulted, "spec": "503"})
-            time.sleep(FOR_S + 5 * SCRAPE_S)
-            api.delete("/fault", params={"port": faulted})
+            # a seeded schedule: one long kill, two blips shorter than the rule's for:, one long 503 fault
+            api.post("/chaos", content=f"""
+seed: 7
+rules:
+  - {{name: long-kill, target: {{ports: {ports[0]}-{ports[1]}, count: 1}}, action: kill, for: {OUTAGE_S}s}}
+  - {{name: blip, after: 1s, every: 2s, times: 2, target: {{ports: {ports[2]}-{ports[3]}, count: 1}}, action: kill,
+     for: 300ms}}
+  - {{name: errors, after: 500ms, target: {{ports: {ports[4]}-{ports[5]}, count: 1}}, action: {{fault: "503"}},
+     for: {OUTAGE_S}s}}
+""").raise_for_status()
+            wait_for(lambda: not api.get("/chaos").json()["active"], timeout=OUTAGE_S + 10)
 
             def no_alert_active():
                 answer = httpx.get(f"http://127.0.0.1:{alertmanager_port}/api/v2/alerts").json()
@@ -129,21 +131,36 @@ scrape_configs:
             time.sleep(2 * SCRAPE_S)  # the resolved notices go out after the alerts end
             scorer.send_signal(signal.SIGINT)
             report = json.loads(scorer.communicate(timeout=30)[0])
-            rows = {int(row["endpoint"]): row for row in report["incidents_list"]}
-            assert set(rows) == {long_kill, short_kill, faulted}, report
-            for port in (long_kill, faulted):
-                assert rows[port]["detected"], (port, report)
-                assert FOR_S <= rows[port]["detect_s"] <= FOR_S + 2 * SCRAPE_S + TOLERANCE_S, rows[port]
-                assert 0 <= rows[port]["recover_s"] <= 2 * SCRAPE_S + TOLERANCE_S, rows[port]
-            assert not rows[short_kill]["detected"] and report["missed"] == 1
-            assert report["false_alerts"] == 0 and report["unknown"] == 0
+            planted = {}  # rule name -> the ports it hit
+            for event in map(json.loads, api.get("/events").text.splitlines()):
+                if event["action"] in ("kill", "fault"):
+                    planted.setdefault(event["name"], []).extend(event["ports"])
+            assert [len(planted[name]) for name in ("long-kill", "blip", "errors")] == [1, 2, 1], planted
+            rows = {}
+            for row in report["incidents_list"]:
+                rows.setdefault(int(row["endpoint"]), []).append(row)
+            for port in planted["long-kill"] + planted["errors"]:
+                [row] = rows[port]
+                assert row["detected"], (port, report)
+                assert FOR_S <= row["detect_s"] <= FOR_S + 2 * SCRAPE_S + TOLERANCE_S, row
+                assert row["recover_s"] is not None and 0 <= row["recover_s"] <= 2 * SCRAPE_S + TOLERANCE_S, (row, report)
+            blips = [row for port in set(planted["blip"]) for row in rows[port]]
+            assert len(blips) == 2 and not any(row["detected"] for row in blips), blips
+            assert (report["incidents"], report["missed"], report["false_alerts"], report["unknown"]) == (4, 2, 0, 0)
 
-            polled = subprocess.run([sys.executable, "-m", "fastmock", "score", "--fleet", fleet.url,
-                                     "--prometheus", prometheus, "--json"], capture_output=True, text=True, timeout=60)
-            assert polled.returncode == 0, polled.stderr
-            sampled = {int(row["endpoint"]): row for row in json.loads(polled.stdout)["incidents_list"]}
-            for port in (long_kill, faulted):  # probe_success == 0 shows within a probe, no for: to wait
-                assert sampled[port]["detected"] and sampled[port]["detect_s"] <= SCRAPE_S + TOLERANCE_S
+            def polled(*args):
+                result = subprocess.run([sys.executable, "-m", "fastmock", "score", "--fleet", fleet.url,
+                                         "--prometheus", prometheus, "--json", *args],
+                                        capture_output=True, text=True, timeout=60)
+                assert result.returncode == 0, result.stderr
+                return {int(row["endpoint"]): row for row in json.loads(result.stdout)["incidents_list"]
+                        if row["detected"]}
+
+            every_second, fine = polled(), polled("--step", "5ms")  # 5 ms: more steps than one query may ask
+            for port in planted["long-kill"] + planted["errors"]:  # probe_success == 0 shows within a probe
+                for sampled in (every_second[port], fine[port]):  # (a probe may also have caught a blip)
+                    assert 0 <= sampled["detect_s"] <= SCRAPE_S + TOLERANCE_S, sampled
+                    assert 0 <= sampled["recover_s"] <= SCRAPE_S + TOLERANCE_S, sampled
             empty = subprocess.run([sys.executable, "-m", "fastmock", "score", "--fleet", fleet.url, "--prometheus",
                                     prometheus, "--query", 'probe_success{job="none"} == 0'],
                                    capture_output=True, text=True, timeout=60)

@@ -2,7 +2,7 @@
 
 Truth: the fleet's event log (``/events``, or a saved JSON-lines file) becomes per-endpoint incidents: an
 endpoint is bad from a kill to its revive, from a fault whose category counts (``--bad``: killed, degraded,
-flaky, slow, tls) to its clear, and from a certificate state other than valid to valid (``expiring(DAYS)``
+flaky, slow, tls) to its clear (or a chaos revert that restores a spec that does not count), and from a certificate state other than valid to valid (``expiring(DAYS)``
 only with ``--alert-on-expiring``). Overlapping bad spells of one endpoint are one incident, of the kind
 that began it.
 
@@ -115,7 +115,7 @@ def event_problem(event) -> str | None:
     if not isinstance(event.get("action"), str) or not isinstance(event.get("ports"), list) \
             or not all(isinstance(port, (int, str)) for port in event["ports"]):
         return "an event has an action and a list of ports"
-    wrong = [key for key, kind in (("seq", int), ("pod", str), ("spec", str), ("state", str))
+    wrong = [key for key, kind in (("seq", int), ("pod", str), ("spec", (str, type(None))), ("state", str))
              if key in event and not isinstance(event[key], kind)]
     return f"an event's {wrong[0]} is a {dict(seq='number', pod='name').get(wrong[0], 'text')}" if wrong else None
 
@@ -141,7 +141,8 @@ def incidents_from_events(events: list[dict], bad: Badness = Badness()) -> list[
     for event in sorted(events, key=lambda event: (event["time"], event.get("seq", 0))):
         action, when = event["action"], event["time"]
         kind = _bad_kind(event, bad)
-        dimension = {"kill": "alive", "revive": "alive", "fault": "fault", "clear": "fault", "tls": "tls"}.get(action)
+        dimension = {"kill": "alive", "revive": "alive", "fault": "fault", "clear": "fault", "restore": "fault",
+                     "tls": "tls", "restore-tls": "tls"}.get(action)
         if dimension is None:
             continue  # scale and others: no change of health
         for port in event["ports"]:
@@ -160,7 +161,9 @@ def _bad_kind(event: dict, bad: Badness) -> str | None:
     action = event["action"]
     if action == "kill":
         kind = "killed"
-    elif action == "fault":
+    elif action in ("fault", "restore"):  # a chaos revert restores a spec, or none
+        if event.get("spec") is None and action == "restore":
+            return None
         try:
             kind = fault_category(event.get("spec", ""))
             failing, typical_s, drips = fault_shape(event.get("spec", ""))
@@ -169,7 +172,7 @@ def _bad_kind(event: dict, bad: Badness) -> str | None:
         if kind == "flaky" and failing <= bad.flaky_above or kind == "slow" and typical_s <= bad.slow_above_s \
                 and not drips:
             return None
-    elif action == "tls":
+    elif action in ("tls", "restore-tls"):
         state = event.get("state", "valid")
         counts = state != "valid" and (not state.startswith("expiring") or bad.alert_on_expiring)
         return f"tls:{state}" if counts and "tls" in bad.kinds else None
@@ -311,8 +314,8 @@ def alerts_from_prometheus(url: str, query: str, start: float, end: float, step_
                            by_port: bool) -> list[Spell]:
     """Alert spells from a Prometheus server: ``query`` (e.g. ``probe_success == 0`` or
     ``ALERTS{alertstate="firing"}``) sampled every ``step_s`` from ``start`` to ``end`` (in ranges of
-    PROMETHEUS_POINTS steps); a series that has a sample is firing, and a gap longer than a step ends the
-    spell. ScoreError if the server does not answer, refuses the query, or the query has no series."""
+    PROMETHEUS_POINTS steps); a series that has a sample is firing, until the first step without one.
+    ScoreError if the server does not answer, refuses the query, or the query has no series."""
     import httpx
 
     samples: dict[str, list[float]] = {}  # the target of each series -> its sample times
@@ -328,13 +331,13 @@ def alerts_from_prometheus(url: str, query: str, start: float, end: float, step_
     spells = []
     for target, stamps in samples.items():  # several series of one target (alert rules): their union
         spell = None
-        for stamp in sorted(set(stamps)):
-            if spell is not None and stamp - spell.end <= step_s * 1.5:
-                spell.end = stamp
+        for stamp in sorted(set(stamps)):  # a spell ends at the first step without a sample
+            if spell is not None and stamp <= spell.end + step_s * 0.5:
+                spell.end = stamp + step_s
                 continue
-            spell = Spell(endpoint_key(target, by_port), stamp, stamp)
+            spell = Spell(endpoint_key(target, by_port), stamp, stamp + step_s)
             spells.append(spell)
-        if spell.end >= end - step_s * 1.5:
+        if spell.end > end:
             spell.end = None  # still firing at the end of the range
     return spells
 

@@ -381,25 +381,31 @@ class ChaosRun:
         supervisor = self.supervisor
         slots, previous, index_set = due.undo
         slots = [slot for slot in slots if slot < supervisor.count]  # the fleet may have shrunk since
-        if rule.action == "kill":
-            changed, _ = await supervisor.revive([s for s in slots if supervisor.state.states[s] == KILLED])
-        elif rule.action == "revive":
-            changed = await supervisor.kill(slots)
-        else:
-            indexes = _indexes(supervisor, rule)
-            untouched = [slot for slot in slots if indexes[slot] == index_set]  # later changes win
-            changed = []
-            for index in sorted({previous[slot] for slot in untouched}):
-                group = [slot for slot in untouched if previous[slot] == index]
-                if rule.action == "tls":
-                    changed += (await supervisor.set_tls(group, supervisor.tls_states[index]))[0]
-                else:
-                    changed += await supervisor.set_fault(group, supervisor.fault_specs.get(index))
-            changed.sort()
         details = {"rule": due.rule, "name": rule.name, "t": due.t, "revert": True}
         if stopped:
             details["stopped"] = True
-        self.event_log.record("chaos", _REVERSE[rule.action], changed, **details)
+        if rule.action in ("kill", "revive"):
+            if rule.action == "kill":
+                changed, _ = await supervisor.revive([s for s in slots if supervisor.state.states[s] == KILLED])
+            else:
+                changed = await supervisor.kill(slots)
+            self.event_log.record("chaos", _REVERSE[rule.action], changed, **details)
+            return
+        indexes = _indexes(supervisor, rule)
+        untouched = [slot for slot in slots if indexes[slot] == index_set]  # later changes win
+        restored = sorted({previous[slot] for slot in untouched})
+        if not restored:
+            self.event_log.record("chaos", _REVERSE[rule.action], [], **details)
+        for index in restored:  # an event for each spec or state restored, naming it (fastmock score's truth)
+            group = [slot for slot in untouched if previous[slot] == index]
+            if rule.action == "tls":
+                state = supervisor.tls_states[index]
+                changed, _ = await supervisor.set_tls(group, state)
+                self.event_log.record("chaos", "restore-tls", changed, **details, state=state)
+            else:
+                spec = supervisor.fault_specs.get(index)
+                changed = await supervisor.set_fault(group, spec)
+                self.event_log.record("chaos", "restore", changed, **details, spec=spec)
 
 
 _REVERSE = {"kill": "revive", "revive": "kill", "fault": "restore", "clear": "restore", "tls": "restore-tls"}
