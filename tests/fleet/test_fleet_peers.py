@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -130,3 +131,21 @@ def test_bad_peers_are_usage_errors(peers, message):
                              "--advertise-host", "fleet.local", "--peers", peers],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and message in result.stderr and "'--peers'" in result.stderr, result.stderr
+
+
+def test_score_grades_a_monitor_against_every_pods_outages(fleet, tmp_path):
+    base, apis = fleet
+    target = f"{PODS[2]}:{base + 1}"
+    assert apis[0].post("/kill", params={"port": target}).status_code == 200
+    killed = time.time()
+    time.sleep(0.5)
+    assert apis[0].post("/revive", params={"port": target}).status_code == 200
+    (tmp_path / "alerts.csv").write_text(f"time,target,state\n{killed + 0.25},http://{target}/health,firing\n"
+                                         f"{killed + 5},{target},resolved\n{killed},{PODS[2]}:1,firing\n")
+    result = subprocess.run([sys.executable, "-m", "fastmock", "score", "--fleet", str(apis[1].base_url), "--alerts",
+                             tmp_path / "alerts.csv", "--json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    row = [row for row in report["incidents_list"] if row["endpoint"] == target][-1]  # (earlier tests' come first)
+    assert row["detected"] and row["detect_s"] == pytest.approx(0.25, abs=0.1)
+    assert (report["unknown_targets"], report["false_alerts"]) == ([f"{PODS[2]}:1"], 0)
