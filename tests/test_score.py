@@ -150,9 +150,12 @@ def test_the_cli_scores_files_and_gates_on_thresholds(tmp_path):
     assert "killed             2        1      1   50.0%      3.00s" in result.stdout
     assert "alerts 2: 1 false, precision 50.0%" in result.stdout and "  missed  10002 killed at 200.000" in result.stdout
     failing = fastmock("score", "--events", "events.jsonl", "--alerts", "alerts.csv", "--threshold", "missed==0",
-                       "--json", cwd=tmp_path)
+                       "--threshold", "killed.detect_max<=3s", "--threshold", "degraded.recall>=0", "--json",
+                       cwd=tmp_path)
     report = json.loads(failing.stdout)
-    assert failing.returncode == 1 and report["thresholds"][0]["ok"] is False and report["missed"] == 1
+    assert failing.returncode == 1 and report["missed"] == 1
+    assert [(check["ok"], check["value"]) for check in report["thresholds"]] == [(False, 1), (True, 3), (False, None)]
+    # (no degraded outage happened: a threshold on it fails, as the monitor was not tried on one)
 
 
 @pytest.mark.parametrize(("name", "text", "message"), [
@@ -241,6 +244,7 @@ def test_a_fleet_scores_its_monitor_as_it_runs():
 @pytest.mark.parametrize(("args", "message"), [
     (["--alerts", "alerts.csv", "--flaky-above", "150%"], "'--flaky-above': '150%' is not a share"),
     (["--alerts", "alerts.csv", "--bad", "killed,sad"], "'--bad': 'sad': not one of"),
+    (["--alerts", "alerts.csv", "--threshold", "kiled.recall>1"], "unknown metric 'kiled.recall'"),
     (["--prometheus", "http://127.0.0.1:1"], "Prometheus at http://127.0.0.1:1 does not answer"),
     ([], "give the alerts: --alerts FILE, --listen HOST:PORT or --prometheus URL"),
 ])

@@ -42,7 +42,7 @@ from fastmock.runtime import available_cpus, raise_open_files_limit, ready_annou
 from fastmock.serve import ServeConfig, StartError, serve
 from fastmock.params import Duration, Size
 from fastmock.units import parse_duration, parse_share
-from fastmock.score import BAD_KINDS, DEFAULT_BAD, SCORE_METRICS, endpoint_key, score_text
+from fastmock.score import BAD_KINDS, DEFAULT_BAD, KIND_METRICS, SCORE_METRICS, endpoint_key, score_metric, score_text
 from fastmock.thresholds import THRESHOLD_EXAMPLE, evaluate, parse_threshold
 
 __all__ = ["cli", "main"]
@@ -901,8 +901,10 @@ def _signed_duration(text: str) -> tuple:
         help="The largest events, endpoints or alerts file read.")
 @option("--json", "as_json", is_flag=True, help="Print the report as JSON (every incident, every false alert).")
 @option("--threshold", "thresholds", type=Parsed("METRIC<VALUE", lambda text: parse_threshold(text, SCORE_METRICS)),
-        multiple=True, help=f"Exit 1 unless this holds (repeatable), e.g. 'recall>=0.99', 'detect_p95<60s'; "
-                            f"metrics: {', '.join(SCORE_METRICS)}.")
+        multiple=True, help=f"Exit 1 unless this holds (repeatable), e.g. 'recall>=0.99', 'detect_p95<60s', "
+                            f"'killed.recall>=1'; metrics: {', '.join(m for m in SCORE_METRICS if '.' not in m)}; "
+                            f"for one kind of outage KIND.METRIC, KIND one of {', '.join(BAD_KINDS)} and METRIC one "
+                            f"of {', '.join(KIND_METRICS)}.")
 def score(fleet_url, events_file, endpoints_file, alerts_file, listen, duration, prometheus, query, step, target_label, bad,
           alert_on_expiring, flaky_above, slow_above, grace, skew, max_size, as_json, thresholds):
     """Grade an uptime monitor against the outages a fleet recorded: per outage how soon it alerted and
@@ -959,8 +961,7 @@ def score(fleet_url, events_file, endpoints_file, alerts_file, listen, duration,
         endpoints = {endpoint_key(url, by_port) for url in endpoints}
     report = grade(incidents, alerts, until, grace, skew[0], endpoints, received.unlabeled)
     report["thresholds"] = [{**check, "value": None if math.isnan(check["value"]) else check["value"]}
-                            for check in evaluate(thresholds, lambda metric: math.nan if report[metric] is None
-                                                  else report[metric])]
+                            for check in evaluate(thresholds, lambda metric: score_metric(report, metric))]
     click.echo(json.dumps(report, indent=2) if as_json else score_text(report))
     if not all(check["ok"] for check in report["thresholds"]):
         sys.exit(1)

@@ -30,15 +30,24 @@ from fastmock.faults import FaultSpecError, fault_category, fault_shape
 __all__ = ["Spell", "Incident", "Badness", "ScoreError", "events_from_text", "event_problem", "log_starts_late",
            "incidents_from_events", "alerts_from_text",
            "WebhookAlerts", "alerts_from_prometheus", "endpoint_key", "score", "score_text", "RunningScore",
-           "SCORE_METRICS", "BAD_KINDS"]
+           "SCORE_METRICS", "score_metric", "BAD_KINDS"]
 
 BAD_KINDS = ("killed", "degraded", "flaky", "slow", "tls")
 DEFAULT_BAD = ("killed", "degraded", "tls")
-SCORE_METRICS = {"recall": "share", "precision": "share", "incidents": "number", "detected": "number",
-                 "missed": "number", "false_alerts": "number", "flapping": "number", "unknown": "number",
+KIND_METRICS = {"recall": "share", "incidents": "number", "detected": "number", "missed": "number",
+                "flapping": "number", "detect_p50": "duration", "detect_p95": "duration", "detect_max": "duration",
+                "recover_p50": "duration", "recover_p95": "duration", "recover_max": "duration"}
+SCORE_METRICS = {**KIND_METRICS, "precision": "share", "false_alerts": "number", "unknown": "number",
                  "unlabeled": "number",
-                 "detect_p50": "duration", "detect_p95": "duration", "detect_max": "duration",
-                 "recover_p50": "duration", "recover_p95": "duration", "recover_max": "duration"}
+                 **{f"{kind}.{name}": form for kind in BAD_KINDS for name, form in KIND_METRICS.items()}}
+
+
+def score_metric(report: dict, metric: str) -> float:
+    """A --threshold metric's value: the report's (``recall``) or one kind of outage's (``killed.recall``);
+    NaN (no threshold holds) where it has none, e.g. no outage of that kind happened."""
+    kind, _, name = metric.rpartition(".")
+    value = (report["by_kind"].get(kind, {}) if kind else report).get(name)
+    return math.nan if value is None else value
 
 
 class ScoreError(ValueError):

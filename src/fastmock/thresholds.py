@@ -48,7 +48,9 @@ def parse_threshold(text: str, metrics: dict[str, str] | None = None) -> Thresho
     if metrics is not None:
         kind = metrics.get(metric)
         if kind is None:
-            raise ValueError(f"{text!r}: unknown metric {metric!r} ({', '.join(metrics)})")
+            groups = list(dict.fromkeys(name.partition(".")[0] for name in metrics if "." in name))
+            raise ValueError(f"{text!r}: unknown metric {metric!r} ({', '.join(m for m in metrics if '.' not in m)}"
+                             + (f"; or GROUP.METRIC, GROUP one of {', '.join(groups)}" if groups else "") + ")")
     else:
         kind = _load_metric(text, metric)
     if kind == "duration":
