@@ -127,6 +127,12 @@ def test_two_rules_alerting_on_one_endpoint_at_once_are_one_alert():
     assert report["unlabeled"] == 2 and "2 alert(s) without the target label" in score_text(report)
 
 
+def test_a_port_with_outages_is_known_after_a_scale_down_removed_it():
+    incidents = incidents_from_events([event(100, "kill", [10009]), event(110, "revive", [10009])])
+    report = score(incidents, [Spell("10009", 101, 111), Spell("10010", 101, 111)], until=200, endpoints={"10001"})
+    assert (report["unknown_targets"], report["detected"], report["precision"]) == (["10010"], 1, 1)
+
+
 def test_an_alert_just_before_an_outage_belongs_to_it_within_the_grace():
     incidents = incidents_from_events([event(100, "kill", [10001]), event(130, "revive", [10001])])
     assert score(incidents, [Spell("10001", 90, 98)], until=200)["false_alerts"] == 1

@@ -71,11 +71,14 @@ class Incident(Spell):
 
 def endpoint_key(target, by_port: bool) -> str:
     """An endpoint as truth and alerts both name it: the port (``by_port``: a fleet of one address) or
-    HOST:PORT, from a URL, HOST:PORT or a port."""
+    HOST:PORT, from a URL, HOST:PORT or a port (anything else as it is)."""
     text = str(target).strip()
     if "://" in text:
-        parts = urllib.parse.urlsplit(text)
-        host, port = parts.hostname or "", parts.port
+        try:
+            parts = urllib.parse.urlsplit(text)
+            host, port = parts.hostname or "", parts.port
+        except ValueError:  # an unclosed [ or a port past 65535: no endpoint of any fleet's
+            return text
     elif text.isdigit():
         host, port = "", int(text)
     else:
@@ -171,11 +174,12 @@ def _bad_kind(event: dict, bad: Badness) -> str | None:
     if action == "kill":
         kind = "killed"
     elif action in ("fault", "restore"):  # a chaos revert restores a spec, or none
-        if event.get("spec") is None and action == "restore":
+        spec = event.get("spec")
+        if spec is None and action == "restore":
             return None
         try:
-            kind = fault_category(event.get("spec", ""))
-            failing, typical_s, drips = fault_shape(event.get("spec", ""))
+            kind = fault_category(spec or "")
+            failing, typical_s, drips = fault_shape(spec or "")
         except FaultSpecError:
             return "degraded" if "degraded" in bad.kinds else None
         if kind == "flaky" and failing <= bad.flaky_above or kind == "slow" and typical_s <= bad.slow_above_s \
@@ -243,10 +247,13 @@ def _alert_rows(name: str, text: str):
             yield number, row, lambda key, line=line: _json_value_column(line, key)
         return
     reader = csv.reader(lines)
-    header = [column.strip().lower() for column in next(reader, [])]
+    header = next((values for values in reader if any(value.strip() for value in values)), None)
+    if header is None:
+        return
+    header = [column.strip().lower() for column in header]
     for column in ALERT_FIELDS:
-        if header and column not in header:
-            raise ScoreError(f"{name}:1:1: no {column!r} column (the header is time,target,state)")
+        if column not in header:
+            raise ScoreError(f"{name}:{reader.line_num}:1: no {column!r} column (the header is time,target,state)")
     for values in reader:
         if not any(value.strip() for value in values):
             continue
@@ -428,8 +435,9 @@ def score(incidents: list[Incident], alerts: list[Spell], until: float, grace_s:
         incident.alerts = [alert for alert in by_endpoint.get(incident.endpoint, [])
                            if alert.start <= end + grace_s and (alert.end is None or alert.end >= incident.start - grace_s)]
         matched.update(map(id, incident.alerts))
-    known = endpoints if endpoints is not None else {incident.endpoint for incident in incidents}
-    unknown = {alert.endpoint for alert in alerts if endpoints is not None and alert.endpoint not in known}
+    had = {incident.endpoint for incident in incidents}  # (also a port a scale-down removed since)
+    unknown = {alert.endpoint for alert in alerts
+               if endpoints is not None and alert.endpoint not in endpoints and alert.endpoint not in had}
     false_alerts = [alert for alert in alerts if id(alert) not in matched and alert.endpoint not in unknown]
     rows = [_row(incident) for incident in incidents]
     kinds = {}

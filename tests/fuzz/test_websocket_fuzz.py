@@ -78,7 +78,7 @@ def check_close(frames, seed):
 
 
 def test_hostile_frames(hp):
-    for seed in seeds("websocket frames", 0.3):
+    for seed in seeds("websocket frames", 0.2):
         rng = random.Random(seed)
         stream = b"".join(ws_frame(rng) for _ in range(rng.randrange(1, 5)))
         whole = parse_frames(replies(hp, [stream]))
