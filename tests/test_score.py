@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from fastmock.score import (Badness, Spell, WebhookAlerts, alerts_from_text, incidents_from_events, score,
-                            score_text)
+from fastmock.score import (Badness, RunningScore, Spell, WebhookAlerts, alerts_from_text, incidents_from_events,
+                            score, score_text)
 from helpers import AUTH, TOKEN, free_port, recv_responses, start_fleet, wait_for
 
 
@@ -137,6 +137,28 @@ def test_an_alert_just_before_an_outage_belongs_to_it_within_the_grace():
     incidents = incidents_from_events([event(100, "kill", [10001]), event(130, "revive", [10001])])
     assert score(incidents, [Spell("10001", 90, 98)], until=200)["false_alerts"] == 1
     assert score(incidents, [Spell("10001", 90, 98)], until=200, grace_s=5)["false_alerts"] == 0
+
+
+def test_a_running_score_grows_with_the_log_and_forgets_what_it_lost():
+    from fastmock.fleet.management.events import EventLog
+    from fastmock.fleet.state import FleetState
+
+    state = FleetState(("127.0.0.1",), 10000, 10, 1)
+    log = EventLog(state.port, size=4)
+    running = RunningScore(log, state)
+    log.record("api", "kill", [1])
+    firing = alert("firing", "2000-01-01T00:00:00Z", instance="127.0.0.1:10001")
+    assert running.receive(notice(firing))
+    assert running.report(10)["incidents"] == 1 and running.report(10)["detected"] == 1
+    log.record("api", "revive", [1])
+    assert running.receive(notice({**firing, "status": "resolved", "endsAt": rfc3339(time.time())}))
+    report = running.report(10)
+    assert report["incidents_list"][0]["end"] is not None and report["alerts"] == 1
+    time.sleep(0.002)
+    for slot in (2, 3, 4, 5):  # the log keeps 4 events: the first two go, and the outage with them
+        log.record("api", "kill", [slot])
+    assert [row["endpoint"] for row in running.report(10)["incidents_list"]] == ["10002", "10003", "10004", "10005"]
+    assert running.report(10)["alerts"] == 0
 
 
 def fastmock(*args, **kwargs):

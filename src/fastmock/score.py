@@ -18,6 +18,7 @@ is a false alert; an alert naming an endpoint the fleet never had is listed as u
 """
 
 import csv
+import functools
 import json
 import math
 import time
@@ -28,7 +29,7 @@ from datetime import datetime, timezone
 from fastmock.faults import FaultSpecError, fault_category, fault_shape
 
 __all__ = ["Spell", "Incident", "Badness", "ScoreError", "events_from_text", "event_problem", "log_starts_late",
-           "incidents_from_events", "alerts_from_text",
+           "incidents_from_events", "Truth", "alerts_from_text",
            "WebhookAlerts", "alerts_from_prometheus", "endpoint_key", "score", "score_text", "RunningScore",
            "SCORE_METRICS", "score_metric", "BAD_KINDS"]
 
@@ -145,27 +146,58 @@ def log_starts_late(events: list[dict]) -> float | None:
 
 
 def incidents_from_events(events: list[dict], bad: Badness = Badness()) -> list[Incident]:
-    """The fleet's events (any order; each as event_problem accepts) as incidents, each endpoint's
-    overlapping bad spells merged."""
-    by_port = not any(isinstance(port, str) for event in events for port in event.get("ports", []))
-    open_spells: dict[tuple[str, str], Spell] = {}  # (endpoint, dimension: alive, fault or tls) -> its spell
-    spells: list[Spell] = []
+    """The fleet's events (any order; each as event_problem accepts) as incidents."""
+    truth = Truth(bad, by_port=not any(isinstance(port, str) for event in events for port in event.get("ports", [])))
     for event in sorted(events, key=lambda event: (event["time"], event.get("seq", 0))):
-        action, when = event["action"], event["time"]
-        kind = _bad_kind(event, bad)
-        dimension = {"kill": "alive", "revive": "alive", "fault": "fault", "clear": "fault", "restore": "fault",
-                     "tls": "tls", "restore-tls": "tls"}.get(action)
+        truth.add(event)
+    return sorted(truth.incidents, key=lambda incident: (incident.start, incident.endpoint))
+
+
+DIMENSIONS = {"kill": "alive", "revive": "alive", "fault": "fault", "clear": "fault", "restore": "fault",
+              "tls": "tls", "restore-tls": "tls"}  # the actions that change an endpoint's health, and which part
+
+
+class Truth:
+    """Incidents from the fleet's events, fed in time order (as a live fleet's log grows): an endpoint is
+    in an incident while any part of it (alive, fault, tls) is bad; bad spells that overlap or touch are one
+    incident, of the kind that began it."""
+
+    def __init__(self, bad: Badness = Badness(), by_port: bool = True) -> None:
+        self.bad = bad
+        self.by_port = by_port
+        self.incidents: list[Incident] = []  # in the order they began
+        self._last: dict[str, tuple[Incident, set]] = {}  # endpoint -> its latest incident, the parts bad now
+
+    def add(self, event: dict) -> None:
+        dimension = DIMENSIONS.get(event["action"])
         if dimension is None:
-            continue  # scale and others: no change of health
+            return  # scale and others: no change of health
+        kind, when = _bad_kind(event, self.bad), event["time"]
         for port in event["ports"]:
-            key = (endpoint_key(port, by_port), dimension)
-            spell = open_spells.pop(key, None)
-            if spell is not None:
-                spell.end = when
-            if kind is not None:
-                open_spells[key] = Spell(key[0], when, None, kind)
-                spells.append(open_spells[key])
-    return _merge(spells)
+            endpoint = endpoint_key(port, self.by_port)
+            incident, bad_now = self._last.get(endpoint, (None, None))
+            if kind is None:
+                if bad_now and dimension in bad_now:
+                    bad_now.discard(dimension)
+                    if not bad_now:
+                        incident.end = when
+            elif incident is not None and (incident.end is None or incident.end >= when):
+                incident.end = None  # bad already, or again at the instant it recovered: the same incident
+                bad_now.add(dimension)
+            else:
+                incident = Incident(endpoint, when, None, kind)
+                self.incidents.append(incident)
+                self._last[endpoint] = (incident, {dimension})
+
+
+@functools.lru_cache(maxsize=4096)
+def _fault_shape(spec: str) -> tuple[str, float, float, bool] | None:
+    """(category, failing share, typical delay, drips) of a fault spec, None if it does not parse; a
+    schedule repeats a few specs over and over."""
+    try:
+        return fault_category(spec), *fault_shape(spec)
+    except FaultSpecError:
+        return None
 
 
 def _bad_kind(event: dict, bad: Badness) -> str | None:
@@ -177,11 +209,10 @@ def _bad_kind(event: dict, bad: Badness) -> str | None:
         spec = event.get("spec")
         if spec is None and action == "restore":
             return None
-        try:
-            kind = fault_category(spec or "")
-            failing, typical_s, drips = fault_shape(spec or "")
-        except FaultSpecError:
+        shape = _fault_shape(spec or "")
+        if shape is None:
             return "degraded" if "degraded" in bad.kinds else None
+        kind, failing, typical_s, drips = shape
         if kind == "flaky" and failing <= bad.flaky_above or kind == "slow" and typical_s <= bad.slow_above_s \
                 and not drips:
             return None
@@ -192,19 +223,6 @@ def _bad_kind(event: dict, bad: Badness) -> str | None:
     else:
         return None
     return kind if kind in bad.kinds else None
-
-
-def _merge(spells: list[Spell]) -> list[Incident]:
-    incidents: list[Incident] = []
-    last: dict[str, Incident] = {}
-    for spell in sorted(spells, key=lambda spell: (spell.endpoint, spell.start)):
-        current = last.get(spell.endpoint)
-        if current is not None and (current.end is None or spell.start <= current.end):
-            current.end = None if current.end is None or spell.end is None else max(current.end, spell.end)
-            continue
-        last[spell.endpoint] = Incident(spell.endpoint, spell.start, spell.end, spell.kind)
-        incidents.append(last[spell.endpoint])
-    return sorted(incidents, key=lambda incident: (incident.start, incident.endpoint))
 
 
 ALERT_FIELDS = ("time", "target", "state")
@@ -283,6 +301,7 @@ class WebhookAlerts:
         self.target_label = target_label
         self.spans: dict[tuple, list] = {}  # (target, labels, startsAt as sent) -> [start, end or None]
         self.unlabeled = 0                  # alerts without the target label: no endpoint to score
+        self.taken = 0                      # notices taken
 
     def receive(self, body: bytes, received: float | None = None) -> bool:
         """Take one notification (``received``: when it came); False, taking nothing, if it is not one."""
@@ -295,6 +314,7 @@ class WebhookAlerts:
                 isinstance(alert, dict) and isinstance(alert.get("labels", {}), dict) for alert in alerts):
             return False
         received = time.time() if received is None else received
+        self.taken += 1
         for alert in alerts:
             labels, status = alert.get("labels", {}), alert.get("status")
             if status not in ("firing", "resolved"):
@@ -311,6 +331,10 @@ class WebhookAlerts:
 
     def spells(self, by_port: bool) -> list[Spell]:
         return [Spell(endpoint_key(target, by_port), start, end) for (target, *_), (start, end) in self.spans.items()]
+
+    def forget_before(self, horizon: float) -> None:
+        """Drop the alerts that were resolved before ``horizon``."""
+        self.spans = {key: span for key, span in self.spans.items() if span[1] is None or span[1] >= horizon}
 
 
 def _stamp(value, received: float) -> float:
@@ -508,24 +532,56 @@ def score_text(report: dict) -> str:
     return "\n".join(lines)
 
 
+SLOW_REPORT_S = 0.01
+
+
 class RunningScore:
-    """A fleet's own scorer (``fleet --score-listen``): Alertmanager's webhook bodies as they come, and the
-    report of the monitor so far against the fleet's live event log (GET /score, the dashboard)."""
+    """A fleet's own scorer (``fleet --score-listen``): Alertmanager's webhook notices as they come, and the
+    report of the monitor so far against the fleet's live event log (GET /score, the dashboard).
+
+    The truth grows with each new event only; a report is computed when something changed, and one that
+    takes over SLOW_REPORT_S (a long run's) for at most a 20th of the time, as the fleet's management loop
+    has other work; in between, the last one is given again, with its ``as_of`` time. What the event log no longer
+    holds (it keeps its last events) is forgotten here too."""
 
     def __init__(self, event_log, state, target_label: str = "instance") -> None:
         self.event_log = event_log
         self.state = state  # the fleet's FleetState: which endpoints it has
         self.alerts = WebhookAlerts(target_label)
+        self.truth = Truth(by_port=len(state.hosts) == 1)
+        self.seq = 0                # the last event the truth has
+        self.last = None            # (what it was computed from, the report)
+        self.next_at = 0.0          # no new report before (monotonic)
 
     def receive(self, body: bytes) -> bool:
         """Take one webhook notification; False if it is not one."""
         return self.alerts.receive(body)
 
     def report(self, count: int) -> dict:
-        """The score now, over the first ``count`` slots of the fleet (the others are unknown targets)."""
-        alerts = self.alerts.spells(by_port=len(self.state.hosts) == 1)
-        return score(incidents_from_events(self.event_log.after(0)), alerts, time.time(),
-                     endpoints=_InFleet(self.state, count), unlabeled=self.alerts.unlabeled)
+        """The score, over the first ``count`` slots of the fleet (the others are unknown targets)."""
+        basis = (self.event_log.seq, self.alerts.taken, count)
+        if self.last is not None and (self.last[0] == basis or time.monotonic() < self.next_at):
+            return self.last[1]
+        started = time.monotonic()
+        for event in self.event_log.after(self.seq):
+            self.truth.add(event)
+        self.seq = self.event_log.seq
+        self._forget_what_the_log_lost()
+        report = score(self.truth.incidents, self.alerts.spells(by_port=self.truth.by_port), time.time(),
+                       endpoints=_InFleet(self.state, count), unlabeled=self.alerts.unlabeled)
+        report["as_of"] = round(time.time(), 3)
+        cost = time.monotonic() - started
+        self.last, self.next_at = (basis, report), started + (20 * cost if cost > SLOW_REPORT_S else 0)
+        return report
+
+    def _forget_what_the_log_lost(self) -> None:
+        log = self.event_log.events
+        if not log or log[0]["seq"] == 1:
+            return
+        horizon = log[0]["time"]
+        self.truth.incidents = [incident for incident in self.truth.incidents
+                                if incident.end is None or incident.end >= horizon]
+        self.alerts.forget_before(horizon)
 
 
 class _InFleet:
