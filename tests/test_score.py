@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -226,6 +227,10 @@ def test_alertmanager_webhooks_against_a_live_fleet():
                 return False
 
         wait_for(lambda: post([]))
+        assert httpx.post(f"http://127.0.0.1:{listen}/", content=b'[{"alerts": []}]').status_code == 400
+        with socket.create_connection(("127.0.0.1", listen)) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.0 413")
         api.post("/kill", params={"port": port})
         killed_at = time.time()
         labels = {"alertname": "EndpointDown", "instance": f"http://127.0.0.1:{port}/health"}
