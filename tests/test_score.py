@@ -190,7 +190,8 @@ def test_the_cli_scores_files_and_gates_on_thresholds(tmp_path):
 @pytest.mark.parametrize(("name", "text", "message"), [
     ("alerts.jsonl", '{"time": 1, "target": 10001, "state": "firing"}\n{"time": 2, "target": }\n',
      "alerts.jsonl:2:23: Expecting value"),
-    ("alerts.jsonl", '{"time": "soon", "target": 10001, "state": "firing"}\n', "alerts.jsonl:1:10: 'soon' is not a time"),
+    ("alerts.jsonl", '{"time": "soon", "target": 10001, "state": "firing"}\n',
+     "alerts.jsonl:1:10: 'soon' is not a time"),
     ("alerts.jsonl", '{"time": 1e999, "target": 10001, "state": "firing"}\n', "alerts.jsonl:1:10: inf is not a time"),
     ("alerts.jsonl", '{"time": 1, "target": 10001}\n', "alerts.jsonl:1:29: no state"),
     ("alerts.jsonl", '{"time": 1, "target": 10001, "state": "firing"}\n[1]\n', "alerts.jsonl:2:1: not a JSON object"),

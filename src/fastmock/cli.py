@@ -864,7 +864,8 @@ def _signed_duration(text: str) -> tuple:
 
 
 @cli.command()
-@option("--fleet", "fleet_url", default=None,
+@option("--fleet", "fleet_url", metavar="URL", default=None,
+        callback=lambda ctx, param, url: url and _http_url(url, param, ctx),
         help="The fleet's management API: the truth from its /events, its endpoints from /endpoints.")
 @option("--events", "events_file", type=click.File("rb"), default=None,
         help="The truth from a saved event log (GET /events: JSON lines) instead.")
@@ -874,11 +875,12 @@ def _signed_duration(text: str) -> tuple:
 @option("--alerts", "alerts_file", type=click.File("rb"), default=None,
         help="The monitor's alerts: CSV (time,target,state) or JSON lines ({time, target, state}); "
              "state firing or resolved, time epoch seconds or RFC 3339.")
-@option("--listen", default=None,
+@option("--listen", metavar="HOST:PORT", default=None,
         help="Receive Alertmanager's webhook on HOST:PORT (point a webhook_config at http://HOST:PORT/) "
              "until --duration or Ctrl-C, then score.")
 @option("--duration", type=Duration(minimum=0.001), default=None, help="With --listen: how long to listen.")
-@option("--prometheus", default=None,
+@option("--prometheus", metavar="URL", default=None,
+        callback=lambda ctx, param, url: url and _http_url(url, param, ctx),
         help="Read the alerts from this Prometheus server: --query sampled every --step over the events' time.")
 @option("--query", default="probe_success == 0", show_default=True,
         help="With --prometheus: a series is firing while it has samples (e.g. ALERTS{alertstate=\"firing\"}).")
@@ -894,7 +896,8 @@ def _signed_duration(text: str) -> tuple:
 @option("--slow-above", type=Duration(), default="0s", show_default=True,
         help="A slow port is down only when its typical delay is longer (a dripping one always is).")
 @option("--grace", type=Duration(), default="0s", show_default=True,
-        help="An alert this long after an outage ended still belongs to it (and is no false alert).")
+        help="An alert this long before an outage began or after it ended still belongs to it (and is no "
+             "false alert).")
 @option("--skew", type=Parsed("DURATION", _signed_duration), default="0s", show_default=True,
         help="How far the monitor's clock is ahead of the fleet's (negative: behind).")
 @option("--max-size", type=Size(minimum=1), default="256M", show_default=True,
@@ -905,8 +908,8 @@ def _signed_duration(text: str) -> tuple:
                             f"'killed.recall>=1'; metrics: {', '.join(m for m in SCORE_METRICS if '.' not in m)}; "
                             f"for one kind of outage KIND.METRIC, KIND one of {', '.join(BAD_KINDS)} and METRIC one "
                             f"of {', '.join(KIND_METRICS)}.")
-def score(fleet_url, events_file, endpoints_file, alerts_file, listen, duration, prometheus, query, step, target_label, bad,
-          alert_on_expiring, flaky_above, slow_above, grace, skew, max_size, as_json, thresholds):
+def score(fleet_url, events_file, endpoints_file, alerts_file, listen, duration, prometheus, query, step,
+          target_label, bad, alert_on_expiring, flaky_above, slow_above, grace, skew, max_size, as_json, thresholds):
     """Grade an uptime monitor against the outages a fleet recorded: per outage how soon it alerted and
     saw the recovery, which it missed, which of its alerts were false. Exit 1 when a --threshold fails."""
     from fastmock.fleet.management.events import EVENT_LOG_SIZE
@@ -921,7 +924,8 @@ def score(fleet_url, events_file, endpoints_file, alerts_file, listen, duration,
     if duration is not None and listen is None:
         raise click.BadParameter("only with --listen", param_hint="'--duration'")
     if endpoints_file is not None and events_file is None:
-        raise click.BadParameter("only with --events (--fleet names its own endpoints)", param_hint="'--endpoints-file'")
+        raise click.BadParameter("only with --events (--fleet names its own endpoints)",
+                                 param_hint="'--endpoints-file'")
     kinds = tuple(kind.strip() for kind in bad.split(",") if kind.strip())
     unknown = [kind for kind in kinds if kind not in BAD_KINDS]
     if unknown or not kinds:

@@ -2,15 +2,16 @@
 
 Truth: the fleet's event log (``/events``, or a saved JSON-lines file) becomes per-endpoint incidents: an
 endpoint is bad from a kill to its revive, from a fault whose category counts (``--bad``: killed, degraded,
-flaky, slow, tls) to its clear (or a chaos revert that restores a spec that does not count), and from a certificate state other than valid to valid (``expiring(DAYS)``
-only with ``--alert-on-expiring``). Overlapping bad spells of one endpoint are one incident, of the kind
-that began it.
+flaky, slow, tls) to its clear (or a chaos revert that restores a spec that does not count), and from a
+certificate state other than valid to valid (``expiring(DAYS)`` only with ``--alert-on-expiring``).
+Overlapping bad spells of one endpoint are one incident, of the kind that began it.
 
 Observations: the monitor's alerts as spells per endpoint, from firing to resolved: a file (CSV or JSON
 lines of time, target, firing|resolved), Alertmanager's webhook (``--listen``), whose alerts carry their
-own startsAt/endsAt, or a Prometheus query sampled over the run (``--prometheus``). ``--skew`` is how far the monitor's clock is ahead of the fleet's.
+own startsAt/endsAt, or a Prometheus query sampled over the run (``--prometheus``). Overlapping spells of
+one endpoint (two rules at once) are one. ``--skew`` is how far the monitor's clock is ahead of the fleet's.
 
-Each incident is detected by the first alert spell that overlaps it (up to ``--grace`` after it ended):
+Each incident is detected by the first alert spell that overlaps it (with ``--grace`` on either side):
 detection latency = that spell's start - the incident's start (0 if it was firing already), recovery
 latency = the end of the last overlapping spell - the incident's end; more than one spell is flapping.
 An incident no spell overlaps is missed; a spell that overlaps no incident (with the grace on both sides)
@@ -456,8 +457,8 @@ def score(incidents: list[Incident], alerts: list[Spell], until: float, grace_s:
     matched = set()
     for incident in incidents:
         end = until if incident.end is None else incident.end
-        incident.alerts = [alert for alert in by_endpoint.get(incident.endpoint, [])
-                           if alert.start <= end + grace_s and (alert.end is None or alert.end >= incident.start - grace_s)]
+        incident.alerts = [alert for alert in by_endpoint.get(incident.endpoint, []) if alert.start <= end + grace_s
+                           and (alert.end is None or alert.end >= incident.start - grace_s)]
         matched.update(map(id, incident.alerts))
     had = {incident.endpoint for incident in incidents}  # (also a port a scale-down removed since)
     unknown = {alert.endpoint for alert in alerts
@@ -489,6 +490,9 @@ def _row(incident: Incident) -> dict:
     return row
 
 
+PERCENTILES = (("p50", .5), ("p95", .95), ("max", 1))
+
+
 def _summary(rows: list[dict]) -> dict:
     detects = sorted(row["detect_s"] for row in rows if row["detect_s"] is not None)
     recovers = sorted(row["recover_s"] for row in rows if row["recover_s"] is not None)
@@ -496,8 +500,8 @@ def _summary(rows: list[dict]) -> dict:
     return {"incidents": len(rows), "detected": detected, "missed": len(rows) - detected,
             "recall": round(detected / len(rows), 6) if rows else None,
             "flapping": sum(1 for row in rows if row["flaps"]),
-            **{f"detect_{name}": _pick(detects, fraction) for name, fraction in (("p50", .5), ("p95", .95), ("max", 1))},
-            **{f"recover_{name}": _pick(recovers, fraction) for name, fraction in (("p50", .5), ("p95", .95), ("max", 1))}}
+            **{f"detect_{name}": _pick(detects, fraction) for name, fraction in PERCENTILES},
+            **{f"recover_{name}": _pick(recovers, fraction) for name, fraction in PERCENTILES}}
 
 
 def _pick(ordered: list[float], fraction: float) -> float | None:

@@ -23,11 +23,15 @@ def _pick(rng, items):
     return items[rng.randrange(len(items))]
 
 
+def _port(rng):
+    return rng.choice([10000 + rng.randrange(5), f"127.0.0.{rng.randrange(1, 3)}:{10000 + rng.randrange(5)}",
+                       _pick(rng, HOSTILE)])
+
+
 def _event(rng, seq):
     event = {"seq": seq, "time": rng.choice([rng.uniform(0, 200), _pick(rng, TIMES)]) if rng.random() < 0.2
              else rng.uniform(0, 200), "action": _pick(rng, ACTIONS[:7]) if rng.random() < 0.9 else _pick(rng, ACTIONS),
-             "ports": [rng.choice([10000 + rng.randrange(5), f"127.0.0.{rng.randrange(1, 3)}:{10000 + rng.randrange(5)}",
-                                   _pick(rng, HOSTILE)]) for _ in range(rng.randrange(4))]}
+             "ports": [_port(rng) for _ in range(rng.randrange(4))]}
     if rng.random() < 0.5:
         event["spec"] = _pick(rng, SPECS)
     if rng.random() < 0.3:
@@ -70,7 +74,7 @@ def test_hostile_event_logs_and_alert_files_are_refused_or_scored():
         events_text = "".join(json.dumps(_event(rng, seq)) + "\n" for seq in range(1, rng.randrange(2, 12)))
         rows = [(rng.choice([rng.uniform(0, 220), _pick(rng, TIMES)]) if rng.random() < 0.2 else rng.uniform(0, 220),
                  rng.choice([10000 + rng.randrange(6), _pick(rng, HOSTILE)]) if rng.random() < 0.2
-                 else 10000 + rng.randrange(6), rng.choice(["firing", "resolved", "firing", "Resolved ", "pending", ""]))
+                 else 10000 + rng.randrange(6), rng.choice(["firing", "resolved", "Resolved ", "pending", ""]))
                 for _ in range(rng.randrange(8))]
         if rng.random() < 0.5:
             alerts_text = "time,target,state\n" + "".join(f"{t},{target},{state}\n" for t, target, state in rows)
