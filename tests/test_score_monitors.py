@@ -1,4 +1,4 @@
-"""fastmock score against real monitors: Debian's Prometheus probing fleet ports through the blackbox
+"""fastmock score against real monitors: Debian's Prometheus probing a --tls fleet's ports through the blackbox
 exporter, an alert rule, and Alertmanager sending its webhook to ``fastmock score --listen``."""
 
 import json
@@ -58,10 +58,16 @@ class Started:
 def test_the_score_matches_what_prometheus_and_alertmanager_could_see(monitors_installed, tmp_path):
     blackbox_port, prometheus_port, alertmanager_port, listen = (free_port() for _ in range(4))
     started = Started(tmp_path)
-    with start_fleet(6, "--token", TOKEN) as fleet:
+    with start_fleet(8, "--token", TOKEN, "--tls", "--tls-ca-dir", tmp_path / "ca") as fleet:
         api = httpx.Client(base_url=fleet.url, headers=AUTH, timeout=10)
         ports = [entry["port"] for entry in api.get("/endpoints", params={"format": "json"}).json()]
-        (tmp_path / "blackbox.yml").write_text("modules:\n  http_2xx:\n    prober: http\n    timeout: 900ms\n")
+        (tmp_path / "blackbox.yml").write_text(f"""
+modules:
+  http_2xx:
+    prober: http
+    timeout: 900ms
+    http: {{tls_config: {{ca_file: "{tmp_path / 'ca' / 'ca.pem'}", server_name: localhost}}}}
+""")
         (tmp_path / "alertmanager.yml").write_text(f"""
 route: {{receiver: fastmock, group_by: [instance], group_wait: 0s, group_interval: 1s, repeat_interval: 1h}}
 receivers:
@@ -75,7 +81,7 @@ groups:
     rules:
       - {{alert: EndpointDown, expr: probe_success == 0, for: {FOR_S}s}}
 """)
-        targets = ", ".join(f'"http://127.0.0.1:{port}/health"' for port in ports)
+        targets = ", ".join(f'"https://127.0.0.1:{port}/health"' for port in ports)
         (tmp_path / "prometheus.yml").write_text(f"""
 global: {{scrape_interval: {SCRAPE_S}s, evaluation_interval: {SCRAPE_S}s, scrape_timeout: 900ms}}
 rule_files: ["{tmp_path / 'rules.yml'}"]
@@ -111,7 +117,8 @@ scrape_configs:
                 return len(answer["data"]["result"]) == len(ports)
 
             wait_for(probing_every_port, timeout=60)
-            # a seeded schedule: one long kill, two blips shorter than the rule's for:, one long 503 fault
+            # a seeded schedule: one long kill, two blips shorter than the rule's for:, one long 503 fault, one
+            # long expired certificate
             api.post("/chaos", content=f"""
 seed: 7
 rules:
@@ -119,6 +126,8 @@ rules:
   - {{name: blip, after: 1s, every: 2s, times: 2, target: {{ports: {ports[2]}-{ports[3]}, count: 1}}, action: kill,
      for: 300ms}}
   - {{name: errors, after: 500ms, target: {{ports: {ports[4]}-{ports[5]}, count: 1}}, action: {{fault: "503"}},
+     for: {OUTAGE_S}s}}
+  - {{name: expired, after: 700ms, target: {{ports: {ports[6]}-{ports[7]}, count: 1}}, action: {{tls: expired}},
      for: {OUTAGE_S}s}}
 """).raise_for_status()
             wait_for(lambda: not api.get("/chaos").json()["active"], timeout=OUTAGE_S + 10)
@@ -133,13 +142,14 @@ rules:
             report = json.loads(scorer.communicate(timeout=30)[0])
             planted = {}  # rule name -> the ports it hit
             for event in map(json.loads, api.get("/events").text.splitlines()):
-                if event["action"] in ("kill", "fault"):
+                if event["action"] in ("kill", "fault", "tls"):
                     planted.setdefault(event["name"], []).extend(event["ports"])
-            assert [len(planted[name]) for name in ("long-kill", "blip", "errors")] == [1, 2, 1], planted
+            assert [len(planted[name]) for name in ("long-kill", "blip", "errors", "expired")] == [1, 2, 1, 1], planted
+            long_outages = planted["long-kill"] + planted["errors"] + planted["expired"]
             rows = {}
             for row in report["incidents_list"]:
                 rows.setdefault(int(row["endpoint"]), []).append(row)
-            for port in planted["long-kill"] + planted["errors"]:
+            for port in long_outages:
                 [row] = rows[port]
                 assert row["detected"], (port, report)
                 assert FOR_S <= row["detect_s"] <= FOR_S + 2 * SCRAPE_S + TOLERANCE_S, row
@@ -147,7 +157,8 @@ rules:
                 assert 0 <= row["recover_s"] <= 2 * SCRAPE_S + TOLERANCE_S, row
             blips = [row for port in set(planted["blip"]) for row in rows[port]]
             assert len(blips) == 2 and not any(row["detected"] for row in blips), blips
-            assert (report["incidents"], report["missed"], report["false_alerts"], report["unknown"]) == (4, 2, 0, 0)
+            assert (report["incidents"], report["missed"], report["false_alerts"], report["unknown"]) == (5, 2, 0, 0)
+            assert sorted(report["by_kind"]) == ["degraded", "killed", "tls"] and report["by_kind"]["tls"]["recall"] == 1
 
             def polled(*args):
                 result = subprocess.run([sys.executable, "-m", "fastmock", "score", "--fleet", fleet.url,
@@ -158,7 +169,7 @@ rules:
                         if row["detected"]}
 
             every_second, fine = polled(), polled("--step", "5ms")  # 5 ms: more steps than one query may ask
-            for port in planted["long-kill"] + planted["errors"]:  # probe_success == 0 shows within a probe
+            for port in long_outages:  # probe_success == 0 shows within a probe
                 for sampled in (every_second[port], fine[port]):  # (a probe may also have caught a blip)
                     assert 0 <= sampled["detect_s"] <= SCRAPE_S + TOLERANCE_S, sampled
                     assert 0 <= sampled["recover_s"] <= SCRAPE_S + TOLERANCE_S, sampled
