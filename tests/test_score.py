@@ -342,6 +342,23 @@ def test_a_chaos_schedule_is_truth_from_start_to_revert():
         fleet.stop()
 
 
+def test_a_fleet_that_guards_its_reads_is_scored_with_its_token(tmp_path):
+    (tmp_path / "alerts.csv").write_text("time,target,state\n")
+    with start_fleet(2, "--token", TOKEN, "--token-reads") as fleet:
+        without = fastmock("score", "--fleet", fleet.url, "--alerts", "alerts.csv", cwd=tmp_path)
+        assert without.returncode == 2 and "'--fleet'" in without.stderr and "token" in without.stderr, without.stderr
+        # with --listen the fleet is asked first: a wrong token is no surprise after the listening
+        listening = fastmock("score", "--fleet", fleet.url, "--token", "wrong", "--listen", f"127.0.0.1:{free_port()}",
+                             "--duration", "1h", cwd=tmp_path)
+        assert listening.returncode == 2 and "'--fleet'" in listening.stderr, listening.stderr
+        scored = fastmock("score", "--fleet", fleet.url, "--token", TOKEN, "--alerts", "alerts.csv", "--json",
+                          cwd=tmp_path)
+        assert scored.returncode == 0 and json.loads(scored.stdout)["incidents"] == 0, scored.stderr
+        fleet.stop()
+    token_alone = fastmock("score", "--events", "/dev/null", "--token", TOKEN, "--alerts", "alerts.csv", cwd=tmp_path)
+    assert token_alone.returncode == 2 and "'--token': only with --fleet" in token_alone.stderr
+
+
 def test_every_event_of_a_long_run_is_truth():
     """More events than one page of GET /events (10,000) are all read."""
     with start_fleet(2, "--token", TOKEN) as fleet:

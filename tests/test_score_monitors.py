@@ -173,6 +173,10 @@ rules:
                 for sampled in (every_second[port], fine[port]):  # (a probe may also have caught a blip)
                     assert 0 <= sampled["detect_s"] <= SCRAPE_S + TOLERANCE_S, sampled
                     assert 0 <= sampled["recover_s"] <= SCRAPE_S + TOLERANCE_S, sampled
+            firing = polled("--query", 'ALERTS{alertstate="firing"}')  # the rule's own series: after its for:
+            assert set(firing) == set(long_outages), firing
+            for port in long_outages:
+                assert FOR_S <= firing[port]["detect_s"] <= FOR_S + 2 * SCRAPE_S + TOLERANCE_S, firing[port]
             empty = subprocess.run([sys.executable, "-m", "fastmock", "score", "--fleet", fleet.url, "--prometheus",
                                     prometheus, "--query", 'probe_success{job="none"} == 0'],
                                    capture_output=True, text=True, timeout=60)

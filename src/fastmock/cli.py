@@ -867,6 +867,7 @@ def _signed_duration(text: str) -> tuple:
 @option("--fleet", "fleet_url", metavar="URL", default=None,
         callback=lambda ctx, param, url: url and _http_url(url, param, ctx),
         help="The fleet's management API: the truth from its /events, its endpoints from /endpoints.")
+@option("--token", default=None, help="With --fleet: its bearer token, if it was started with --token-reads.")
 @option("--events", "events_file", type=click.File("rb"), default=None,
         help="The truth from a saved event log (GET /events: JSON lines) instead.")
 @option("--endpoints-file", type=click.File("rb"), default=None,
@@ -908,7 +909,7 @@ def _signed_duration(text: str) -> tuple:
                             f"'killed.recall>=1'; metrics: {', '.join(m for m in SCORE_METRICS if '.' not in m)}; "
                             f"for one kind of outage KIND.METRIC, KIND one of {', '.join(BAD_KINDS)} and METRIC one "
                             f"of {', '.join(KIND_METRICS)}.")
-def score(fleet_url, events_file, endpoints_file, alerts_file, listen, duration, prometheus, query, step,
+def score(fleet_url, token, events_file, endpoints_file, alerts_file, listen, duration, prometheus, query, step,
           target_label, bad, alert_on_expiring, flaky_above, slow_above, grace, skew, max_size, as_json, thresholds):
     """Grade an uptime monitor against the outages a fleet recorded: per outage how soon it alerted and
     saw the recovery, which it missed, which of its alerts were false. Exit 1 when a --threshold fails."""
@@ -931,10 +932,14 @@ def score(fleet_url, events_file, endpoints_file, alerts_file, listen, duration,
     if unknown or not kinds:
         raise click.BadParameter(f"{unknown[0] if unknown else bad!r}: not one of {', '.join(BAD_KINDS)}",
                                  param_hint="'--bad'")
+    if token is not None and fleet_url is None:
+        raise click.BadParameter("only with --fleet", param_hint="'--token'")
     received = WebhookAlerts(target_label)
     if listen is not None:
+        if fleet_url is not None:  # the truth is read after listening: a wrong URL or token must not waste that
+            _truth(fleet_url, token, None, max_size, limit=1)
         _receive_webhooks(listen, duration, received)
-    events, endpoints = _truth(fleet_url, events_file, max_size)
+    events, endpoints = _truth(fleet_url, token, events_file, max_size)
     horizon = log_starts_late(events)
     if endpoints_file is not None:
         try:
@@ -971,9 +976,9 @@ def score(fleet_url, events_file, endpoints_file, alerts_file, listen, duration,
         sys.exit(1)
 
 
-def _truth(fleet_url, events_file, max_size: int) -> tuple[list[dict], list[str] | None]:
-    """The fleet's events, and its endpoints' URLs when the fleet was asked (None from a file)."""
-    from fastmock.fleet.management.events import EVENT_LOG_SIZE
+def _truth(fleet_url, token, events_file, max_size: int, limit: int = 10_000_000) -> tuple[list, list | None]:
+    """The fleet's events, and its endpoints' URLs when the fleet was asked (None from a file); ``limit``:
+    the most of each asked for (the default: every event of 100 pods' logs, whole)."""
     from fastmock.score import ScoreError, event_problem, events_from_text
 
     if events_file is not None:
@@ -981,10 +986,10 @@ def _truth(fleet_url, events_file, max_size: int) -> tuple[list[dict], list[str]
             return events_from_text(events_file.name, _read_text(events_file, max_size, "'--events'")), None
         except ScoreError as exc:
             raise click.BadParameter(str(exc), param_hint="'--events'") from None
-    client = FleetClient(fleet_url, timeout_s=60)
+    client = FleetClient(fleet_url, token, timeout_s=60)
     try:
-        events = client.events(since=0, limit=EVENT_LOG_SIZE * 1000)  # all a pod keeps, of 1,000 pods at once
-        endpoints = client.endpoint_urls(limit=10_000_000, state="all")
+        events = client.events(since=0, limit=limit)
+        endpoints = client.endpoint_urls(limit=limit, state="all")
     except (FleetError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="'--fleet'") from None
     problems = [problem for problem in map(event_problem, events) if problem]
