@@ -270,9 +270,13 @@ def test_a_fleet_scores_its_monitor_as_it_runs():
         report = api.get("/score").json()
         assert (report["incidents"], report["detected"], report["false_alerts"]) == (1, 1, 0)
         assert report["detect_p50"] == pytest.approx(0.2, abs=0.15)
+        shown = fastmock("ctl", "--url", fleet.url, "score")
+        assert shown.returncode == 0 and "killed             1        1      0  100.0%" in shown.stdout, shown.stderr
         fleet.stop()
     with start_fleet(3) as plain:
         assert httpx.get(plain.url + "/score").status_code == 409
+        unscored = fastmock("ctl", "--url", plain.url, "score")
+        assert unscored.returncode == 1 and "--score-listen" in unscored.stderr, unscored.stderr
 
 
 @pytest.mark.parametrize(("args", "message"), [

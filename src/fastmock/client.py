@@ -101,6 +101,9 @@ class FleetClient:
     def events(self, since: int = 0, limit: int = 10000) -> list[dict]:
         return [json.loads(line) for line in self._call("GET", "/events", since=since, limit=limit).splitlines()]
 
+    def score(self) -> dict:
+        return self._json("GET", "/score")
+
     def logs(self, tail: int = 100) -> str:
         return self._call("GET", "/logs", tail=tail).decode("utf-8", "replace")
 

@@ -151,6 +151,12 @@ class Console:
     def logs(self, tail: int = 100) -> None:
         self.echo(self.client.logs(tail).rstrip("\n"))
 
+    def score(self, as_json: bool = False) -> None:
+        from fastmock.score import score_text
+
+        report = self.client.score()
+        self._show(report, as_json, score_text(report))
+
     def stop(self, timeout_s: float = 30.0, as_json: bool = False) -> None:
         """POST /shutdown, then wait for the fleet's process to exit (when it runs on this machine)."""
         reply = self.client.shutdown()
@@ -299,6 +305,13 @@ def chaos(console, action, schedule, as_json):
 def events(console, since, as_json):
     """The fleet's event log: what the API and chaos schedules changed."""
     console.events(since, as_json)
+
+
+@_fleet_command
+@json_option
+def score(console, as_json):
+    """The monitor's score so far, when the fleet was started with --score-listen."""
+    console.score(as_json)
 
 
 @_fleet_command
