@@ -111,6 +111,7 @@ def test_webhook_notices_become_one_spell_per_alert():
                                    # fired and resolved within one group_interval: only the resolved notice comes
                                    alert("resolved", "2026-12-03T10:01:00Z", "2026-12-03T10:01:05Z", instance="10002"),
                                    alert("firing", start, alertname="Other")), received=3)  # no instance label
+    assert received.receive(notice(alert("firing", start, alertname="Other")), received=4)  # the same, again
     spells = sorted((a.endpoint, a.start, a.end) for a in received.spells(by_port=True))
     at = datetime.datetime(2026, 12, 3, 10, 0, tzinfo=datetime.timezone.utc).timestamp()
     assert spells == [("10001", at + 4, at + 30), ("10002", at + 60, at + 65)]

@@ -301,7 +301,7 @@ class WebhookAlerts:
     def __init__(self, target_label: str = "instance") -> None:
         self.target_label = target_label
         self.spans: dict[tuple, list] = {}  # (target, labels, startsAt as sent) -> [start, end or None]
-        self.unlabeled = 0                  # alerts without the target label: no endpoint to score
+        self.without_target: set = set()    # (labels, startsAt) of alerts without the target label
         self.taken = 0                      # notices taken
 
     def receive(self, body: bytes, received: float | None = None) -> bool:
@@ -320,15 +320,21 @@ class WebhookAlerts:
             labels, status = alert.get("labels", {}), alert.get("status")
             if status not in ("firing", "resolved"):
                 continue
-            if self.target_label not in labels:
-                self.unlabeled += 1
-                continue
             sent_start = alert.get("startsAt")
-            key = (str(labels[self.target_label]), json.dumps(labels, sort_keys=True, default=str), str(sent_start))
-            span = self.spans.setdefault(key, [_stamp(sent_start, received), None])
+            alert_id = (json.dumps(labels, sort_keys=True, default=str), str(sent_start))
+            if self.target_label not in labels:  # no endpoint to score it on
+                self.without_target.add(alert_id)
+                continue
+            span = self.spans.setdefault((str(labels[self.target_label]), *alert_id),
+                                         [_stamp(sent_start, received), None])
             if status == "resolved":
                 span[1] = _stamp(alert.get("endsAt"), received)
         return True
+
+    @property
+    def unlabeled(self) -> int:
+        """How many alerts had no target label."""
+        return len(self.without_target)
 
     def spells(self, by_port: bool) -> list[Spell]:
         return [Spell(endpoint_key(target, by_port), start, end) for (target, *_), (start, end) in self.spans.items()]
@@ -545,8 +551,8 @@ class RunningScore:
 
     The truth grows with each new event only; a report is computed when something changed, and one that
     takes over SLOW_REPORT_S (a long run's) for at most a 20th of the time, as the fleet's management loop
-    has other work; in between, the last one is given again, with its ``as_of`` time. What the event log no longer
-    holds (it keeps its last events) is forgotten here too."""
+    has other work; in between, the last one is given again, with its ``as_of`` time. What the event log
+    no longer holds (it keeps its last events) is forgotten here too."""
 
     def __init__(self, event_log, state, target_label: str = "instance") -> None:
         self.event_log = event_log
