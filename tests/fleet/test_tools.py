@@ -4,6 +4,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 
@@ -116,6 +117,20 @@ def test_ctl_shows_token_errors_and_json_status():
         assert json.loads(allowed.stdout) == {"port": base, "state": "killed"}
         status = json.loads(fastmock("ctl", "--url", fleet.url, "status", "--json").stdout)
         assert status["up"] is True and status["killed"] == 1
+
+
+def test_a_tls_fleet_detaches(tmp_path, state_home):
+    """--detach asks a port whether it serves: over https, whatever CA the fleet's certificates have."""
+    base, mgmt = free_base(3), free_port()
+    started = fastmock("fleet", "3", "--base-port", str(base), "--mgmt-port", str(mgmt), "--tls", "--tls-ca-dir",
+                       tmp_path / "ca", "--detach", env=state_home)
+    assert started.returncode == 0, started.stderr
+    try:
+        trusted = ssl.create_default_context(cafile=tmp_path / "ca" / "ca.pem")
+        assert httpx.get(f"https://localhost:{base + 2}/health", verify=trusted).json()["port"] == base + 2
+    finally:
+        stopped = fastmock("ctl", "--url", f"http://127.0.0.1:{mgmt}", "stop")
+    assert stopped.returncode == 0, stopped.stderr
 
 
 def test_detach_that_cannot_listen_reports_it(state_home):
