@@ -178,7 +178,7 @@ def test_the_cli_scores_files_and_gates_on_thresholds(tmp_path):
                       "--threshold", "detect_p95<5s", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "killed             2        1      1   50.0%      3.00s" in result.stdout
-    assert "alerts 2: 1 false, precision 50.0%" in result.stdout and "  missed  10002 killed at 200.000" in result.stdout
+    assert "alerts 2: 1 false, precision 50.0%" in result.stdout and "  missed  10002 killed at 1970-01-01T00:03:20.000Z for 1.00s" in result.stdout
     failing = fastmock("score", "--events", "events.jsonl", "--alerts", "alerts.csv", "--threshold", "missed==0",
                        "--threshold", "killed.detect_max<=3s", "--threshold", "degraded.recall>=0", "--json",
                        cwd=tmp_path)

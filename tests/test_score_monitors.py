@@ -3,6 +3,8 @@ exporter, an alert rule, and Alertmanager sending its webhook to ``fastmock scor
 
 import json
 import os
+import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -15,7 +17,8 @@ import pytest
 from helpers import AUTH, TOKEN, free_port, start_fleet, wait_for
 
 BINARIES = ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter")
-FOR_S, SCRAPE_S = 2, 1  # the rule's for: and the probe interval (also the rule evaluation interval)
+EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "monitor-scoring"  # the configs this test runs
+FOR_S, SCRAPE_S = 2, 1  # (as the example sets them) the rule's for: and the probe and evaluation interval
 OUTAGE_S = 7            # the planted outages the rule can see
 TOLERANCE_S = 1.5       # the notifier's and the test's own delays on a loaded 2-core machine
 
@@ -61,42 +64,12 @@ def test_the_score_matches_what_prometheus_and_alertmanager_could_see(monitors_i
     with start_fleet(8, "--token", TOKEN, "--tls", "--tls-ca-dir", tmp_path / "ca") as fleet:
         api = httpx.Client(base_url=fleet.url, headers=AUTH, timeout=10)
         ports = [entry["port"] for entry in api.get("/endpoints", params={"format": "json"}).json()]
-        (tmp_path / "blackbox.yml").write_text(f"""
-modules:
-  http_2xx:
-    prober: http
-    timeout: 900ms
-    http: {{tls_config: {{ca_file: "{tmp_path / 'ca' / 'ca.pem'}", server_name: localhost}}}}
-""")
-        (tmp_path / "alertmanager.yml").write_text(f"""
-route: {{receiver: fastmock, group_by: [instance], group_wait: 0s, group_interval: 1s, repeat_interval: 1h}}
-receivers:
-  - name: fastmock
-    webhook_configs: [{{url: "http://127.0.0.1:{listen}/", send_resolved: true}}]
-""")
-        (tmp_path / "rules.yml").write_text(f"""
-groups:
-  - name: fleet
-    interval: {SCRAPE_S}s
-    rules:
-      - {{alert: EndpointDown, expr: probe_success == 0, for: {FOR_S}s}}
-""")
-        targets = ", ".join(f'"https://127.0.0.1:{port}/health"' for port in ports)
-        (tmp_path / "prometheus.yml").write_text(f"""
-global: {{scrape_interval: {SCRAPE_S}s, evaluation_interval: {SCRAPE_S}s, scrape_timeout: 900ms}}
-rule_files: ["{tmp_path / 'rules.yml'}"]
-alerting:
-  alertmanagers: [{{static_configs: [{{targets: ["127.0.0.1:{alertmanager_port}"]}}]}}]
-scrape_configs:
-  - job_name: fleet
-    metrics_path: /probe
-    params: {{module: [http_2xx]}}
-    static_configs: [{{targets: [{targets}]}}]
-    relabel_configs:
-      - {{source_labels: [__address__], target_label: __param_target}}
-      - {{source_labels: [__param_target], target_label: instance}}
-      - {{target_label: __address__, replacement: "127.0.0.1:{blackbox_port}"}}
-""")
+        renamed = {"127.0.0.1:9115": f"127.0.0.1:{blackbox_port}", "127.0.0.1:9093": f"127.0.0.1:{alertmanager_port}",
+                   "127.0.0.1:9095": f"127.0.0.1:{listen}", "/tmp/fastmock-ca": str(tmp_path / "ca"),
+                   **{str(10000 + index): str(port) for index, port in enumerate(ports)}}
+        for name in ("blackbox.yml", "alertmanager.yml", "rules.yml", "prometheus.yml", "outages.yaml"):
+            text = (EXAMPLE / name).read_text()  # the shipped example, on this test's ports and CA
+            (tmp_path / name).write_text(re.sub("|".join(map(re.escape, renamed)), lambda m: renamed[m[0]], text))
         try:
             started.run("blackbox", "prometheus-blackbox-exporter", f"--config.file={tmp_path / 'blackbox.yml'}",
                         f"--web.listen-address=127.0.0.1:{blackbox_port}")
@@ -117,19 +90,9 @@ scrape_configs:
                 return len(answer["data"]["result"]) == len(ports)
 
             wait_for(probing_every_port, timeout=60)
-            # a seeded schedule: one long kill, two blips shorter than the rule's for:, one long 503 fault, one
+            # the seeded schedule: one long kill, two blips shorter than the rule's for:, one long 503 fault, one
             # long expired certificate
-            api.post("/chaos", content=f"""
-seed: 7
-rules:
-  - {{name: long-kill, target: {{ports: {ports[0]}-{ports[1]}, count: 1}}, action: kill, for: {OUTAGE_S}s}}
-  - {{name: blip, after: 1s, every: 2s, times: 2, target: {{ports: {ports[2]}-{ports[3]}, count: 1}}, action: kill,
-     for: 300ms}}
-  - {{name: errors, after: 500ms, target: {{ports: {ports[4]}-{ports[5]}, count: 1}}, action: {{fault: "503"}},
-     for: {OUTAGE_S}s}}
-  - {{name: expired, after: 700ms, target: {{ports: {ports[6]}-{ports[7]}, count: 1}}, action: {{tls: expired}},
-     for: {OUTAGE_S}s}}
-""").raise_for_status()
+            api.post("/chaos", content=(tmp_path / "outages.yaml").read_bytes()).raise_for_status()
             wait_for(lambda: not api.get("/chaos").json()["active"], timeout=OUTAGE_S + 10)
 
             def no_alert_active():

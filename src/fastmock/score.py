@@ -516,6 +516,14 @@ def _pick(ordered: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
+def _rfc3339(seconds: float) -> str:
+    """A time as RFC 3339 in UTC, to the millisecond (as alert files may give it)."""
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):  # before year 1 or past 9999: the seconds
+        return f"{seconds:.15g}"
+
+
 def score_text(report: dict) -> str:
     def seconds(value):
         return "-" if value is None else f"{value:.2f}s"
@@ -535,7 +543,7 @@ def score_text(report: dict) -> str:
                  + (f"; {report['unlabeled']} alert(s) without the target label" if report["unlabeled"] else ""))
     for row in report["incidents_list"]:
         if not row["detected"]:
-            lines.append(f"  missed  {row['endpoint']} {row['kind']} at {row['start']:.3f} "
+            lines.append(f"  missed  {row['endpoint']} {row['kind']} at {_rfc3339(row['start'])} "
                          f"for {seconds(None if row['end'] is None else row['end'] - row['start'])}")
     for check in report.get("thresholds", []):
         lines.append(f"threshold {check['threshold']}: {'pass' if check['ok'] else 'FAIL'}")
