@@ -112,13 +112,25 @@ def test_webhook_notices_become_one_spell_per_alert():
                                    alert("resolved", "2026-12-03T10:01:00Z", "2026-12-03T10:01:05Z", instance="10002"),
                                    alert("firing", start, alertname="Other")), received=3)  # no instance label
     assert received.receive(notice(alert("firing", start, alertname="Other")), received=4)  # the same, again
-    spells = sorted((a.endpoint, a.start, a.end) for a in received.spells(by_port=True))
+    spells = sorted((a.endpoint, a.start, a.end, a.noticed) for a in received.spells(by_port=True))
     at = datetime.datetime(2026, 12, 3, 10, 0, tzinfo=datetime.timezone.utc).timestamp()
-    assert spells == [("10001", at + 4, at + 30), ("10002", at + 60, at + 65)]
+    assert spells == [("10001", at + 4, at + 30, 1), ("10002", at + 60, at + 65, 3)]  # noticed: the first notice
     assert received.unlabeled == 1
     for body in (b"not json", b"[1]", b'{"alerts": {}}', b'{"alerts": [1]}', b'{"alerts": [{"labels": "x"}]}'):
         assert not received.receive(body), body
     assert len(received.spells(by_port=True)) == 2
+
+
+def test_notify_latency_is_when_the_first_notice_came():
+    incidents = incidents_from_events([event(100, "kill", [10001]), event(130, "revive", [10001]),
+                                       event(200, "kill", [10002]), event(210, "revive", [10002])])
+    report = score(incidents, [Spell("10001", 104, 131, noticed=110), Spell("10001", 105, 132, noticed=107),
+                               Spell("10002", 195, 211, noticed=196)], until=300, skew_s=2)
+    rows = {row["endpoint"]: row for row in report["incidents_list"]}
+    assert (rows["10001"]["detect_s"], rows["10001"]["notify_s"]) == (2, 7)  # the earlier notice of two rules
+    assert rows["10002"]["notify_s"] == 0  # noticed before the outage: at once (arrivals take no --skew)
+    assert "notified (the first notice's arrival): p50 0.00s, p95 7.00s" in score_text(report)
+    assert score(incidents, [Spell("10001", 104, 131)], until=300)["notify_p50"] is None  # not from a webhook
 
 
 def test_two_rules_alerting_on_one_endpoint_at_once_are_one_alert():
@@ -249,6 +261,7 @@ def test_alertmanager_webhooks_against_a_live_fleet():
         report = json.loads(out)
         assert (report["incidents"], report["detected"], report["missed"]) == (1, 1, 0)
         assert report["detect_p50"] == pytest.approx(0.5, abs=0.2)
+        assert report["notify_p50"] == pytest.approx(0, abs=0.2)  # its notice came at once, before the alert's time
         assert report["recover_p50"] == pytest.approx(0.7, abs=0.2)
         assert report["unknown"] == 1 and report["unknown_targets"] == ["1"] and report["false_alerts"] == 0
         fleet.stop()

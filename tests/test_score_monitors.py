@@ -20,6 +20,7 @@ BINARIES = ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-export
 EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "monitor-scoring"  # the configs this test runs
 FOR_S, SCRAPE_S = 2, 1  # (as the example sets them) the rule's for: and the probe and evaluation interval
 OUTAGE_S = 7            # the planted outages the rule can see
+GROUP_WAIT_S = 1        # Alertmanager's wait before it sends a new alert: the notify latency's part
 TOLERANCE_S = 1.5       # the notifier's and the test's own delays on a loaded 2-core machine
 
 
@@ -116,6 +117,7 @@ def test_the_score_matches_what_prometheus_and_alertmanager_could_see(monitors_i
                 [row] = rows[port]
                 assert row["detected"], (port, report)
                 assert FOR_S <= row["detect_s"] <= FOR_S + 2 * SCRAPE_S + TOLERANCE_S, row
+                assert GROUP_WAIT_S <= row["notify_s"] - row["detect_s"] <= GROUP_WAIT_S + TOLERANCE_S, row
                 assert row["recover_s"] is not None, (row, report)
                 assert 0 <= row["recover_s"] <= 2 * SCRAPE_S + TOLERANCE_S, row
             blips = [row for port in set(planted["blip"]) for row in rows[port]]

@@ -36,9 +36,10 @@ __all__ = ["Spell", "Incident", "Badness", "ScoreError", "events_from_text", "ev
 
 BAD_KINDS = ("killed", "degraded", "flaky", "slow", "tls")
 DEFAULT_BAD = ("killed", "degraded", "tls")
+LATENCIES = ("detect", "notify", "recover")
 KIND_METRICS = {"recall": "share", "incidents": "number", "detected": "number", "missed": "number",
-                "flapping": "number", "detect_p50": "duration", "detect_p95": "duration", "detect_max": "duration",
-                "recover_p50": "duration", "recover_p95": "duration", "recover_max": "duration"}
+                "flapping": "number", **{f"{latency}_{name}": "duration" for latency in LATENCIES
+                                         for name in ("p50", "p95", "max")}}
 SCORE_METRICS = {**KIND_METRICS, "precision": "share", "false_alerts": "number", "unknown": "number",
                  "unlabeled": "number",
                  **{f"{kind}.{name}": form for kind in BAD_KINDS for name, form in KIND_METRICS.items()}}
@@ -58,12 +59,14 @@ class ScoreError(ValueError):
 
 @dataclass
 class Spell:
-    """A stretch of time one endpoint was bad (truth) or alerted on (observation); ``end`` None: still."""
+    """A stretch of time one endpoint was bad (truth) or alerted on (observation); ``end`` None: still.
+    ``noticed``: when the first notice of an alert reached this scorer (a webhook's; None from elsewhere)."""
 
     endpoint: str
     start: float
     end: float | None = None
     kind: str = ""
+    noticed: float | None = None
 
 
 @dataclass
@@ -300,7 +303,7 @@ class WebhookAlerts:
 
     def __init__(self, target_label: str = "instance") -> None:
         self.target_label = target_label
-        self.spans: dict[tuple, list] = {}  # (target, labels, startsAt as sent) -> [start, end or None]
+        self.spans: dict[tuple, list] = {}  # (target, labels, startsAt as sent) -> [start, end, first notice]
         self.without_target: set = set()    # (labels, startsAt) of alerts without the target label
         self.taken = 0                      # notices taken
 
@@ -326,7 +329,7 @@ class WebhookAlerts:
                 self.without_target.add(alert_id)
                 continue
             span = self.spans.setdefault((str(labels[self.target_label]), *alert_id),
-                                         [_stamp(sent_start, received), None])
+                                         [_stamp(sent_start, received), None, received])
             if status == "resolved":
                 span[1] = _stamp(alert.get("endsAt"), received)
         return True
@@ -337,7 +340,8 @@ class WebhookAlerts:
         return len(self.without_target)
 
     def spells(self, by_port: bool) -> list[Spell]:
-        return [Spell(endpoint_key(target, by_port), start, end) for (target, *_), (start, end) in self.spans.items()]
+        return [Spell(endpoint_key(target, by_port), start, end, noticed=noticed)
+                for (target, *_), (start, end, noticed) in self.spans.items()]
 
     def forget_before(self, horizon: float) -> None:
         """Drop the alerts that were resolved before ``horizon``."""
@@ -457,8 +461,10 @@ def score(incidents: list[Incident], alerts: list[Spell], until: float, grace_s:
         start, end = alert.start - skew_s, None if alert.end is None else alert.end - skew_s  # the fleet's clock
         if spells and (spells[-1].end is None or start <= spells[-1].end):  # two rules alerting at once: one spell
             spells[-1].end = None if spells[-1].end is None or end is None else max(spells[-1].end, end)
-        else:
-            spells.append(Spell(alert.endpoint, start, end))
+            if alert.noticed is not None:
+                spells[-1].noticed = min(alert.noticed, spells[-1].noticed or alert.noticed)
+        else:  # (a notice's arrival is on this scorer's clock: no skew)
+            spells.append(Spell(alert.endpoint, start, end, noticed=alert.noticed))
     alerts = [alert for spells in by_endpoint.values() for alert in spells]
     matched = set()
     for incident in incidents:
@@ -486,10 +492,12 @@ def score(incidents: list[Incident], alerts: list[Spell], until: float, grace_s:
 
 def _row(incident: Incident) -> dict:
     row = {"endpoint": incident.endpoint, "kind": incident.kind, "start": incident.start, "end": incident.end,
-           "detected": bool(incident.alerts), "detect_s": None, "recover_s": None, "flaps": 0}
+           "detected": bool(incident.alerts), "detect_s": None, "notify_s": None, "recover_s": None, "flaps": 0}
     if incident.alerts:
         first, last = incident.alerts[0], incident.alerts[-1]
         row["detect_s"] = round(max(0.0, first.start - incident.start), 6)
+        if first.noticed is not None:
+            row["notify_s"] = round(max(0.0, first.noticed - incident.start), 6)
         if incident.end is not None and last.end is not None:
             row["recover_s"] = round(last.end - incident.end, 6)
         row["flaps"] = len(incident.alerts) - 1
@@ -500,14 +508,14 @@ PERCENTILES = (("p50", .5), ("p95", .95), ("max", 1))
 
 
 def _summary(rows: list[dict]) -> dict:
-    detects = sorted(row["detect_s"] for row in rows if row["detect_s"] is not None)
-    recovers = sorted(row["recover_s"] for row in rows if row["recover_s"] is not None)
     detected = sum(row["detected"] for row in rows)
-    return {"incidents": len(rows), "detected": detected, "missed": len(rows) - detected,
-            "recall": round(detected / len(rows), 6) if rows else None,
-            "flapping": sum(1 for row in rows if row["flaps"]),
-            **{f"detect_{name}": _pick(detects, fraction) for name, fraction in PERCENTILES},
-            **{f"recover_{name}": _pick(recovers, fraction) for name, fraction in PERCENTILES}}
+    summary = {"incidents": len(rows), "detected": detected, "missed": len(rows) - detected,
+               "recall": round(detected / len(rows), 6) if rows else None,
+               "flapping": sum(1 for row in rows if row["flaps"])}
+    for latency in LATENCIES:
+        values = sorted(row[f"{latency}_s"] for row in rows if row[f"{latency}_s"] is not None)
+        summary.update({f"{latency}_{name}": _pick(values, fraction) for name, fraction in PERCENTILES})
+    return summary
 
 
 def _pick(ordered: list[float], fraction: float) -> float | None:
@@ -541,6 +549,9 @@ def score_text(report: dict) -> str:
                  f"{report['flapping']} incident(s) flapped; {report['unknown']} alert target(s) not in the fleet"
                  + (f": {', '.join(report['unknown_targets'][:10])}" if report["unknown"] else "")
                  + (f"; {report['unlabeled']} alert(s) without the target label" if report["unlabeled"] else ""))
+    if report["notify_p50"] is not None:
+        lines.append(f"notified (the first notice's arrival): p50 {seconds(report['notify_p50'])}, "
+                     f"p95 {seconds(report['notify_p95'])}, max {seconds(report['notify_max'])}")
     for row in report["incidents_list"]:
         if not row["detected"]:
             lines.append(f"  missed  {row['endpoint']} {row['kind']} at {_rfc3339(row['start'])} "
