@@ -35,7 +35,7 @@ DASHBOARD = (importlib.resources.files("fastmock.fleet.management") / "dashboard
 TRUE = ("1", "true", "yes", "on")
 SCORE_INTERVAL_S = 2.0  # the dashboard's running score is computed this often
 SCORE_SHOWN = ("incidents", "detected", "missed", "recall", "alerts", "false_alerts", "precision", "detect_p50",
-               "detect_p95", "recover_p50", "flapping", "unknown")
+               "detect_p95", "notify_p50", "recover_p50", "flapping", "unknown")
 # with --peers, these answer for the whole fleet (local=1: for this pod alone); the rest stay this pod's
 FLEET_WIDE = ("/stats", "/endpoints", "/events", "/kill", "/revive", "/fault", "/tls", "/chaos", "/scale")
 SUMMED = ("current_alive", "killed", "ports", "total_started", "total_killed", "total_revived", "bind_failures",
