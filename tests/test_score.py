@@ -269,14 +269,15 @@ def test_alertmanager_webhooks_against_a_live_fleet():
 
 def test_a_fleet_scores_its_monitor_as_it_runs():
     listen = free_port()
-    with start_fleet(5, "--token", TOKEN, "--score-listen", f"127.0.0.1:{listen}") as fleet:
+    with start_fleet(5, "--token", TOKEN, "--score-listen", f"127.0.0.1:{listen}", "--score-target-label", "target") \
+            as fleet:
         api = httpx.Client(base_url=fleet.url, headers=AUTH, timeout=10)
         port = api.get("/endpoints", params={"limit": 1, "format": "json"}).json()[0]["port"]
         assert api.get("/score").json()["incidents"] == 0
         api.post("/kill", params={"port": port})
         killed_at = time.time()
         webhook = f"http://127.0.0.1:{listen}/"
-        firing = {"status": "firing", "labels": {"instance": f"127.0.0.1:{port}"}, "startsAt": rfc3339(killed_at + 0.2)}
+        firing = {"status": "firing", "labels": {"target": f"127.0.0.1:{port}"}, "startsAt": rfc3339(killed_at + 0.2)}
         assert httpx.post(webhook, json={"alerts": [firing]}).status_code == 200
         assert httpx.post(webhook, content=b"not json").status_code == 400
         assert httpx.get(webhook).status_code == 405

@@ -427,6 +427,9 @@ def _host_port(text: str) -> tuple[str, int]:
 @option("--score-listen", type=Parsed("HOST:PORT", _host_port), default=None,
         help="Receive the monitor's Alertmanager webhook here and score it against this fleet's events as it "
              "runs (GET /score, the dashboard); see 'fastmock score'.")
+@option("--score-target-label", default=None,
+        help="With --score-listen: the alert label that names the endpoint (a URL, HOST:PORT or port)  "
+             "[default: instance]")
 @option("--ordinal", type=click.IntRange(0), default=None,
         help="This pod's place among --peers (chaos draws from seed + ordinal)  [default: the N of a "
              "hostname ending in -N, as a StatefulSet's pods are named, else 0]")
@@ -460,9 +463,9 @@ def _host_port(text: str) -> tuple[str, int]:
         help="With --detach: where the fleet's output goes  [default: "
              "$XDG_STATE_HOME/fastmock/fleet-MGMT_PORT.log]")
 @READY_FILE_OPTION
-def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, peers, score_listen, ordinal, workers,
-          token, token_reads, seed, reserve_ports, idle_timeout, header_timeout, max_connections, chaos_file, max_hang,
-          detach, pid_file, log_file, ready_file, **tls):
+def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, peers, score_listen, score_target_label,
+          ordinal, workers, token, token_reads, seed, reserve_ports, idle_timeout, header_timeout, max_connections,
+          chaos_file, max_hang, detach, pid_file, log_file, ready_file, **tls):
     """COUNT mock servers, one per port from --base-port, with a management API.
 
     Each port answers GET /health and GET /kill (which closes that port). The management API
@@ -522,7 +525,10 @@ def fleet(count, base_port, max_port, host, hosts, advertise_host, mgmt_port, pe
         seed=secrets.randbits(32) if seed is None else seed, reserve_ports=reserve_ports,
         idle_timeout_s=idle_timeout, header_timeout_s=header_timeout, max_connections=max_connections,
         chaos=chaos, tls=contexts, max_hang_s=max_hang, peers=peers, ordinal=ordinal, score_listen=score_listen,
+        score_target_label=score_target_label or "instance",
     )
+    if score_target_label is not None and score_listen is None:
+        raise click.BadParameter("only with --score-listen", param_hint="'--score-target-label'")
     if detach:
         if ready_file is not None:
             raise click.BadParameter("only in the foreground (--detach itself returns once the fleet is ready)",

@@ -349,6 +349,7 @@ def test_management_port_in_use_is_a_clear_error():
     (["10", "--base-port", "70000"], "--base-port"),
     (["10", "--idle-timeout", "soon"], "--idle-timeout"),
     (["10", "--token-reads"], "--token-reads"),
+    (["10", "--score-target-label", "target"], "--score-target-label"),
     (["10", "--detach", "--ready-file", "/tmp/fleet.ready"], "--ready-file"),
     (["10", "--ready-file", "/no/such/dir/fleet.ready"], "--ready-file"),
 ])

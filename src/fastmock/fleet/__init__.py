@@ -60,11 +60,11 @@ def run_fleet(config: FleetConfig, pid_file=None, ready=None) -> int:
         return uvloop.run(_serve(config, supervisor, mgmt_sock, started, ready))
 
 
-async def _listen_for_alerts(loop, api: ManagementApi, host: str, port: int) -> None:
+async def _listen_for_alerts(loop, api: ManagementApi, host: str, port: int, target_label: str) -> None:
     """--score-listen: Alertmanager's webhook on HOST:PORT feeds the fleet's running score (GET /score)."""
     from fastmock.score import RunningScore
 
-    api.scorer = RunningScore(api.event_log, api.state)
+    api.scorer = RunningScore(api.event_log, api.state, target_label)
 
     def receive(req):
         if req.method != "POST":
@@ -116,7 +116,7 @@ async def _serve(config: FleetConfig, supervisor: Supervisor, mgmt_sock, started
     listener = await loop.create_server(server.make_protocol, sock=mgmt_sock)
     server.start()
     if config.score_listen is not None:
-        await _listen_for_alerts(loop, api, *config.score_listen)
+        await _listen_for_alerts(loop, api, *config.score_listen, config.score_target_label)
     if config.chaos is not None:
         async with supervisor.lock:
             await api.start_schedule(config.chaos)

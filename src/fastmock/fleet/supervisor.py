@@ -50,6 +50,7 @@ class FleetConfig:
     peers: str | None = None   # --peers: the other pods (a DNS name or HOST:PORT,…), for fleet-wide answers
     ordinal: int = 0           # this pod's place among them (chaos draws from seed + ordinal)
     score_listen: tuple | None = None  # (host, port): receive Alertmanager's webhook and score the monitor
+    score_target_label: str = "instance"  # the alert label that names the endpoint
 
     @property
     def addresses(self) -> tuple[str, ...]:
