@@ -108,18 +108,23 @@ def events_from_text(name: str, text: str) -> list[dict]:
     """A saved event log (JSON lines, as GET /events gives it); ScoreError names the line and column of a
     line that is not an event."""
     events = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ScoreError(f"{name}:{number}:{exc.colno}: {exc.msg}") from None
+    for number, _, event in _json_lines(name, text):
         problem = event_problem(event)
         if problem:
             raise ScoreError(f"{name}:{number}:1: {problem}")
         events.append(event)
     return events
+
+
+def _json_lines(name: str, text: str):
+    """(line number, line, its JSON value) of each line that is not blank; ScoreError naming the line and
+    column of one that is not JSON."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield number, line, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ScoreError(f"{name}:{number}:{exc.colno}: {exc.msg}") from None
 
 
 def event_problem(event) -> str | None:
@@ -255,20 +260,13 @@ def alerts_from_text(name: str, text: str, by_port: bool) -> list[Spell]:
 
 def _alert_rows(name: str, text: str):
     """(line number, {field: value}, column of a field) for each row of an alerts file, JSON lines or CSV."""
-    lines = text.splitlines()
     if text.lstrip().startswith("{"):
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ScoreError(f"{name}:{number}:{exc.colno}: {exc.msg}") from None
+        for number, line, row in _json_lines(name, text):
             if not isinstance(row, dict):
                 raise ScoreError(f"{name}:{number}:1: not a JSON object")
             yield number, row, lambda key, line=line: _json_value_column(line, key)
         return
-    reader = csv.reader(lines)
+    reader = csv.reader(text.splitlines())
     header = next((values for values in reader if any(value.strip() for value in values)), None)
     if header is None:
         return
