@@ -105,7 +105,7 @@ def bench(count: int, extra: list[str], hosts: tuple[str, ...] = ("127.0.0.1",),
     endpoints = [(hosts[slot // per_host], BASE_PORT + slot % per_host) for slot in range(count)]
     if len(hosts) > 1:
         extra = [*extra, "--hosts", ",".join(hosts), "--max-port", str(BASE_PORT + per_host - 1)]
-    ca_dir = tempfile.TemporaryDirectory()
+    ca_dir = tempfile.TemporaryDirectory() if tls else None
     if tls:
         extra = [*extra, "--tls", "--tls-ca-dir", ca_dir.name]
     log = tempfile.TemporaryFile()
