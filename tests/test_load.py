@@ -293,6 +293,7 @@ def test_https_load_times_handshakes_and_resumes_sessions(tls_fleet, tmp_path):
 @pytest.mark.parametrize(("offset", "host", "reason", "connect_timeout"), [
     (1, "localhost", "expired", "10s"),
     (2, "localhost", "hostname", "10s"),
+    (2, "127.0.0.1", "hostname", "10s"),  # an address, checked against the certificate's addresses
     (3, "localhost", "unknown_ca", "10s"),
     (4, "localhost", "reset", "10s"),
     (5, "localhost", "timeout", "300ms"),  # before the port's --max-hang cuts it (a reset)
@@ -308,6 +309,12 @@ def test_https_handshake_failures_are_counted_by_reason(tls_fleet, tmp_path, off
     else:
         assert summary["errors"] == {"tls": 2} and summary["tls"]["failures"] == {reason: 2}
         assert f"failed: {reason} 2" in text
+
+
+def test_an_address_is_verified_against_the_certificates_addresses(tls_fleet, tmp_path):
+    summary, _ = load_summary(tmp_path, f"https://127.0.0.1:{tls_fleet.base}/health", "-n", 10, "--cacert",
+                              tls_fleet.ca_file)
+    assert summary["statuses"] == {"200": 10} and summary["tls"]["failures"] == {}
 
 
 def test_insecure_accepts_any_certificate(tls_fleet, tmp_path):

@@ -16,6 +16,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 import asyncio
 import collections
 import errno
+import ipaddress
 import json
 import logging
 import mmap

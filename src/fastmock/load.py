@@ -13,7 +13,6 @@ import math
 import os
 import pickle
 import selectors
-import ssl
 import sys
 import time
 import urllib.parse
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 
 import uvloop
 
-from fastmock._core import LatencyHistogram, LoadEngine
+from fastmock._core import LatencyHistogram, LoadEngine, TlsContext
 from fastmock.runtime import fork_child
 from fastmock.thresholds import evaluate, measure_counts
 
@@ -60,27 +59,10 @@ class LoadConfig:
     shards: int = 1
 
 
-class _ResumingContext(ssl.SSLContext):
-    """A client context whose new connections offer ``session``, the last one kept: resumption, which
-    asyncio's create_connection has no parameter for."""
-    session = None
-
-    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):
-        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session or self.session)
-
-
-def client_context(config: LoadConfig) -> ssl.SSLContext:
-    """The SSLContext of an https run: verifying with --cacert (else the system's CAs), or --insecure."""
-    context = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.set_alpn_protocols(["http/1.1"])
-    if config.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif config.cacert is not None:
-        context.load_verify_locations(config.cacert)
-    else:
-        context.load_default_certs()
-    return context
+def client_context(config: LoadConfig) -> TlsContext:
+    """The core's TLS client context of an https run: verifying with --cacert (else the system's CAs), or
+    --insecure; offering the last session unless --no-tls-resume."""
+    return TlsContext.client_context(config.cacert, verify=not config.insecure, resume=config.tls_resume)
 
 
 def encode_head(config: LoadConfig) -> tuple[str, int, bytes]:
@@ -120,8 +102,7 @@ async def _run_engine(config: LoadConfig, worker: int, report):
         rate=config.rate / workers, timeout_s=config.timeout_s, connect_timeout_s=config.connect_timeout_s,
         retries=config.retries, backoff_s=config.retry_backoff_s, keepalive=config.keepalive, trace=config.trace,
         record=config.record, head_request=config.method == "HEAD", seed=config.seed + worker,
-        index_offset=worker, index_step=workers, ssl=context, server_hostname=host if context else None,
-        resume=context if context is not None and config.tls_resume else None)
+        index_offset=worker, index_step=workers, tls=context, server_hostname=host if context else None)
     done = engine.start()
     while not done.done():
         await asyncio.wait([done], timeout=PROGRESS_INTERVAL_S)

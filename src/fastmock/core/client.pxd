@@ -22,8 +22,7 @@ cdef class LoadConnection(ParserHandler):
         int status
         long long body_bytes
         bytes trace_id
-        object ssl_object       # None on a plain connection
-        bint session_kept       # its TLS session was handed to the engine's resume holder
+        object ssl_object       # its TlsConnection; None on a plain connection
 
 
 cdef class LoadEngine:
@@ -43,7 +42,7 @@ cdef class LoadEngine:
         Random rng
         long long index_offset, index_step
         LatencyHistogram histogram
-        object ssl_context, resume
+        TlsContext tls
         str server_hostname
         LatencyHistogram handshake_histogram
         dict handshake_failures
@@ -63,6 +62,8 @@ cdef class LoadEngine:
     cdef void _dispatch(self, LoadConnection conn)
     cdef void _send(self, LoadConnection conn, long long index, double scheduled, int attempt)
     cdef void _open(self)
+    cdef void _opened(self, LoadConnection conn, double opened)
+    cdef void _not_opened(self, int kind, str message)
     cdef void _completed(self, LoadConnection conn)
     cdef void _failed(self, LoadConnection conn, int kind, str message)
     cdef void _replace(self)

@@ -3,17 +3,15 @@
 # per request unless per-request records are asked for. Closed loop: each connection sends its next request
 # when the last is answered. Open loop: a scheduler queues requests at their scheduled times and latency is
 # measured from then, so a stalled server shows up in the percentiles (no coordinated omission).
-# Over TLS (``ssl``: a client SSLContext) every connection's handshake is timed, and a handshake that fails
-# is a "tls" error counted by reason.
+# Over TLS (``tls``: a client TlsContext, the core's own TLS layer) every connection's handshake is timed,
+# and a handshake that fails is a "tls" error counted by reason.
 
 LOAD_ERROR_NAMES = ("refused", "reset", "timeout", "bad_response", "tls")
-# OpenSSL's X509_V_ERR_* codes, as the reasons a verifying client gives
-VERIFY_REASONS = {9: "not_yet_valid", 10: "expired", 18: "self_signed", 19: "unknown_ca", 20: "unknown_ca",
-                  21: "unknown_ca", 62: "hostname", 64: "hostname", 66: "weak", 67: "weak", 68: "weak"}
 
 
 def handshake_failure(exc) -> str:
-    """Why a TLS connection attempt failed: a verification reason (VERIFY_REASONS, else "verify"),
+    """Why a TLS connection attempt through Python's ssl failed (``fastmock run``'s httpx): a verification
+    reason (VERIFY_REASONS, else "verify"),
     "protocol" (no common version or cipher, an alert, garbage), "timeout", "reset" (a TCP RST), "closed"
     (the server hung up mid-handshake: what a server on asyncio's or uvloop's TLS does instead of sending
     its alert) or "refused"."""
@@ -88,8 +86,7 @@ cdef class LoadEngine:
                   double duration_s=0.0, int concurrency=1, double rate=0.0, double timeout_s=30.0,
                   double connect_timeout_s=10.0, int retries=0, double backoff_s=0.1, bint keepalive=True,
                   bint trace=False, bint record=False, bint head_request=False, unsigned long long seed=0,
-                  long long index_offset=0, long long index_step=1, ssl=None, str server_hostname=None,
-                  resume=None):
+                  long long index_offset=0, long long index_step=1, TlsContext tls=None, str server_hostname=None):
         if total < 0 and duration_s <= 0:
             raise ValueError("a run needs a number of requests or a duration")
         self.loop = loop
@@ -113,9 +110,8 @@ cdef class LoadEngine:
         self.index_offset = index_offset
         self.index_step = index_step
         self.histogram = LatencyHistogram()
-        self.ssl_context = ssl
+        self.tls = tls
         self.server_hostname = server_hostname
-        self.resume = resume  # an object whose .session the next handshakes offer (None: no resumption)
         self.handshake_histogram = LatencyHistogram()
         self.handshake_failures = {}
         self.handshakes = self.resumed = 0
@@ -171,47 +167,44 @@ cdef class LoadEngine:
 
     cdef void _open(self):
         self.connecting += 1
-        if self.ssl_context is None:
-            connect = self.loop.create_connection(LoadConnection, self.host, self.port)
-        else:
-            connect = self.loop.create_connection(LoadConnection, self.host, self.port, ssl=self.ssl_context,
-                                                  server_hostname=self.server_hostname,
-                                                  ssl_handshake_timeout=self.connect_timeout_s)
-        future = asyncio.ensure_future(asyncio.wait_for(connect, self.connect_timeout_s), loop=self.loop)
         opened = _now()
-        future.add_done_callback(lambda done: self._connected(done, opened))
+        if self.tls is None:
+            connect = self.loop.create_connection(LoadConnection, self.host, self.port)
+            handshake = None
+        else:  # the connection is ready once its handshake is: ``handshake`` says how that went
+            handshake = self.loop.create_future()
+            conn = LoadConnection()
+            connect = self.loop.create_connection(
+                lambda: TlsConnection(conn, self.tls, lambda failure: handshake.set_result((conn, failure)),
+                                      self.connect_timeout_s, self.server_hostname), self.host, self.port)
+        future = asyncio.ensure_future(asyncio.wait_for(connect, self.connect_timeout_s), loop=self.loop)
+        future.add_done_callback(lambda done: self._connected(done, opened, handshake))
 
-    def _connected(self, future, double opened):
-        cdef LoadConnection conn
+    def _connected(self, future, double opened, handshake):
         self.connecting -= 1
         if future.cancelled():  # the run is over
             return
         exc = future.exception()
         if exc is not None:
-            # the connection was for a request: it fails as refused (or timeout, or tls), like any other error
-            kind = LE_TIMEOUT if isinstance(exc, asyncio.TimeoutError) else LE_REFUSED
-            if self.ssl_context is not None:
-                reason = handshake_failure(exc)
-                if reason != "refused":
-                    kind = LE_TLS
-                    self.handshake_failures[reason] = self.handshake_failures.get(reason, 0) + 1
-            if self.pending:
-                index, scheduled, attempt = self.pending.popleft()
-            elif self.rate <= 0 and self._more():
-                self.issued += 1
-                index, scheduled, attempt = self.issued - 1, _now(), 0
-            else:
-                self._check_done()
-                return
-            if attempt < self.retries:
-                self._retry(index, scheduled, attempt)
-            else:
-                self._finish(index, scheduled, scheduled, attempt, 0, 0, kind, b"",
+            # the connection was for a request: it fails as refused (or timeout), like any other error
+            self._not_opened(LE_TIMEOUT if isinstance(exc, asyncio.TimeoutError) else LE_REFUSED,
                              getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
-            if self.rate <= 0 and (self.pending or self._more()):
-                self._open()
+        elif handshake is None:
+            self._opened(future.result()[1], opened)
+        else:
+            self.connecting += 1
+            handshake.add_done_callback(lambda done: self._handshaken(done.result(), opened))
+
+    def _handshaken(self, outcome, double opened):
+        conn, failure = outcome
+        self.connecting -= 1
+        if failure is None:
+            self._opened(conn, opened)
             return
-        _, conn = future.result()
+        self.handshake_failures[failure] = self.handshake_failures.get(failure, 0) + 1
+        self._not_opened(LE_TLS, f"TLS handshake: {failure}")
+
+    cdef void _opened(self, LoadConnection conn, double opened):
         if conn.ssl_object is not None:
             self.handshakes += 1
             self.resumed += conn.ssl_object.session_reused
@@ -220,15 +213,30 @@ cdef class LoadEngine:
         self.connections.add(conn)
         self._dispatch(conn)
 
+    cdef void _not_opened(self, int kind, str message):
+        """A connection for a request did not open: the request fails (or is retried) with ``kind``."""
+        if self.pending:
+            index, scheduled, attempt = self.pending.popleft()
+        elif self.rate <= 0 and self._more():
+            self.issued += 1
+            index, scheduled, attempt = self.issued - 1, _now(), 0
+        else:
+            self._check_done()
+            return
+        if attempt < self.retries:
+            self._retry(index, scheduled, attempt)
+        else:
+            self._finish(index, scheduled, scheduled, attempt, 0, 0, kind, b"", message)
+        if self.rate <= 0 and (self.pending or self._more()):
+            self._open()
+
     # --- results ----------------------------------------------------------------------------------------
 
     cdef void _completed(self, LoadConnection conn):
         cdef int status = conn.status
         conn.busy = False
-        if self.resume is not None and conn.ssl_object is not None and not conn.session_kept:
-            # a TLS 1.3 ticket arrives after the handshake: by the first response it is here
-            conn.session_kept = True
-            self.resume.session = conn.ssl_object.session
+        if conn.ssl_object is not None:
+            conn.ssl_object.keep_session()  # a TLS 1.3 ticket arrives after the handshake: by now it is here
         self.in_flight -= 1
         reusable = self.keepalive and conn.parser.keep_alive
         if status >= 500 and conn.attempt < self.retries:

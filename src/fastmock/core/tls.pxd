@@ -9,6 +9,8 @@ cdef extern from "openssl/ssl.h" nogil:
     ctypedef struct BIO_METHOD
     ctypedef struct X509
     ctypedef struct EVP_PKEY
+    ctypedef struct SSL_SESSION
+    ctypedef struct X509_VERIFY_PARAM
 
     enum:
         SSL_ERROR_WANT_READ
@@ -20,6 +22,9 @@ cdef extern from "openssl/ssl.h" nogil:
         SSL_TLSEXT_ERR_NOACK
         OPENSSL_NPN_NEGOTIATED
         TLSEXT_NAMETYPE_host_name
+        SSL_VERIFY_NONE
+        SSL_VERIFY_PEER
+        X509_V_OK
     unsigned long long SSL_OP_NO_TICKET
     unsigned long long SSL_OP_NO_RENEGOTIATION
     unsigned long long SSL_OP_CIPHER_SERVER_PREFERENCE
@@ -29,6 +34,20 @@ cdef extern from "openssl/ssl.h" nogil:
                                    const unsigned char *client, unsigned int client_len, void *arg) noexcept
 
     const SSL_METHOD *TLS_server_method()
+    const SSL_METHOD *TLS_client_method()
+    void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, void *callback)
+    int SSL_CTX_load_verify_locations(SSL_CTX *ctx, const char *cafile, const char *capath)
+    int SSL_CTX_set_default_verify_paths(SSL_CTX *ctx)
+    int SSL_CTX_set_alpn_protos(SSL_CTX *ctx, const unsigned char *protos, unsigned int length)
+    void SSL_set_connect_state(SSL *ssl)
+    long SSL_set_tlsext_host_name(SSL *ssl, const char *name)
+    int SSL_set1_host(SSL *ssl, const char *hostname)
+    X509_VERIFY_PARAM *SSL_get0_param(SSL *ssl)
+    long SSL_get_verify_result(const SSL *ssl)
+    SSL_SESSION *SSL_get1_session(SSL *ssl)
+    int SSL_set_session(SSL *ssl, SSL_SESSION *session)
+    void SSL_SESSION_free(SSL_SESSION *session)
+    int SSL_SESSION_is_resumable(const SSL_SESSION *session)
     SSL_CTX *SSL_CTX_new(const SSL_METHOD *method)
     void SSL_CTX_free(SSL_CTX *ctx)
     int SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version)
@@ -80,6 +99,9 @@ cdef extern from "openssl/pem.h" nogil:
     void X509_free(X509 *cert)
     void EVP_PKEY_free(EVP_PKEY *key)
 
+cdef extern from "openssl/x509_vfy.h" nogil:
+    int X509_VERIFY_PARAM_set1_ip_asc(X509_VERIFY_PARAM *param, const char *ip)
+
 cdef extern from "openssl/err.h" nogil:
     unsigned long ERR_get_error()
     void ERR_clear_error()
@@ -88,8 +110,13 @@ cdef extern from "openssl/err.h" nogil:
 
 cdef class TlsContext:
     """A server's OpenSSL context (certificate chain, key, protocol versions, tickets): shared by every
-    connection in one certificate state."""
+    connection in one certificate state. Or a client's (``TlsContext.client``): what it trusts, and the
+    session its next handshakes offer."""
     cdef SSL_CTX *ctx
+    cdef bint is_client
+    cdef bint verify            # a client checks the server's certificate and name
+    cdef bint resume            # a client offers the last session it kept
+    cdef SSL_SESSION *session   # that session (NULL: none yet)
     cdef bytearray ciphertext   # what a socket read, until OpenSSL copies it (get_buffer)
     cdef object ciphertext_view
 
@@ -110,8 +137,11 @@ cdef class TlsConnection:
     cdef bint read_scheduled    # a read of what OpenSSL holds is due (resume_reading)
     cdef bint closing
     cdef object counted         # told the handshake's outcome, once: None (done) or why it failed
+    cdef bint session_kept      # a client kept its session for the next handshakes
     cdef object timeout_handle  # cuts a handshake that takes too long
 
+    cdef int _connect_to(self, str server_hostname) except -1
+    cdef str _refusal(self)
     cdef int _process(self) except -1
     cdef int _read_app(self) except -1
     cdef int _flush(self) except -1

@@ -3,6 +3,8 @@
 # parser's), and each write of the protocol (a batch of responses, a piece of a stream) is one SSL_write:
 # full 16 KB records for streams. uvloop's SSLProtocol does the same job through ssl.SSLObject (a Python
 # call, and an exception, per step), which costs more than the cryptography on short connections.
+# The same connection is the load generator's client side (a client TlsContext): there a handshake per
+# request (load --new-connections) is most of the work.
 
 cdef const unsigned char *HTTP11_ALPN = b"\x08http/1.1"
 cdef Py_ssize_t SSL_CHUNK = 1 << 28  # SSL_read and SSL_write take an int: a larger buffer goes in pieces
@@ -16,6 +18,11 @@ cdef int _select_http11(SSL *ssl, const unsigned char **out, unsigned char *outl
                                             client_len) == OPENSSL_NPN_NEGOTIATED:
         return SSL_TLSEXT_ERR_OK
     return SSL_TLSEXT_ERR_NOACK
+
+
+# OpenSSL's X509_V_ERR_* codes, as the reasons a verifying client gives
+VERIFY_REASONS = {9: "not_yet_valid", 10: "expired", 18: "self_signed", 19: "unknown_ca", 20: "unknown_ca",
+                  21: "unknown_ca", 62: "hostname", 64: "hostname", 66: "weak", 67: "weak", 68: "weak"}
 
 
 cdef str _openssl_error():
@@ -42,12 +49,19 @@ cdef class TlsContext:
     The context's connections share its read buffer (the socket's bytes stay there only until OpenSSL has
     copied them): a context serves one event loop, as everything of the core does."""
 
-    def __cinit__(self, bint resume=True, bint weak=False, bint tls10_only=False):
+    def __cinit__(self, bint resume=True, bint weak=False, bint tls10_only=False, bint client=False):
         self.ciphertext = bytearray(CIPHERTEXT_BUFFER)
         self.ciphertext_view = memoryview(self.ciphertext)
-        self.ctx = SSL_CTX_new(TLS_server_method())
+        self.is_client = client
+        self.resume = resume
+        self.ctx = SSL_CTX_new(TLS_client_method() if client else TLS_server_method())
         if self.ctx == NULL:
             raise MemoryError(_openssl_error())
+        if client:
+            SSL_CTX_set_options(self.ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION)
+            SSL_CTX_set_min_proto_version(self.ctx, TLS1_2_VERSION)
+            SSL_CTX_set_alpn_protos(self.ctx, HTTP11_ALPN, 9)
+            return
         SSL_CTX_set_options(self.ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE
                             | SSL_OP_NO_COMPRESSION)
         SSL_CTX_set_alpn_select_cb(self.ctx, _select_http11, NULL)
@@ -63,7 +77,28 @@ cdef class TlsContext:
             SSL_CTX_set_num_tickets(self.ctx, 0)
             SSL_CTX_set_session_cache_mode(self.ctx, SSL_SESS_CACHE_OFF)
 
+    @staticmethod
+    def client_context(str cafile=None, bint verify=True, bint resume=True):
+        """A client's context: TLS 1.2 and 1.3, ALPN http/1.1; it verifies the server's certificate against
+        ``cafile`` (PEM), else the system's CAs (``verify`` false: nothing), and offers the last session it
+        kept (``resume``). ValueError if ``cafile`` does not load."""
+        cdef TlsContext context = TlsContext(resume, client=True)
+        context.verify = verify
+        if not verify:
+            SSL_CTX_set_verify(context.ctx, SSL_VERIFY_NONE, NULL)
+            return context
+        SSL_CTX_set_verify(context.ctx, SSL_VERIFY_PEER, NULL)
+        ERR_clear_error()
+        if cafile is not None and not SSL_CTX_load_verify_locations(context.ctx, cafile.encode(), NULL):
+            raise ValueError(f"{cafile}: no CA certificate loads ({_openssl_error()})")
+        if cafile is None:
+            SSL_CTX_set_default_verify_paths(context.ctx)
+            ERR_clear_error()  # a missing system store only means nothing verifies
+        return context
+
     def __dealloc__(self):
+        if self.session != NULL:
+            SSL_SESSION_free(self.session)
         if self.ctx != NULL:
             SSL_CTX_free(self.ctx)
 
@@ -105,16 +140,21 @@ cdef class TlsContext:
 
 
 cdef class TlsConnection:
-    """``TlsConnection(app, context, counted, handshake_timeout_s)``: a TLS server connection.
+    """``TlsConnection(app, context, counted, handshake_timeout_s, server_hostname=None)``: a TLS server
+    connection, or a client one with a client context (to ``server_hostname``: its SNI and the name or
+    address its certificate must carry).
 
     To the socket's transport it is a BufferedProtocol; to ``app`` (any asyncio protocol; the core's HTTP
     protocol is a buffered one) it is the transport, connected once the handshake is done. ``counted`` is
     told the handshake's outcome once: None, or "protocol" (OpenSSL refused it: its alert is sent), "reset"
-    (the client left) or "timeout". ``get_extra_info("ssl_object")`` is the connection itself: ``version()``,
-    ``cipher()``, ``selected_alpn_protocol()``, ``session_reused`` and ``server_name``, like ssl.SSLObject's.
-    A close sends close_notify and closes at once, without waiting for the client's (as nginx does)."""
+    (the peer left), "timeout", and for a client a verification reason (VERIFY_REASONS, else "verify") or
+    "closed" (the server hung up without a word). ``get_extra_info("ssl_object")`` is the connection
+    itself: ``version()``, ``cipher()``, ``selected_alpn_protocol()``, ``session_reused`` and
+    ``server_name``, like ssl.SSLObject's. A close sends close_notify and closes at once, without waiting
+    for the peer's (as nginx does)."""
 
-    def __cinit__(self, app, TlsContext context not None, counted, double handshake_timeout_s):
+    def __cinit__(self, app, TlsContext context not None, counted, double handshake_timeout_s,
+                  str server_hostname=None):
         self.ssl = SSL_new(context.ctx)
         self.incoming = BIO_new(BIO_s_mem())
         self.outgoing = BIO_new(BIO_s_mem())
@@ -127,8 +167,11 @@ cdef class TlsConnection:
             raise MemoryError(_openssl_error())
         BIO_set_mem_eof_return(self.incoming, -1)  # no ciphertext yet means "wait", not end of stream
         SSL_set_bio(self.ssl, self.incoming, self.outgoing)  # the SSL owns them from here
-        SSL_set_accept_state(self.ssl)
         self.context = context
+        if context.is_client:
+            self._connect_to(server_hostname)
+        else:
+            SSL_set_accept_state(self.ssl)
         self.app = app
         self.app_buffered = hasattr(app, "get_buffer")
         self.counted = counted
@@ -138,10 +181,48 @@ cdef class TlsConnection:
         if self.ssl != NULL:
             SSL_free(self.ssl)
 
+    cdef int _connect_to(self, str server_hostname) except -1:
+        """A client's SNI, the name or address to verify, and the session to offer."""
+        SSL_set_connect_state(self.ssl)
+        if server_hostname:
+            name = server_hostname.encode("idna")
+            try:
+                ipaddress.ip_address(server_hostname)
+                is_address = True
+            except ValueError:
+                is_address = False
+            if not is_address:
+                SSL_set_tlsext_host_name(self.ssl, name)
+            if self.context.verify and not (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(self.ssl), name)
+                                            if is_address else SSL_set1_host(self.ssl, name)):
+                raise ValueError(f"cannot verify {server_hostname!r}: {_openssl_error()}")
+        if self.context.resume and self.context.session != NULL:
+            SSL_set_session(self.ssl, self.context.session)
+        return 0
+
+    def keep_session(self):
+        """A client: keep this connection's session for the context's next handshakes (once; a TLS 1.3
+        ticket comes after the handshake, so call it after the first answer)."""
+        cdef SSL_SESSION *session
+        if self.session_kept or self.ssl == NULL or not self.context.resume:
+            return
+        self.session_kept = True
+        session = SSL_get1_session(self.ssl)
+        if session == NULL:
+            return
+        if not SSL_SESSION_is_resumable(session):
+            SSL_SESSION_free(session)
+            return
+        if self.context.session != NULL:
+            SSL_SESSION_free(self.context.session)
+        self.context.session = session
+
     # --- to the socket's transport, a protocol ---
 
     def connection_made(self, transport):
         self.transport = transport
+        if self.context.is_client:
+            self._process()  # the ClientHello
 
     def get_buffer(self, Py_ssize_t sizehint):
         return self.context.ciphertext_view
@@ -171,7 +252,7 @@ cdef class TlsConnection:
     def connection_lost(self, exc):
         self.closing = True
         if self.counted is not None:
-            self._handshake_over("reset")
+            self._handshake_over("closed" if exc is None and self.context.is_client else "reset")
         self.timeout_handle = _cancel(self.timeout_handle)
         if self.ssl != NULL:
             SSL_free(self.ssl)
@@ -207,7 +288,7 @@ cdef class TlsConnection:
                 error = SSL_get_error(self.ssl, done)
                 if error != SSL_ERROR_WANT_READ:
                     ERR_clear_error()
-                    self._fail("protocol")
+                    self._fail(self._refusal())
                 return 0
             self._handshake_over(None)
             self.app_connected = True
@@ -216,6 +297,16 @@ cdef class TlsConnection:
             self.app.connection_made(self)
         self._read_app()
         return 0
+
+    cdef str _refusal(self):
+        """Why OpenSSL refused the handshake: for a client whose check of the certificate failed, the
+        reason; else "protocol"."""
+        cdef long code
+        if self.context.is_client and self.context.verify:
+            code = SSL_get_verify_result(self.ssl)
+            if code != X509_V_OK:
+                return VERIFY_REASONS.get(code, "verify")
+        return "protocol"
 
     cdef int _read_app(self) except -1:
         """Decrypt what OpenSSL can into the app (its buffer when it has one) until it wants more bytes."""
