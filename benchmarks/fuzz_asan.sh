@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The core built with AddressSanitizer, then fuzzed: the in-process fuzz tests, CASES network cases against
-# an hp running on that build, and CASES/4 over TLS against an hp --tls (its TLS layer is the core's too)
-# (docs/fuzzing.md). Needs gcc and the project's .venv (with Cython).
+# an hp running on that build, CASES/4 over TLS against an hp --tls (its TLS layer is the core's too), and
+# CASES/20 requests of `load --new-connections` on that build through a proxy that mangles what an hp --tls
+# says (the core's TLS client) (docs/fuzzing.md). Needs gcc and the project's .venv (with Cython).
 #   benchmarks/fuzz_asan.sh [CASES] [FUZZ_SECONDS]      (defaults: 1000000 and 600)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,29 @@ fuzz_hp() {  # NAME CASES [hp and fuzzer options...]: an hp on the ASan build, f
     fi
     echo "AddressSanitizer reports from hp${name:+ --tls}: $(grep -c 'ERROR: AddressSanitizer' "$build/hp$name.log" || true)"
 }
+fuzz_load() {  # CASES: load on the ASan build against a mangled hp --tls (the usual build), verifying or not
+    local count=$1 port
+    port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    rm -f "$build/hp.ready"
+    env -u LD_PRELOAD -u PYTHONMALLOC -u PYTHONPATH "$python" -m fastmock hp --port "$port" --grpc-port 0 --tls \
+        --tls-ca-dir "$build/ca" --ready-file "$build/hp.ready" 2>/dev/null &
+    server=$!
+    for _ in $(seq 100); do [ -e "$build/hp.ready" ] && break; sleep 0.1; done
+    for verify in "" "--cacert $build/ca/ca.pem"; do
+        env -u LD_PRELOAD -u PYTHONMALLOC "$python" benchmarks/fuzz_tls_client.py --upstream "$port" \
+            --cases "$count" $verify -- env "LD_PRELOAD=$LD_PRELOAD" PYTHONMALLOC=malloc \
+            "PYTHONPATH=$PYTHONPATH" "ASAN_OPTIONS=$ASAN_OPTIONS" "$python" -m fastmock 2>>"$build/load.log" \
+            || status=$?
+    done
+    kill -TERM "$server"; wait "$server" || true
+    if grep -q "ERROR: AddressSanitizer" "$build/load.log"; then
+        sed -n '/ERROR: AddressSanitizer/,/SUMMARY/p' "$build/load.log"
+        status=1
+    fi
+    echo "AddressSanitizer reports from load: $(grep -c 'ERROR: AddressSanitizer' "$build/load.log" || true)"
+}
 status=0
 fuzz_hp "" "$cases"
 fuzz_hp -tls $((cases / 4))
+fuzz_load $((cases / 20))
 exit $status
