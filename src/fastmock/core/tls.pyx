@@ -185,12 +185,12 @@ cdef class TlsConnection:
         """A client's SNI, the name or address to verify, and the session to offer."""
         SSL_set_connect_state(self.ssl)
         if server_hostname:
-            name = server_hostname.encode("idna")
             try:
                 ipaddress.ip_address(server_hostname)
                 is_address = True
             except ValueError:
                 is_address = False
+            name = server_hostname.encode("ascii" if is_address else "idna")
             if not is_address:
                 SSL_set_tlsext_host_name(self.ssl, name)
             if self.context.verify and not (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(self.ssl), name)
