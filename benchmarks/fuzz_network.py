@@ -30,7 +30,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path[:0] = [str(TESTS / "fuzz"), str(TESTS)]
-from cases import _mutate, fault_spec, request_stream, ws_frame  # noqa: E402
+from cases import fault_spec, mutate, request_stream, ws_frame  # noqa: E402
 
 SNI_NAMES = ["localhost", None, "valid.fastmock.test", "expired.fastmock.test", "weak.fastmock.test",
              "expiring-3.fastmock.test", "tls1.0-only.fastmock.test", "handshake-reset.fastmock.test",
@@ -153,7 +153,7 @@ async def run_case(host: str, port: int, seed: int, stats, tls: bool = False) ->
         if client is not None:
             kind = rng.choice([kind] * 8 + ["tls-hello", "tls-garbage"])
             if kind == "tls-hello":  # a mangled ClientHello, then whatever the server says (an alert)
-                await send(_mutate(rng, client.client_hello()))
+                await send(mutate(rng, client.client_hello()))
                 pieces = []
             else:
                 await client.handshake(send)
@@ -163,7 +163,7 @@ async def run_case(host: str, port: int, seed: int, stats, tls: bool = False) ->
                 await asyncio.sleep(0.002)
         if kind == "tls-garbage":  # a record that does not decrypt, or a real one cut short, or noise
             record = client.seal(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            await send(rng.choice([_mutate(rng, record), record[:rng.randrange(len(record))], os.urandom(64)]))
+            await send(rng.choice([mutate(rng, record), record[:rng.randrange(len(record))], os.urandom(64)]))
         read_for = 0.05 if kind == "stream" and rng.random() < 0.5 else 0.5  # sometimes a reader that leaves
         deadline = time.monotonic() + read_for
         while len(data) < 1 << 20 and (left := deadline - time.monotonic()) > 0:

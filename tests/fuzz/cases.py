@@ -70,7 +70,7 @@ def _body(rng):
     return b"x" * rng.randrange(8)
 
 
-def _mutate(rng, data: bytes) -> bytes:
+def mutate(rng, data: bytes) -> bytes:
     data = bytearray(data)
     for _ in range(rng.randrange(4) if rng.random() < 0.5 else 0):
         where = rng.randrange(len(data) + 1)
@@ -95,7 +95,7 @@ def request_stream(rng) -> bytes:
             out += [b"Host: h\r\n"]
         out += _headers(rng)
         out += [_line_end(rng), _body(rng)]
-    return _mutate(rng, b"".join(out))
+    return mutate(rng, b"".join(out))
 
 
 def response_stream(rng) -> bytes:
@@ -107,7 +107,7 @@ def response_stream(rng) -> bytes:
     out += [_line_end(rng), _body(rng)]
     if status == b"100":
         out += [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]
-    return _mutate(rng, b"".join(out))
+    return mutate(rng, b"".join(out))
 
 
 def splits(rng, data: bytes) -> list[bytes]:
@@ -139,7 +139,7 @@ def fault_spec(rng) -> str:
     spec = ",".join(terms)
     if rng.random() < 0.3:
         spec += ";delay=" + _pick(rng, ["100ms", "exp(50ms)", "uniform(1ms,2ms)", "normal(x)", "", "9" * 40 + "ms"])
-    return _mutate(rng, spec.encode()).decode("utf-8", "replace")
+    return mutate(rng, spec.encode()).decode("utf-8", "replace")
 
 
 def chaos_text(rng) -> str:
@@ -148,7 +148,7 @@ def chaos_text(rng) -> str:
                        "{action: clear, target: {ports: 10000-10005, count: 2}}", "{every: 0, action: kill}",
                        "{action: {fault: 'drip(1kb/s)'}}", "[", "{&a x: *a}", "{every: " + "9" * 50 + "}"])
     text = f"seed: {_pick(rng, ['1', '-1', '0x10', '1' * 30, 'x'])}\nrules: [{rule}, {rule}]\n"
-    return _mutate(rng, text.encode()).decode("utf-8", "replace")
+    return mutate(rng, text.encode()).decode("utf-8", "replace")
 
 
 def seeds(target: str, share: float):

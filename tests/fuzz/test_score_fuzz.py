@@ -5,7 +5,7 @@ crashing, and whatever is read scores into a consistent report."""
 import json
 import random
 
-from cases import seeds
+from cases import mutate, seeds
 from fastmock.score import (BAD_KINDS, Badness, ScoreError, WebhookAlerts, alerts_from_text, events_from_text,
                             incidents_from_events, score)
 
@@ -42,18 +42,11 @@ def _event(rng, seq):
 
 
 def _mutate(rng, text):
-    data = bytearray(text.encode())
-    for _ in range(rng.randrange(4)):
-        if not data:
-            break
-        at = rng.randrange(len(data))
-        choice = rng.random()
-        if choice < 0.4:
-            data[at] = rng.choice(b'{}[]",:\n\r \\0123456789aefnrtuxZ.-+\x00\xff')
-        elif choice < 0.7:
-            del data[at:at + rng.randrange(1, 8)]
-        else:
-            data[at:at] = rng.choice([b"\n", b",", b'"', b"\xef\xbb\xbf", b"NaN", b"1e999", b"\r\n"])
+    """cases.mutate's byte changes, and sometimes a token that JSON or CSV readers trip on."""
+    data = mutate(rng, text.encode())
+    if rng.random() < 0.5:
+        at = rng.randrange(len(data) + 1)
+        data = data[:at] + rng.choice([b",", b'"', b"{", b"]", b"\xef\xbb\xbf", b"NaN", b"1e999", b"\r\n"]) + data[at:]
     return data.decode("utf-8", "replace")
 
 
