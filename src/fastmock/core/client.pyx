@@ -181,6 +181,9 @@ cdef class LoadEngine:
         future.add_done_callback(lambda done: self._connected(done, opened, handshake))
 
     def _connected(self, future, double opened, handshake):
+        if not future.cancelled() and future.exception() is None and handshake is not None:
+            handshake.add_done_callback(lambda done: self._handshaken(done.result(), opened))
+            return  # still connecting until the handshake is over
         self.connecting -= 1
         if future.cancelled():  # the run is over
             return
@@ -189,11 +192,8 @@ cdef class LoadEngine:
             # the connection was for a request: it fails as refused (or timeout), like any other error
             self._not_opened(LE_TIMEOUT if isinstance(exc, asyncio.TimeoutError) else LE_REFUSED,
                              getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
-        elif handshake is None:
-            self._opened(future.result()[1], opened)
         else:
-            self.connecting += 1
-            handshake.add_done_callback(lambda done: self._handshaken(done.result(), opened))
+            self._opened(future.result()[1], opened)
 
     def _handshaken(self, outcome, double opened):
         conn, failure = outcome
